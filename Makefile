@@ -1,0 +1,42 @@
+# The two commands: `make up` (the whole stack on 127.0.0.1) and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: up down status train test test-unit lint format
+
+# Reinstall when the dependencies change.
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) (Python 3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+up: $(STAMP)  ## MLflow, a trained model, predictor and transformer, left serving
+	scripts/stack.sh up
+
+down:  ## stop what `make up` started
+	scripts/stack.sh down
+
+status:
+	scripts/stack.sh status
+
+train: $(STAMP)  ## train, register and promote a new version on the running stack
+	scripts/stack.sh train
+
+test: $(STAMP)  ## every tier: unit, then integration against real servers
+	$(BIN)/python -m pytest
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .

@@ -1,0 +1,1 @@
+"""What every part shares: the command line, structured logs, serving errors."""

@@ -1,0 +1,117 @@
+"""The answer contract both servers speak: per row a class and its probabilities.
+
+V1:  ``{"predictions": [{"predicted_class": "high", "probabilities": {"low": 0.1,
+     "medium": 0.2, "high": 0.7}}], "model_name": ..., "model_version": ...}``
+V2:  outputs ``predicted_class`` (BYTES ``[n]``) and ``probabilities`` (FP64
+     ``[n, k]``, whose parameter ``classes`` names its columns, comma-separated),
+     with ``model_name`` and ``model_version`` on the response.
+
+The predictor writes these; the transformer reads the predictor's and writes its
+own in the caller's protocol, so both directions live here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from kserve import InferOutput, InferResponse
+
+__all__ = ["Prediction", "output_metadata", "parse_v1", "parse_v2", "to_v1", "to_v2"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Class probabilities for a batch of rows, and the model that produced them."""
+
+    classes: list[str]
+    probabilities: npt.NDArray[np.float64]  # shape (rows, len(classes))
+    model_name: str
+    model_version: str
+
+    @property
+    def predicted_class(self) -> list[str]:
+        winners = np.asarray(self.classes, dtype=object)[self.probabilities.argmax(axis=1)]
+        return [str(w) for w in winners]
+
+
+def to_v1(prediction: Prediction, **extra: Any) -> dict[str, Any]:
+    """The V1 answer; ``extra`` keys (e.g. ``request_id``) are added at the top."""
+    classes = prediction.classes
+    rows = prediction.probabilities.tolist()
+    return {
+        "predictions": [
+            {"predicted_class": winner, "probabilities": dict(zip(classes, row, strict=True))}
+            for winner, row in zip(prediction.predicted_class, rows, strict=True)
+        ],
+        "model_name": prediction.model_name,
+        "model_version": prediction.model_version,
+        **extra,
+    }
+
+
+def to_v2(prediction: Prediction, *, request_id: str | None) -> InferResponse:
+    """The V2 answer, with ``request_id`` as its ``id``."""
+    rows, width = prediction.probabilities.shape
+    outputs = [
+        InferOutput("predicted_class", [rows], "BYTES", data=prediction.predicted_class),
+        InferOutput(
+            "probabilities",
+            [rows, width],
+            "FP64",
+            data=prediction.probabilities.reshape(-1).tolist(),
+            parameters={"classes": ",".join(prediction.classes)},
+        ),
+    ]
+    return InferResponse(
+        response_id=request_id or "",
+        model_name=prediction.model_name,
+        model_version=prediction.model_version,
+        infer_outputs=outputs,
+    )
+
+
+def output_metadata(classes: list[str]) -> list[dict[str, Any]]:
+    """V2 metadata of the outputs :func:`to_v2` writes."""
+    return [
+        {"name": "predicted_class", "datatype": "BYTES", "shape": [-1]},
+        {
+            "name": "probabilities",
+            "datatype": "FP64",
+            "shape": [-1, len(classes)],
+            "parameters": {"classes": ",".join(classes)},
+        },
+    ]
+
+
+def parse_v1(body: Mapping[str, Any]) -> Prediction:
+    """Read a V1 answer; raises ``ValueError`` when it is not one."""
+    try:
+        predictions = body["predictions"]
+        classes = list(predictions[0]["probabilities"])
+        matrix = [[p["probabilities"][c] for c in classes] for p in predictions]
+        return Prediction(
+            classes,
+            np.asarray(matrix, dtype=np.float64),
+            str(body["model_name"]),
+            str(body["model_version"]),
+        )
+    except (KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"not a V1 prediction answer: missing or malformed {exc}") from exc
+
+
+def parse_v2(body: Mapping[str, Any]) -> Prediction:
+    """Read a V2 answer; raises ``ValueError`` when it is not one."""
+    try:
+        outputs = {o["name"]: o for o in body["outputs"]}
+        probabilities = outputs["probabilities"]
+        classes = str(probabilities["parameters"]["classes"]).split(",")
+        matrix = np.asarray(probabilities["data"], dtype=np.float64).reshape(-1, len(classes))
+        return Prediction(
+            classes, matrix, str(body["model_name"]), str(body.get("model_version") or "")
+        )
+    except (KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"not a V2 prediction answer: missing or malformed {exc}") from exc

@@ -1,0 +1,163 @@
+"""Run KServe model servers the way this project needs them.
+
+KServe's ``ModelServer`` binds 0.0.0.0 unconditionally, answers every unknown
+exception with a 500, and logs a timing line per request. This module keeps its
+data plane, endpoints and multi-worker supervisor, and changes three things:
+
+- the bind address is a setting (127.0.0.1 on a laptop, 0.0.0.0 in a pod);
+- :class:`common.errors.ServingError` and its subclasses are answered with their
+  own status and ``{"error": reason}``, in one handler;
+- ``GET /v2/models/{name}`` also reports the model's version(s), when the model
+  offers a ``metadata()`` method.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import fastapi
+import kserve
+from fastapi.exceptions import FastAPIDeprecationWarning
+from fastapi.responses import JSONResponse
+from kserve.protocol.grpc.server import GRPCServer
+from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
+from kserve.protocol.rest.server import RESTServer
+
+from common.errors import ServingError
+
+__all__ = ["ServerOptions", "serve", "silence_kserve_deprecations"]
+
+
+def silence_kserve_deprecations() -> None:
+    """Silence the one FastAPI deprecation kserve 0.21 triggers on every response.
+
+    kserve answers with ``ORJSONResponse``; every FastAPI that accepts the
+    starlette kserve needs deprecates that class. The filter is narrow: that
+    message, that category.
+    """
+    warnings.filterwarnings(
+        "ignore", message="ORJSONResponse is deprecated", category=FastAPIDeprecationWarning
+    )
+
+
+@runtime_checkable
+class HasMetadata(Protocol):
+    def metadata(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Where and how a model server listens."""
+
+    bind_host: str
+    http_port: int
+    grpc_port: int
+    enable_grpc: bool
+    workers: int
+
+
+async def _serving_error_handler(_: fastapi.Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServingError)
+    return JSONResponse(status_code=int(exc.status_code), content={"error": exc.reason})
+
+
+class _RESTServer(RESTServer):  # type: ignore[misc]
+    """KServe's REST server on a configurable address, with our error handler."""
+
+    def __init__(self, *args: Any, bind_host: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config.host = bind_host
+
+    def _add_middlewares(self, app: fastapi.FastAPI) -> None:
+        # KServe's TimingMiddleware logs a line per request; metrics cover timing.
+        pass
+
+    def _register_endpoints(self, app: fastapi.FastAPI) -> None:
+        dataplane = self.dataplane
+
+        async def model_metadata(model_name: str) -> dict[str, Any]:
+            # Registered before KServe's route of the same path, so it wins.
+            metadata: dict[str, Any] = await dataplane.model_metadata(model_name)
+            model = dataplane.get_model_from_registry(model_name)
+            if isinstance(model, HasMetadata):
+                metadata.update(model.metadata())
+            return metadata
+
+        app.add_api_route("/v2/models/{model_name}", model_metadata, methods=["GET"])
+        super()._register_endpoints(app)
+
+    def _add_exception_handlers(self, app: fastapi.FastAPI) -> None:
+        super()._add_exception_handlers(app)
+        app.add_exception_handler(ServingError, _serving_error_handler)
+
+
+class _ModelServer(kserve.ModelServer):  # type: ignore[misc]
+    def __init__(self, options: ServerOptions, **kwargs: Any) -> None:
+        super().__init__(
+            http_port=options.http_port,
+            grpc_port=options.grpc_port,
+            enable_grpc=options.enable_grpc,
+            workers=options.workers,
+            enable_docs_url=False,
+            enable_latency_logging=False,
+            access_log_format=None,
+            **kwargs,
+        )
+        self._options = options
+
+    def _make_rest_server(self) -> _RESTServer:
+        return _RESTServer(
+            "kserve.model_server:app",
+            self.dataplane,
+            self.model_repository_extension,
+            self.http_port,
+            workers=self.workers,
+            grace_period=self.grace_period,
+            event_loop=self.event_loop,
+            timeout_keep_alive=self.timeout_keep_alive,
+            bind_host=self._options.bind_host,
+        )
+
+    def start(self, models: Sequence[kserve.Model]) -> None:
+        """Register ``models`` and serve until SIGTERM, as KServe does."""
+        self._register_and_check_atleast_one_model_is_ready(list(models))
+        rest = self._make_rest_server()
+        if self.workers > 1:
+            supervisor = RESTServerMultiProcess(
+                "kserve.model_server:app",
+                self.dataplane,
+                self.model_repository_extension,
+                self.http_port,
+                workers=self.workers,
+            )
+            supervisor._rest_server = rest
+            self._rest_multiprocess_server = supervisor
+            self.servers.append(supervisor.start())
+        else:
+            self._rest_server = rest
+            self.servers.append(rest.start())
+        if self.enable_grpc:
+            self._grpc_server = GRPCServer(
+                self.grpc_port,
+                self.dataplane,
+                self.model_repository_extension,
+                kwargs={},
+                grace_period=self.grace_period,
+            )
+            self.servers.append(self._grpc_server.start(self.max_threads))
+        self.setup_event_loop()
+        self.register_signal_handler()
+        asyncio.run(self._serve())
+
+
+def serve(models: Sequence[kserve.Model], options: ServerOptions, **kwargs: Any) -> None:
+    """Serve loaded ``models`` on ``options`` until the process is told to stop.
+
+    ``kwargs`` go to ``kserve.ModelServer`` (e.g. ``predictor_config``).
+    """
+    silence_kserve_deprecations()
+    _ModelServer(options, **kwargs).start(models)

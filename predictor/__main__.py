@@ -1,0 +1,60 @@
+"""``python -m predictor``: load the Production model from MLflow and serve it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from common.cli import parse_settings
+from common.logs import configure_logging
+from predictor.errors import ModelLoadError
+from predictor.settings import KSERVE_FLAGS, PredictorSettings
+
+log = logging.getLogger("predictor")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, load the model (retrying MLflow), then serve until stopped."""
+    settings = parse_settings(
+        PredictorSettings, argv, prog="python -m predictor", tolerated=KSERVE_FLAGS
+    )
+    configure_logging(settings.log_level)
+    if settings.tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        # MLflow would quietly fall back to a new, empty ./mlflow.db.
+        log.error("no MLflow server: set --tracking_uri or MLFLOW_TRACKING_URI")
+        return 2
+    # The predictor retries MLflow itself, with back-off and a log line per
+    # attempt; MLflow's own silent retries would hide an outage for minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+    # kserve parses sys.argv when first imported, with its own types and
+    # defaults; it must not see ours (it rejects --predictor_request_timeout_seconds 0.5).
+    sys.argv = sys.argv[:1]
+    from common.serving import ServerOptions, serve
+    from predictor.model import SalesQuantityPredictor
+
+    model = SalesQuantityPredictor(settings)
+    try:
+        model.load()
+    except ModelLoadError as exc:
+        log.error("cannot serve: %s", exc)
+        return 1
+    serve(
+        [model],
+        ServerOptions(
+            bind_host=settings.bind_host,
+            http_port=settings.http_port,
+            grpc_port=settings.grpc_port,
+            enable_grpc=settings.enable_grpc,
+            workers=settings.workers,
+        ),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The KServe predictor: model features in, sales-quantity classes out."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kserve
+import numpy as np
+import numpy.typing as npt
+from kserve import InferRequest, InferResponse
+from prometheus_client import Gauge
+
+from common import answers
+from predictor import protocol, registry
+from predictor.settings import PredictorSettings
+from transformer.features import FEATURES
+
+__all__ = ["SalesQuantityPredictor"]
+
+log = logging.getLogger(__name__)
+
+MODEL_INFO = Gauge(
+    "predictor_model_info",
+    "The registry model version this predictor serves (value is always 1).",
+    ["model_name", "registered_model", "model_version"],
+)
+
+#: Response headers that name what answered, for callers and the transformer.
+MODEL_NAME_HEADER = "x-model-name"
+MODEL_VERSION_HEADER = "x-model-version"
+
+
+class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
+    """Serve one version of the registered sales-quantity-classifier.
+
+    Parameters
+    ----------
+    settings : PredictorSettings
+        Which model to serve and how to reach MLflow; nothing is loaded until
+        :meth:`load`.
+    """
+
+    def __init__(self, settings: PredictorSettings) -> None:
+        super().__init__(settings.model_name, return_response_headers=True)
+        self.settings = settings
+        self.version = ""
+        self.registered_model = ""
+        self._estimator: Any = None
+        self._classes: list[str] = []
+
+    def load(self) -> bool:
+        """Resolve the model URI to one version, load it, then report ready.
+
+        Retries MLflow with back-off; raises ``ModelLoadError`` when it gives up
+        or when the model does not take this project's features.
+        """
+        s = self.settings
+        loaded = registry.with_retries(
+            lambda: registry.load_model(s.model_uri),
+            what=f"model {s.model_uri} from MLflow",
+            timeout_seconds=s.load_timeout_seconds,
+            initial_wait=s.retry_initial_seconds,
+            max_wait=s.retry_max_seconds,
+        )
+        self._estimator = loaded.estimator
+        self._classes = [str(c) for c in loaded.estimator.classes_]
+        self.registered_model, self.version = loaded.name, loaded.version
+        MODEL_INFO.labels(self.name, loaded.name, loaded.version).set(1)
+        log.info(
+            "serving %s version %s (run %s) as %s; classes %s",
+            loaded.name,
+            loaded.version,
+            loaded.run_id,
+            self.name,
+            self._classes,
+        )
+        self.ready = True
+        return self.ready
+
+    async def predict(
+        self,
+        payload: dict[str, Any] | InferRequest,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> dict[str, Any] | InferResponse:
+        """Predict the class of every row; answer in the protocol of the request."""
+        if response_headers is not None:
+            response_headers[MODEL_NAME_HEADER] = self.registered_model
+            response_headers[MODEL_VERSION_HEADER] = self.version
+        request_id = (headers or {}).get("x-request-id")
+        if isinstance(payload, InferRequest):
+            prediction = self._predict(protocol.from_v2(payload), request_id)
+            return answers.to_v2(prediction, request_id=payload.id or request_id)
+        return answers.to_v1(self._predict(protocol.from_v1(payload), request_id))
+
+    def _predict(
+        self, matrix: npt.NDArray[np.float64], request_id: str | None
+    ) -> answers.Prediction:
+        probabilities = np.asarray(self._estimator.predict_proba(matrix), dtype=np.float64)
+        log.debug("predicted %d row(s)", len(matrix), extra={"request_id": request_id})
+        return answers.Prediction(self._classes, probabilities, self.name, self.version)
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        """V2 metadata: one input per feature, from ``transformer.features``."""
+        return [{"name": f.name, "datatype": f.datatype, "shape": [-1]} for f in FEATURES]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        """V2 metadata of the outputs, with the class order of the probabilities."""
+        return answers.output_metadata(self._classes)
+
+    def metadata(self) -> dict[str, Any]:
+        """Extra V2 model metadata: the registry version being served."""
+        return {"versions": [self.version], "platform": "mlflow_sklearn"}

@@ -1,0 +1,97 @@
+"""Feature payloads in, class predictions out, for the V1 and V2 protocols.
+
+V1 request:  ``{"instances": [{"store_index": 12, ...}, ...]}`` (objects keyed by
+             feature name, or lists in the order of ``transformer.features.FEATURES``).
+V2 request:  one input per feature, named as in FEATURES, shape ``[n]`` or ``[n, 1]``.
+
+Answers are shaped by ``common.answers``, which the transformer reads too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+from kserve import InferRequest
+
+from common.bodies import json_body
+from predictor.errors import InvalidFeatures
+from transformer.features import FEATURE_NAMES, FEATURES
+
+__all__ = ["from_v1", "from_v2"]
+
+_WIDTH: Final = len(FEATURES)
+
+
+def from_v1(payload: Any) -> npt.NDArray[np.float64]:
+    """Read a V1 ``instances`` payload into the model's feature matrix."""
+    payload = json_body(payload)
+    instances = payload.get("instances") if isinstance(payload, Mapping) else None
+    if not isinstance(instances, list) or not instances:
+        raise InvalidFeatures('expected {"instances": [...]} with at least one instance')
+    if all(isinstance(row, Mapping) for row in instances):
+        missing = [name for name in FEATURE_NAMES if name not in instances[0]]
+        if missing:
+            raise InvalidFeatures(f"instances[0] lacks feature(s) {', '.join(missing)}")
+        rows: list[Any] = [[row.get(name) for name in FEATURE_NAMES] for row in instances]
+    else:
+        rows = instances
+    return _as_matrix(rows, "instances")
+
+
+def from_v2(request: InferRequest) -> npt.NDArray[np.float64]:
+    """Read a V2 request, one input per feature, into the model's feature matrix."""
+    by_name = {inp.name: inp for inp in request.inputs}
+    missing = [name for name in FEATURE_NAMES if name not in by_name]
+    if missing:
+        raise InvalidFeatures(f"missing input(s) {', '.join(missing)}; expected one per feature")
+    unknown = sorted(set(by_name) - set(FEATURE_NAMES))
+    if unknown:
+        raise InvalidFeatures(f"unknown input(s) {', '.join(unknown)}")
+    columns = []
+    for name in FEATURE_NAMES:
+        try:
+            column = np.asarray(by_name[name].as_numpy(), dtype=np.float64)
+        except (ValueError, TypeError) as exc:
+            raise InvalidFeatures(f"input {name} is invalid: expected numbers ({exc})") from exc
+        columns.append(column.reshape(-1) if column.ndim == 2 and column.shape[1] == 1 else column)
+    lengths = {c.shape for c in columns}
+    if len(lengths) != 1 or columns[0].ndim != 1 or columns[0].size == 0:
+        raise InvalidFeatures(
+            f"inputs must all have shape [n] with the same n > 0, got {sorted(lengths)}"
+        )
+    matrix = np.column_stack(columns)
+    _check_finite(matrix, "inputs")
+    return matrix
+
+
+def _as_matrix(rows: list[Any], where: str) -> npt.NDArray[np.float64]:
+    for index, row in enumerate(rows):
+        if not isinstance(row, list | tuple) or len(row) != _WIDTH:
+            raise InvalidFeatures(
+                f"{where}[{index}] is invalid: expected an object with the features "
+                f"{', '.join(FEATURE_NAMES)} or a list of {_WIDTH} numbers in that order"
+            )
+    try:
+        matrix = np.asarray(rows, dtype=np.float64)
+    except (ValueError, TypeError):
+        for index, row in enumerate(rows):
+            for name, value in zip(FEATURE_NAMES, row, strict=True):
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise InvalidFeatures(
+                        f"{where}[{index}].{name}={value!r} is invalid: expected a number"
+                    ) from None
+        raise
+    _check_finite(matrix, where)
+    return matrix
+
+
+def _check_finite(matrix: npt.NDArray[np.float64], where: str) -> None:
+    bad = np.argwhere(~np.isfinite(matrix))
+    if bad.size:
+        row, col = bad[0]
+        raise InvalidFeatures(
+            f"{where}[{row}].{FEATURE_NAMES[col]} is invalid: expected a finite number"
+        )

@@ -1,0 +1,164 @@
+"""Find, fetch and check the model the MLflow registry says to serve.
+
+A models URI names a moving target (``@production`` follows promotions). The
+predictor resolves it once, at start-up, to one concrete version and serves that
+version until restarted, so every answer can say which version produced it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model as MlflowModel
+from mlflow.tracking import MlflowClient
+
+from predictor.errors import ModelLoadError
+from transformer.features import FEATURES
+
+__all__ = ["LoadedModel", "ModelRef", "load_model", "parse_model_uri", "with_retries"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ref>[^/]+))$")
+# MLflow column types for the V2 datatypes of transformer.features.
+_MLFLOW_TYPES = {"INT32": "integer", "FP64": "double"}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed ``models:/`` URI: exactly one of alias, stage or version is set."""
+
+    name: str
+    alias: str | None = None
+    stage: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A fitted estimator and where it came from."""
+
+    estimator: Any
+    name: str
+    version: str
+    run_id: str | None
+
+
+def parse_model_uri(uri: str) -> ModelRef:
+    """Parse ``models:/NAME@ALIAS``, ``models:/NAME/STAGE`` or ``models:/NAME/VERSION``.
+
+    Examples
+    --------
+    >>> parse_model_uri("models:/sales-quantity-classifier@production")
+    ModelRef(name='sales-quantity-classifier', alias='production', stage=None, version=None)
+    >>> parse_model_uri("models:/sales-quantity-classifier/3").version
+    '3'
+    """
+    match = _URI.match(uri)
+    if match is None:
+        raise ModelLoadError(
+            f"model_uri={uri!r} is invalid: expected models:/NAME@ALIAS, "
+            "models:/NAME/STAGE or models:/NAME/VERSION"
+        )
+    ref = match["ref"]
+    if ref is not None and ref.isdigit():
+        return ModelRef(match["name"], version=ref)
+    return ModelRef(match["name"], alias=match["alias"], stage=ref)
+
+
+def load_model(uri: str) -> LoadedModel:
+    """Resolve ``uri`` to one registry version, download it and check its inputs.
+
+    MLflow is found through ``MLFLOW_TRACKING_URI``: MLflow's ``models:/``
+    download path ignores a tracking URI passed to it and would read a local
+    ``./mlflow.db`` instead.
+    """
+    ref = parse_model_uri(uri)
+    version = _resolve_version(ref, MlflowClient())
+    with tempfile.TemporaryDirectory(prefix="model-") as local_dir:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{ref.name}/{version.version}",
+            dst_path=local_dir,
+        )
+        _check_signature(MlflowModel.load(path), f"{ref.name} version {version.version}")
+        estimator = mlflow.sklearn.load_model(path)
+    return LoadedModel(estimator, ref.name, str(version.version), version.run_id)
+
+
+def with_retries(
+    attempt: Callable[[], T],
+    *,
+    what: str,
+    timeout_seconds: float,
+    initial_wait: float,
+    max_wait: float,
+) -> T:
+    """Call ``attempt`` until it succeeds, waiting longer after each failure.
+
+    A :class:`ModelLoadError` (a bad URI, a model that does not fit the features)
+    is final; anything else, such as MLflow being unreachable or the model not
+    registered yet, is retried until ``timeout_seconds`` have passed.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    wait = initial_wait
+    for number in range(1, 1_000_000):
+        try:
+            return attempt()
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any other failure is worth a retry
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ModelLoadError(
+                    f"gave up on {what} after {number} attempts in {timeout_seconds:g}s: {exc}"
+                ) from exc
+            log.warning(
+                "waiting for %s: attempt %d failed: %s; next in %.1fs",
+                what,
+                number,
+                _first_line(exc),
+                min(wait, left),
+            )
+            time.sleep(min(wait, left))
+            wait = min(wait * 2, max_wait)
+    raise AssertionError("unreachable")
+
+
+def _resolve_version(ref: ModelRef, client: MlflowClient) -> Any:
+    if ref.alias is not None:
+        return client.get_model_version_by_alias(ref.name, ref.alias)
+    if ref.version is not None:
+        return client.get_model_version(ref.name, ref.version)
+    # Stages are deprecated in MLflow 3 but still honoured; the seed names one.
+    versions = client.search_model_versions(f"name = '{ref.name}'")
+    staged = [v for v in versions if (v.current_stage or "").lower() == str(ref.stage).lower()]
+    if not staged:
+        raise MlflowException(f"no version of {ref.name!r} is in stage {ref.stage!r}")
+    return max(staged, key=lambda v: int(v.version))
+
+
+def _check_signature(model: MlflowModel, label: str) -> None:
+    # A model trained on other features would answer nonsense: refuse to serve it.
+    if model.signature is None:
+        raise ModelLoadError(f"{label} has no signature; log it with one")
+    expected = [(f.name, _MLFLOW_TYPES[f.datatype]) for f in FEATURES]
+    actual = [(c.name, getattr(c.type, "name", str(c.type))) for c in model.signature.inputs.inputs]
+    if actual != expected:
+        raise ModelLoadError(
+            f"{label} expects inputs {actual}, but transformer.features produces {expected}"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__

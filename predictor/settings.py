@@ -1,0 +1,57 @@
+"""The predictor's settings: flags of the same names, or PREDICTOR_* variables."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["KSERVE_FLAGS", "PredictorSettings"]
+
+# Flags KServe's controller or users of stock KServe images may pass that this
+# server accepts and ignores (it configures those concerns itself).
+KSERVE_FLAGS = frozenset(
+    {
+        "max_threads",
+        "max_asyncio_workers",
+        "enable_docs_url",
+        "enable_latency_logging",
+        "configure_logging",
+        "log_config_file",
+        "access_log_format",
+        "model_dir",
+    }
+)
+
+
+class PredictorSettings(BaseSettings):
+    """Serve the sales-quantity-classifier from the MLflow model registry (KServe predictor)."""
+
+    model_config = SettingsConfigDict(env_prefix="PREDICTOR_", use_attribute_docstrings=True)
+
+    model_name: str = "sales-quantity-classifier"
+    """Name the model is served under: /v1/models/NAME:predict, /v2/models/NAME/infer."""
+    model_uri: str = "models:/sales-quantity-classifier@production"
+    """Registry model to serve: models:/NAME@ALIAS, models:/NAME/STAGE or models:/NAME/VERSION.
+    Resolved to one version at start-up."""
+    tracking_uri: str | None = None
+    """MLflow tracking server; unset means MLflow's own MLFLOW_TRACKING_URI."""
+    bind_host: str = "127.0.0.1"
+    """Address to listen on; 0.0.0.0 in a container."""
+    http_port: int = Field(8080, ge=1, le=65535)
+    """HTTP port (V1 and V2 REST, /metrics)."""
+    grpc_port: int = Field(8081, ge=1, le=65535)
+    """gRPC port, used when enable_grpc is true."""
+    enable_grpc: bool = False
+    """Serve the V2 gRPC protocol as well."""
+    workers: int = Field(1, ge=1)
+    """Server processes sharing the HTTP port."""
+    load_timeout_seconds: float = Field(300.0, gt=0)
+    """How long to keep retrying MLflow at start-up before giving up."""
+    retry_initial_seconds: float = Field(1.0, gt=0)
+    """First wait between MLflow attempts; doubles up to retry_max_seconds."""
+    retry_max_seconds: float = Field(30.0, gt=0)
+    """Longest wait between MLflow attempts."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Logging threshold."""

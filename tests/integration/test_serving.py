@@ -1,0 +1,196 @@
+"""Requests through the real transformer and predictor, as clients send them."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.integration.conftest import MODEL, Registry
+from tests.servers import Server
+from tests.unit.records import VALID, record
+
+pytestmark = pytest.mark.integration
+
+V1 = f"/v1/models/{MODEL}:predict"
+V2 = f"/v2/models/{MODEL}/infer"
+DATATYPES = {
+    "date": "BYTES",
+    "store_id": "BYTES",
+    "item_id": "BYTES",
+    "category": "BYTES",
+    "unit_price": "FP64",
+    "discount_pct": "FP64",
+    "on_promotion": "BOOL",
+    "is_holiday": "BOOL",
+}
+
+
+def columnar(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "inputs": [
+            {
+                "name": name,
+                "datatype": datatype,
+                "shape": [len(records)],
+                "data": [r[name] for r in records],
+            }
+            for name, datatype in DATATYPES.items()
+        ]
+    }
+
+
+def test_v1_answers_each_row_with_class_probabilities_and_version(
+    transformer: Server, registry: Registry
+) -> None:
+    records = [VALID, record(store_id="S001", on_promotion=False, discount_pct=0)]
+    response = httpx.post(f"{transformer.url}{V1}", json={"instances": records})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_name"] == MODEL
+    assert body["model_version"] == registry.version
+    assert response.headers["x-model-version"] == registry.version
+    assert len(body["predictions"]) == 2
+    for prediction in body["predictions"]:
+        probabilities = prediction["probabilities"]
+        assert set(probabilities) == {"low", "medium", "high"}
+        assert sum(probabilities.values()) == pytest.approx(1.0)
+        assert prediction["predicted_class"] == max(probabilities, key=probabilities.get)
+
+
+def test_v2_columnar_and_record_inputs_give_the_same_answer(
+    transformer: Server, registry: Registry
+) -> None:
+    records = [VALID, record(category="frozen", date="2026-07-04", unit_price=6.5)]
+    as_records = {
+        "inputs": [
+            {
+                "name": "records",
+                "datatype": "BYTES",
+                "shape": [2],
+                "data": [orjson.dumps(r).decode() for r in records],
+            }
+        ]
+    }
+    answers = [
+        httpx.post(f"{transformer.url}{V2}", json=body) for body in (columnar(records), as_records)
+    ]
+    for response in answers:
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["model_version"] == registry.version
+        outputs = {o["name"]: o for o in body["outputs"]}
+        assert outputs["predicted_class"]["shape"] == [2]
+        assert outputs["probabilities"]["shape"] == [2, 3]
+        assert sorted(outputs["probabilities"]["parameters"]["classes"].split(",")) == [
+            "high",
+            "low",
+            "medium",
+        ]
+    assert answers[0].json()["outputs"] == answers[1].json()["outputs"]
+
+
+def test_v1_and_v2_agree_on_the_same_records(transformer: Server) -> None:
+    records = [VALID, record(item_id="I0001", is_holiday=True)]
+    v1 = httpx.post(f"{transformer.url}{V1}", json={"instances": records}).json()
+    v2 = httpx.post(f"{transformer.url}{V2}", json=columnar(records)).json()
+    classes = {o["name"]: o for o in v2["outputs"]}["predicted_class"]["data"]
+    assert [p["predicted_class"] for p in v1["predictions"]] == classes
+
+
+def test_the_request_id_is_returned_and_reaches_the_predictor(
+    transformer: Server, predictor: Server
+) -> None:
+    request_id = f"test-{time.time_ns()}"
+    v2 = httpx.post(
+        f"{transformer.url}{V2}", json=columnar([VALID]), headers={"x-request-id": request_id}
+    )
+    assert v2.headers["x-request-id"] == request_id
+    assert v2.json()["id"] == request_id
+    deadline = time.monotonic() + 5
+    while request_id not in predictor.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert request_id in predictor.log()
+    assert request_id in transformer.log()
+
+
+def test_a_request_without_an_id_gets_a_new_one(transformer: Server) -> None:
+    first = httpx.post(f"{transformer.url}{V1}", json={"instances": [VALID]})
+    second = httpx.post(f"{transformer.url}{V1}", json={"instances": [VALID]})
+    ids = {first.headers["x-request-id"], second.headers["x-request-id"]}
+    assert len(ids) == 2
+    assert first.json()["request_id"] == first.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (
+            record(discount_pct=1.7),
+            "instances[1].discount_pct=1.7 is invalid: expected a number between 0 and 1",
+        ),
+        (
+            record(unit_price=-3),
+            "instances[1].unit_price=-3 is invalid: expected a number greater than 0",
+        ),
+        (record(date="2026-02-30"), "instances[1].date='2026-02-30' is invalid"),
+        (record(category=...), "instances[1] is missing required field category"),
+    ],
+)
+def test_a_bad_v1_record_is_a_400_naming_row_and_field(
+    transformer: Server, bad: dict[str, Any], message: str
+) -> None:
+    response = httpx.post(f"{transformer.url}{V1}", json={"instances": [VALID, bad]})
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+def test_a_bad_v2_record_is_a_400_naming_row_and_field(transformer: Server) -> None:
+    response = httpx.post(f"{transformer.url}{V2}", json=columnar([VALID, record(store_id="12")]))
+    assert response.status_code == 400
+    assert "records[1].store_id='12' is invalid" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[1, 2]", b'{"instances": "x"}', b'{"instances": []}'],
+)
+def test_a_malformed_v1_body_is_a_400_not_a_500(transformer: Server, body: bytes) -> None:
+    response = httpx.post(
+        f"{transformer.url}{V1}", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]
+
+
+def test_a_malformed_v2_body_is_a_4xx_not_a_500(transformer: Server) -> None:
+    response = httpx.post(f"{transformer.url}{V2}", json={"inputs": [{"name": "date"}]})
+    assert 400 <= response.status_code < 500, response.text
+
+
+def test_the_predictor_reports_its_version_in_metadata_headers_and_metrics(
+    predictor: Server, registry: Registry
+) -> None:
+    metadata = httpx.get(f"{predictor.url}/v2/models/{MODEL}").json()
+    assert metadata["versions"] == [registry.version]
+    assert [i["name"] for i in metadata["inputs"]][:3] == [
+        "store_index",
+        "item_index",
+        "category_code",
+    ]
+    assert metadata["outputs"][1]["parameters"]["classes"]
+    metrics = httpx.get(f"{predictor.url}/metrics").text
+    assert (
+        f'predictor_model_info{{model_name="{MODEL}",model_version="{registry.version}",'
+        f'registered_model="{MODEL}"}} 1.0'
+    ) in metrics
+
+
+def test_the_predictor_names_a_missing_feature_with_a_400(predictor: Server) -> None:
+    body = {"inputs": [{"name": "month", "datatype": "INT32", "shape": [1], "data": [3]}]}
+    response = httpx.post(f"{predictor.url}{V2}", json=body)
+    assert response.status_code == 400
+    assert "missing input(s) store_index" in response.json()["error"]

@@ -1,0 +1,108 @@
+"""Start real servers as processes on free 127.0.0.1 ports, and stop them.
+
+Used by the integration tests and the benchmarks; each server logs to its own
+file so a failing test can show why a server did not come up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+__all__ = ["Server", "free_port", "start_server"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running server process and where it listens."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout``."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+
+    def wait_ready(self, path: str, timeout: float = 120.0) -> None:
+        """Poll ``path`` until it answers 200; fail with the server's log if it dies."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}:\n{self.log()[-4000:]}"
+                )
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{self.url}{path}", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"{self.name} not ready in {timeout}s:\n{self.log()[-4000:]}")
+
+
+def start_server(
+    name: str,
+    args: Sequence[str],
+    *,
+    port: int,
+    log_dir: Path,
+    env: Mapping[str, str] | None = None,
+    ready_path: str | None = None,
+    timeout: float = 120.0,
+) -> Server:
+    """Start ``args`` (``python`` is this interpreter) and wait until it is ready."""
+    log_path = log_dir / f"{name}-{port}.log"
+    command = [sys.executable if a == "python" else a for a in args]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+    server = Server(name, process, port, log_path)
+    if ready_path is not None:
+        server.wait_ready(ready_path, timeout)
+    return server
+
+
+@contextlib.contextmanager
+def running(server: Server) -> Iterator[Server]:
+    """Stop ``server`` on leaving the block, whatever happens inside it."""
+    try:
+        yield server
+    finally:
+        server.stop()

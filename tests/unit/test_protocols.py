@@ -1,0 +1,168 @@
+"""Conversions between the wire protocols and features, on both servers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from kserve import InferInput, InferRequest
+
+from common import answers
+from predictor import protocol as predictor_protocol
+from predictor.errors import InvalidFeatures
+from tests.unit.records import VALID, record
+from transformer import protocol
+from transformer.errors import InvalidRecord
+from transformer.features import FEATURE_NAMES, FEATURES, compute_features
+from transformer.schema import RAW_FIELDS, validate_records
+
+DATATYPES = {
+    "date": "BYTES",
+    "store_id": "BYTES",
+    "item_id": "BYTES",
+    "category": "BYTES",
+    "unit_price": "FP64",
+    "discount_pct": "FP64",
+    "on_promotion": "BOOL",
+    "is_holiday": "BOOL",
+}
+
+
+def columnar(records: list[dict[str, Any]]) -> InferRequest:
+    inputs = [
+        InferInput(name, [len(records)], DATATYPES[name], data=[r[name] for r in records])
+        for name in RAW_FIELDS
+    ]
+    return InferRequest(model_name="m", infer_inputs=inputs)
+
+
+def test_v1_and_both_v2_forms_read_the_same_records() -> None:
+    records = [VALID, record(store_id="S003", on_promotion=False)]
+    v1 = protocol.records_from_v1({"instances": records})
+    v2 = protocol.records_from_v2(columnar(records))
+    as_json = [orjson.dumps(r).decode() for r in records]
+    v2_records = protocol.records_from_v2(
+        InferRequest(
+            model_name="m", infer_inputs=[InferInput("records", [2], "BYTES", data=as_json)]
+        )
+    )
+    assert v1 == v2 == v2_records == validate_records(records)
+
+
+def test_v1_needs_an_instances_list() -> None:
+    with pytest.raises(InvalidRecord, match="instances"):
+        protocol.records_from_v1({"inputs": []})
+
+
+def test_v2_names_missing_and_unknown_inputs() -> None:
+    request = columnar([VALID])
+    request.inputs = [i for i in request.inputs if i.name != "category"]
+    request.inputs.append(InferInput("colour", [1], "BYTES", data=["red"]))
+    with pytest.raises(InvalidRecord, match="missing input.s. category; unknown input.s. colour"):
+        protocol.records_from_v2(request)
+
+
+def test_v2_columns_of_different_lengths_are_refused() -> None:
+    request = columnar([VALID, VALID])
+    request.inputs[0] = InferInput("date", [1], "BYTES", data=["2026-03-14"])
+    with pytest.raises(InvalidRecord, match="same length"):
+        protocol.records_from_v2(request)
+
+
+def test_v2_bad_values_are_named_by_record_and_field() -> None:
+    with pytest.raises(InvalidRecord, match=r"records\[1\]\.discount_pct=1\.7 is invalid"):
+        protocol.records_from_v2(columnar([VALID, record(discount_pct=1.7)]))
+
+
+def test_v2_records_input_must_hold_json() -> None:
+    request = InferRequest(
+        model_name="m", infer_inputs=[InferInput("records", [1], "BYTES", data=["{"])]
+    )
+    with pytest.raises(InvalidRecord, match=r"records\[0\] is not valid JSON"):
+        protocol.records_from_v2(request)
+
+
+def features_of(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return compute_features(validate_records(records))
+
+
+def test_features_survive_the_trip_to_the_predictor_in_v2() -> None:
+    features = features_of([VALID, record(unit_price=7.25)])
+    body = orjson.loads(
+        orjson.dumps(protocol.to_predictor_v2(features, "r1"), option=orjson.OPT_SERIALIZE_NUMPY)
+    )
+    assert body["id"] == "r1"
+    assert [(i["name"], i["datatype"]) for i in body["inputs"]] == [
+        (f.name, f.datatype) for f in FEATURES
+    ]
+    inputs = [
+        InferInput(i["name"], i["shape"], i["datatype"], data=i["data"]) for i in body["inputs"]
+    ]
+    matrix = predictor_protocol.from_v2(InferRequest(model_name="m", infer_inputs=inputs))
+    assert matrix.tolist() == np.column_stack([features[n] for n in FEATURE_NAMES]).tolist()
+
+
+def test_features_survive_the_trip_to_the_predictor_in_v1() -> None:
+    features = features_of([VALID, record(unit_price=7.25)])
+    body = orjson.loads(orjson.dumps(protocol.to_predictor_v1(features)))
+    matrix = predictor_protocol.from_v1(body)
+    assert matrix.tolist() == np.column_stack([features[n] for n in FEATURE_NAMES]).tolist()
+
+
+def test_the_predictor_also_takes_v1_instances_as_lists() -> None:
+    row = [1.0] * len(FEATURE_NAMES)
+    assert predictor_protocol.from_v1({"instances": [row]}).tolist() == [row]
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({}, "instances"),
+        ({"instances": [{"store_index": 1}]}, "lacks feature"),
+        ({"instances": [[1, 2]]}, r"instances\[0\] is invalid"),
+        (
+            {"instances": [dict.fromkeys(FEATURE_NAMES, 1) | {"month": "May"}]},
+            r"instances\[0\]\.month='May' is invalid: expected a number",
+        ),
+    ],
+)
+def test_the_predictor_names_what_is_wrong_with_v1_features(payload: Any, message: str) -> None:
+    with pytest.raises(InvalidFeatures, match=message):
+        predictor_protocol.from_v1(payload)
+
+
+def test_the_predictor_names_a_missing_v2_feature() -> None:
+    inputs = [InferInput(n, [1], "FP64", data=[1.0]) for n in FEATURE_NAMES if n != "month"]
+    with pytest.raises(InvalidFeatures, match="missing input.s. month"):
+        predictor_protocol.from_v2(InferRequest(model_name="m", infer_inputs=inputs))
+
+
+def test_answers_read_back_what_they_write() -> None:
+    prediction = answers.Prediction(
+        ["low", "medium", "high"],
+        np.array([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]]),
+        "sales-quantity-classifier",
+        "7",
+    )
+    assert prediction.predicted_class == ["high", "low"]
+    v1 = answers.to_v1(prediction, request_id="r1")
+    assert v1["predictions"][0] == {
+        "predicted_class": "high",
+        "probabilities": {"low": 0.2, "medium": 0.3, "high": 0.5},
+    }
+    assert v1["request_id"] == "r1"
+    v2, _ = answers.to_v2(prediction, request_id="r1").to_rest()
+    assert v2["id"] == "r1" and v2["model_version"] == "7"
+    for parsed in (answers.parse_v1(v1), answers.parse_v2(orjson.loads(orjson.dumps(v2)))):
+        assert parsed.classes == prediction.classes
+        assert parsed.probabilities.tolist() == prediction.probabilities.tolist()
+        assert (parsed.model_name, parsed.model_version) == ("sales-quantity-classifier", "7")
+
+
+def test_an_answer_that_is_not_one_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="not a V2 prediction answer"):
+        answers.parse_v2({"outputs": [{"name": "other"}]})
+    with pytest.raises(ValueError, match="not a V1 prediction answer"):
+        answers.parse_v1({"predictions": []})

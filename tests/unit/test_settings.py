@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+
+from common.cli import parse_settings
+from predictor.settings import KSERVE_FLAGS, PredictorSettings
+from transformer.settings import TransformerSettings
+
+
+def test_flags_win_over_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREDICTOR_HTTP_PORT", "9001")
+    monkeypatch.setenv("PREDICTOR_MODEL_URI", "models:/m/3")
+    settings = parse_settings(PredictorSettings, ["--http_port", "9002"], prog="p")
+    assert settings.http_port == 9002
+    assert settings.model_uri == "models:/m/3"
+
+
+def test_flags_kserve_appends_are_accepted_and_ignored() -> None:
+    argv = ["--model_name", "sqc", "--max_threads", "4", "--enable_docs_url=false"]
+    settings = parse_settings(PredictorSettings, argv, prog="p", tolerated=KSERVE_FLAGS)
+    assert settings.model_name == "sqc"
+
+
+def test_an_unknown_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse_settings(PredictorSettings, ["--http-port", "1"], prog="p")
+    assert info.value.code == 2
+    assert "unrecognized arguments: --http-port" in capsys.readouterr().err
+
+
+def test_an_invalid_value_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse_settings(
+            TransformerSettings, ["--predictor_host", "h", "--predictor_protocol", "v3"], prog="t"
+        )
+    assert info.value.code == 2
+    assert "--predictor_protocol='v3'" in capsys.readouterr().err
+
+
+def test_the_transformer_needs_a_predictor_host(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("TRANSFORMER_PREDICTOR_HOST", raising=False)
+    with pytest.raises(SystemExit):
+        parse_settings(TransformerSettings, [], prog="t")
+    assert "--predictor_host" in capsys.readouterr().err

@@ -1,0 +1,235 @@
+"""Log a fitted model to MLflow, register it and promote the new version.
+
+The run holds what the other parts read back: the model (skops format, with an
+exact trusted-types list and a signature naming every feature of
+``transformer.features.FEATURES``), its test metrics, the feature and class
+specification (``model_spec.json``), and a sample of the training features
+(``baseline/features.parquet``) that drift monitoring compares served features with.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import mlflow
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy
+import sklearn
+import skops
+import skops.io
+from mlflow import MlflowClient
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+from sklearn.pipeline import Pipeline
+
+from training.dataset import CLASSES, LABEL, QUANTITY_THRESHOLDS
+from transformer.features import FEATURE_NAMES, FEATURES
+
+__all__ = [
+    "BASELINE_PATH",
+    "PRODUCTION_ALIAS",
+    "PRODUCTION_STAGE",
+    "RegisteredVersion",
+    "baseline_frame",
+    "log_and_register",
+    "model_signature",
+    "promote",
+    "trusted_types",
+]
+
+PRODUCTION_ALIAS: Final = "production"
+PRODUCTION_STAGE: Final = "Production"
+#: Artifact path of the drift baseline within the run.
+BASELINE_PATH: Final = "baseline/features.parquet"
+_MODEL_NAME_IN_RUN: Final = "model"
+_COLUMN_TYPES: Final = {"INT32": "integer", "FP64": "double"}
+_FEATURE_NAMES_IGNORED: Final = "X has feature names, but .* was fitted without feature names"
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """Where a training run's model ended up."""
+
+    model_name: str
+    version: str
+    run_id: str
+    model_uri: str
+    """``models:/<name>/<version>``."""
+    promoted: bool
+
+
+def model_signature() -> ModelSignature:
+    """The model's MLflow signature: one column per feature, the class name out.
+
+    Examples
+    --------
+    >>> model_signature().inputs.input_names()[:2]
+    ['store_index', 'item_index']
+    """
+    inputs = Schema([ColSpec(_COLUMN_TYPES[f.datatype], f.name) for f in FEATURES])
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("string", LABEL)]))
+
+
+def trusted_types(pipeline: Pipeline) -> list[str]:
+    """The types skops must trust to load ``pipeline``: exactly those it would refuse.
+
+    Computed from the dumped model, so a changed pipeline can never load with a
+    list that trusts more, or less, than it contains.
+    """
+    return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
+
+
+def baseline_frame(
+    features: npt.NDArray[np.float64], labels: npt.NDArray[Any], rows: int, seed: int
+) -> pd.DataFrame:
+    """A random sample of training rows: every feature, in its own dtype, and the label.
+
+    Examples
+    --------
+    >>> frame = baseline_frame(np.ones((5, 13)), np.array(["low"] * 5), rows=2, seed=0)
+    >>> frame.shape, str(frame["store_index"].dtype)
+    ((2, 14), 'int32')
+    """
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(features), size=min(rows, len(features)), replace=False))
+    frame = _feature_frame(features[chosen])
+    frame[LABEL] = labels[chosen]
+    return frame
+
+
+def _feature_frame(features: npt.NDArray[np.float64]) -> pd.DataFrame:
+    return pd.DataFrame({f.name: features[:, i].astype(f.dtype) for i, f in enumerate(FEATURES)})
+
+
+def log_and_register(
+    *,
+    pipeline: Pipeline,
+    metrics: Mapping[str, float],
+    params: Mapping[str, Any],
+    baseline: pd.DataFrame,
+    experiment_id: str,
+    model_name: str,
+    promote_version: bool,
+) -> RegisteredVersion:
+    """Log one run with the model and its evidence, register it, promote it if asked.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        The fitted model; it takes the float64 feature matrix.
+    metrics : mapping of str to float
+        Test metrics; logged on the run and as tags of the model version.
+    params : mapping of str to any
+        Run parameters (data set and model settings).
+    baseline : DataFrame
+        Training features and label, from :func:`baseline_frame`.
+    experiment_id : str
+        Experiment receiving the run.
+    model_name : str
+        Registered model name.
+    promote_version : bool
+        Whether to :func:`promote` the new version.
+
+    Returns
+    -------
+    RegisteredVersion
+    """
+    client = MlflowClient()
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.log_params({**params, **_model_spec_params()})
+        mlflow.log_metrics(dict(metrics))
+        mlflow.log_dict(_model_spec(), "model_spec.json")
+        _log_baseline(baseline)
+        with warnings.catch_warnings():
+            # MLflow checks the input example through pyfunc, which hands the model a
+            # DataFrame; the model selects columns by position, so ignoring names is right.
+            warnings.filterwarnings("ignore", message=_FEATURE_NAMES_IGNORED, category=UserWarning)
+            logged = mlflow.sklearn.log_model(
+                pipeline,
+                name=_MODEL_NAME_IN_RUN,
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+                skops_trusted_types=trusted_types(pipeline),
+                signature=model_signature(),
+                input_example=baseline[list(FEATURE_NAMES)].head(5),
+                # Given, not inferred: inference loads the model in a subprocess.
+                pip_requirements=_pip_requirements(),
+            )
+        registered = mlflow.register_model(logged.model_uri, model_name)
+    version = str(registered.version)
+    for key, value in metrics.items():
+        client.set_model_version_tag(model_name, version, key, f"{value:.6g}")
+    if promote_version:
+        promote(client, model_name, version)
+    return RegisteredVersion(
+        model_name=model_name,
+        version=version,
+        run_id=run.info.run_id,
+        model_uri=f"models:/{model_name}/{version}",
+        promoted=promote_version,
+    )
+
+
+def promote(client: MlflowClient, model_name: str, version: str) -> None:
+    """Make ``version`` the production one: alias ``production`` and stage ``Production``.
+
+    The alias is what MLflow 3 resolves; the stage is what the original project
+    loads (``models:/<name>/Production``). Earlier Production versions are archived.
+    """
+    client.set_registered_model_alias(model_name, PRODUCTION_ALIAS, version)
+    with warnings.catch_warnings():
+        # Stages are deprecated in MLflow 3 but still honoured; only this call's notice
+        # is silenced.
+        warnings.filterwarnings(
+            "ignore", category=FutureWarning, message=r".*transition_model_version_stage.*"
+        )
+        client.transition_model_version_stage(
+            model_name, version, PRODUCTION_STAGE, archive_existing_versions=True
+        )
+
+
+def _log_baseline(baseline: pd.DataFrame) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(BASELINE_PATH).name
+        baseline.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(BASELINE_PATH).parent))
+
+
+def _model_spec() -> dict[str, Any]:
+    low_max, medium_max = QUANTITY_THRESHOLDS
+    return {
+        "features": [{"name": f.name, "datatype": f.datatype} for f in FEATURES],
+        "label": LABEL,
+        "classes": list(CLASSES),
+        "class_rule": {
+            "low": f"quantity <= {low_max}",
+            "medium": f"{low_max} < quantity <= {medium_max}",
+            "high": f"quantity > {medium_max}",
+        },
+    }
+
+
+def _model_spec_params() -> dict[str, str]:
+    low_max, medium_max = QUANTITY_THRESHOLDS
+    return {
+        "classes": ",".join(CLASSES),
+        "low_max_quantity": str(low_max),
+        "medium_max_quantity": str(medium_max),
+        "features": ",".join(FEATURE_NAMES),
+    }
+
+
+def _pip_requirements() -> list[str]:
+    return [
+        f"scikit-learn=={sklearn.__version__}",
+        f"skops=={skops.__version__}",
+        f"scipy=={scipy.__version__}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pd.__version__}",
+    ]

@@ -1,0 +1,126 @@
+"""What callers send the transformer, and what it sends the predictor.
+
+Callers send raw sales records (see ``transformer.schema``):
+
+- V1: ``{"instances": [record, ...]}``.
+- V2, columnar: one input per raw field, all of shape ``[n]``: ``date``,
+  ``store_id``, ``item_id`` and ``category`` as BYTES; ``unit_price`` and
+  ``discount_pct`` as FP64 (or FP32, INT*); ``on_promotion`` and ``is_holiday``
+  as BOOL.
+- V2, records: one BYTES input named ``records``, each element a JSON record.
+
+The predictor receives the features of ``transformer.features``: V2 one input per
+feature with its datatype; V1 instances as objects keyed by feature name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+from kserve import InferInput, InferRequest
+
+from common.bodies import json_body
+from transformer.errors import InvalidRecord
+from transformer.features import FEATURES
+from transformer.schema import RAW_FIELDS, validate_records
+
+__all__ = [
+    "RECORDS_INPUT",
+    "records_from_v1",
+    "records_from_v2",
+    "to_predictor_v1",
+    "to_predictor_v2",
+]
+
+#: Name of the V2 input that carries whole JSON records.
+RECORDS_INPUT: Final = "records"
+
+
+def records_from_v1(payload: Any) -> dict[str, list[Any]]:
+    """Validate a V1 body of raw records; return them column by column."""
+    payload = json_body(payload)
+    instances = payload.get("instances") if isinstance(payload, Mapping) else None
+    if not isinstance(instances, list):
+        raise InvalidRecord('expected a JSON object {"instances": [record, ...]}')
+    return validate_records(instances, where="instances")
+
+
+def records_from_v2(request: InferRequest) -> dict[str, list[Any]]:
+    """Validate a V2 request of raw records, columnar or JSON records."""
+    inputs = {inp.name: inp for inp in request.inputs}
+    if RECORDS_INPUT in inputs:
+        if len(inputs) > 1:
+            raise InvalidRecord(f"send either the input {RECORDS_INPUT!r} or one input per field")
+        return validate_records(_json_records(inputs[RECORDS_INPUT]), where="records")
+    missing = [name for name in RAW_FIELDS if name not in inputs]
+    unknown = sorted(set(inputs) - set(RAW_FIELDS))
+    if missing or unknown:
+        problems = [f"missing input(s) {', '.join(missing)}"] if missing else []
+        problems += [f"unknown input(s) {', '.join(unknown)}"] if unknown else []
+        raise InvalidRecord(
+            f"{'; '.join(problems)}: send one input per field ({', '.join(RAW_FIELDS)}) "
+            f"or one BYTES input {RECORDS_INPUT!r} of JSON records"
+        )
+    columns = {name: _values(inputs[name]) for name in RAW_FIELDS}
+    lengths = {name: len(values) for name, values in columns.items()}
+    if len(set(lengths.values())) != 1:
+        raise InvalidRecord(f"inputs must all have the same length, got {lengths}")
+    records = [
+        dict(zip(RAW_FIELDS, row, strict=True)) for row in zip(*columns.values(), strict=True)
+    ]
+    return validate_records(records, where="records")
+
+
+def to_predictor_v1(features: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
+    """Features as a V1 body: instances as objects keyed by feature name."""
+    columns = {f.name: features[f.name].tolist() for f in FEATURES}
+    rows = len(next(iter(columns.values())))
+    return {"instances": [{name: col[i] for name, col in columns.items()} for i in range(rows)]}
+
+
+def to_predictor_v2(features: Mapping[str, npt.NDArray[Any]], request_id: str) -> dict[str, Any]:
+    """Features as a V2 body: one input per feature with its datatype."""
+    return {
+        "id": request_id,
+        "inputs": [
+            {
+                "name": f.name,
+                "datatype": f.datatype,
+                "shape": [len(features[f.name])],
+                "data": features[f.name],  # orjson writes NumPy arrays natively
+            }
+            for f in FEATURES
+        ],
+    }
+
+
+def _values(inp: InferInput) -> list[Any]:
+    """An input's elements as Python values, flattening shape [n, 1]."""
+    shape = list(inp.shape)
+    if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+        raise InvalidRecord(f"input {inp.name} has shape {shape}: expected [n] or [n, 1]")
+    # JSON data keeps the values exactly as sent; binary data comes as an array.
+    data = inp.data if inp.data is not None else np.asarray(inp.as_numpy()).tolist()
+    flat: list[Any] = []
+    for value in data:
+        if isinstance(value, list):
+            flat.extend(value)
+        else:
+            flat.append(value)
+    if inp.datatype == "BYTES":
+        return [v.decode() if isinstance(v, bytes) else v for v in flat]
+    return flat
+
+
+def _json_records(inp: InferInput) -> list[Any]:
+    records = []
+    for index, element in enumerate(_values(inp)):
+        try:
+            records.append(orjson.loads(element) if isinstance(element, str | bytes) else element)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRecord(f"records[{index}] is not valid JSON: {exc}") from None
+    return records
