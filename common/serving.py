@@ -72,6 +72,11 @@ class _RESTServer(RESTServer):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.config.host = bind_host
 
+    def create_application(self) -> None:
+        # Also runs in each spawned worker process, which inherits no filters.
+        silence_kserve_deprecations()
+        super().create_application()
+
     def _add_middlewares(self, app: fastapi.FastAPI) -> None:
         # KServe's TimingMiddleware logs a line per request; metrics cover timing.
         pass
@@ -159,5 +164,4 @@ def serve(models: Sequence[kserve.Model], options: ServerOptions, **kwargs: Any)
 
     ``kwargs`` go to ``kserve.ModelServer`` (e.g. ``predictor_config``).
     """
-    silence_kserve_deprecations()
     _ModelServer(options, **kwargs).start(models)

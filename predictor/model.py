@@ -8,11 +8,13 @@ from typing import Any
 import kserve
 import numpy as np
 import numpy.typing as npt
+import sklearn
 from kserve import InferRequest, InferResponse
 from prometheus_client import Gauge
 
 from common import answers
 from predictor import protocol, registry
+from predictor.batching import MicroBatcher
 from predictor.settings import PredictorSettings
 from transformer.features import FEATURES
 
@@ -48,6 +50,11 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
         self.registered_model = ""
         self._estimator: Any = None
         self._classes: list[str] = []
+        self._batcher = MicroBatcher(
+            self._predict_proba,
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_batch_wait_ms,
+        )
 
     def load(self) -> bool:
         """Resolve the model URI to one version, load it, then report ready.
@@ -90,16 +97,22 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
             response_headers[MODEL_VERSION_HEADER] = self.version
         request_id = (headers or {}).get("x-request-id")
         if isinstance(payload, InferRequest):
-            prediction = self._predict(protocol.from_v2(payload), request_id)
+            prediction = await self._predict(protocol.from_v2(payload), request_id)
             return answers.to_v2(prediction, request_id=payload.id or request_id)
-        return answers.to_v1(self._predict(protocol.from_v1(payload), request_id))
+        return answers.to_v1(await self._predict(protocol.from_v1(payload), request_id))
 
-    def _predict(
+    async def _predict(
         self, matrix: npt.NDArray[np.float64], request_id: str | None
     ) -> answers.Prediction:
-        probabilities = np.asarray(self._estimator.predict_proba(matrix), dtype=np.float64)
+        probabilities = await self._batcher.predict(matrix)
         log.debug("predicted %d row(s)", len(matrix), extra={"request_id": request_id})
         return answers.Prediction(self._classes, probabilities, self.name, self.version)
+
+    def _predict_proba(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        # The protocol layer already checked shapes and finiteness; scikit-learn's
+        # own checks would double the cost of a small batch.
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return np.asarray(self._estimator.predict_proba(matrix), dtype=np.float64)
 
     def get_input_types(self) -> list[dict[str, Any]]:
         """V2 metadata: one input per feature, from ``transformer.features``."""

@@ -53,5 +53,9 @@ class PredictorSettings(BaseSettings):
     """First wait between MLflow attempts; doubles up to retry_max_seconds."""
     retry_max_seconds: float = Field(30.0, gt=0)
     """Longest wait between MLflow attempts."""
+    max_batch_size: int = Field(64, ge=1)
+    """Most rows one model call gathers from concurrent requests; 1 turns batching off."""
+    max_batch_wait_ms: float = Field(0.0, ge=0)
+    """How long a batch may wait for more requests; 0 batches only what is already queued."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Logging threshold."""
