@@ -56,13 +56,16 @@ def to_v1(prediction: Prediction, **extra: Any) -> dict[str, Any]:
 def to_v2(prediction: Prediction, *, request_id: str | None) -> InferResponse:
     """The V2 answer, with ``request_id`` as its ``id``."""
     rows, width = prediction.probabilities.shape
+    # NumPy data: KServe serialises it once, where a list would be converted
+    # to an array and back.
+    winners = np.asarray(prediction.predicted_class, dtype=object)
     outputs = [
-        InferOutput("predicted_class", [rows], "BYTES", data=prediction.predicted_class),
+        InferOutput("predicted_class", [rows], "BYTES", data=winners),
         InferOutput(
             "probabilities",
             [rows, width],
             "FP64",
-            data=prediction.probabilities.reshape(-1).tolist(),
+            data=prediction.probabilities,
             parameters={"classes": ",".join(prediction.classes)},
         ),
     ]

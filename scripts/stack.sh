@@ -49,7 +49,8 @@ train() {
 
 up() {
   mkdir -p "$STATE"
-  start mlflow "$BIN/mlflow" server \
+  # MLflow's job runner starts eight worker processes the stack does not use.
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false start mlflow "$BIN/mlflow" server \
     --backend-store-uri "sqlite:///$PWD/$STATE/mlflow.db" \
     --artifacts-destination "$PWD/$STATE/artifacts" \
     --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1

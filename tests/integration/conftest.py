@@ -61,6 +61,8 @@ def start_mlflow(root: Path, port: int, log_dir: Path) -> Server:
         ],
         port=port,
         log_dir=log_dir,
+        # MLflow's job runner starts eight worker processes nothing here uses.
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         ready_path="/health",
         timeout=180,
     )
