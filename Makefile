@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up down status train test test-unit lint format
+.PHONY: up down status train test test-unit lint format bench
 
 # Reinstall when the dependencies change.
 $(STAMP): pyproject.toml
@@ -31,6 +31,9 @@ test: $(STAMP)  ## every tier: unit, then integration against real servers
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration"
+
+bench: $(STAMP)  ## every serving design side by side on 127.0.0.1; one table (minutes)
+	$(BIN)/python -m benchmarks
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

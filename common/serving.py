@@ -8,7 +8,10 @@ data plane, endpoints and multi-worker supervisor, and changes three things:
 - :class:`common.errors.ServingError` and its subclasses are answered with their
   own status and ``{"error": reason}``, in one handler;
 - ``GET /v2/models/{name}`` also reports the model's version(s), when the model
-  offers a ``metadata()`` method.
+  offers a ``metadata()`` method;
+- ``POST /v2/models/{name}/infer`` writes its answer with orjson. KServe's route
+  validates the answer into a pydantic model that FastAPI then walks element by
+  element: most of the cost of a 1000-row V2 request.
 """
 
 from __future__ import annotations
@@ -21,13 +24,19 @@ from typing import Any, Protocol, runtime_checkable
 
 import fastapi
 import kserve
+import orjson
+import pydantic
 from fastapi.exceptions import FastAPIDeprecationWarning
 from fastapi.responses import JSONResponse
+from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER, PredictorProtocol
+from kserve.errors import ModelNotReady
+from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
 from kserve.protocol.rest.server import RESTServer
+from kserve.protocol.rest.v2_datamodels import InferenceRequest
 
-from common.errors import ServingError
+from common.errors import ClientError, ServingError
 
 __all__ = ["ServerOptions", "serve", "silence_kserve_deprecations"]
 
@@ -65,6 +74,38 @@ async def _serving_error_handler(_: fastapi.Request, exc: Exception) -> JSONResp
     return JSONResponse(status_code=int(exc.status_code), content={"error": exc.reason})
 
 
+async def _infer_v2(
+    dataplane: DataPlane, raw_request: fastapi.Request, model_name: str
+) -> fastapi.Response:
+    """KServe's V2 infer handler, answering with orjson instead of pydantic + FastAPI."""
+    if not await dataplane.model_ready(model_name, True):
+        raise ModelNotReady(model_name)
+    headers = dict(raw_request.headers)
+    body = await raw_request.body()
+    request: InferenceRequest | bytes = body  # the binary tensor extension stays bytes
+    if INFERENCE_CONTENT_LENGTH_HEADER not in headers:
+        try:
+            request = InferenceRequest.model_validate_json(body)
+        except pydantic.ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "body"
+            raise ClientError(f"not a V2 inference request: {where}: {first['msg']}") from None
+    infer_request, _ = dataplane.decode(
+        request, headers, protocol_version=PredictorProtocol.REST_V2.value, model_name=model_name
+    )
+    answer, response_headers = await dataplane.infer(model_name, infer_request, headers)
+    answer, encoding_headers = dataplane.encode(model_name, answer, headers, req_attributes={})
+    response_headers.update(encoding_headers)
+    for computed in ("content-length", "content-type"):
+        response_headers.pop(computed, None)
+    if isinstance(answer, bytes):
+        return fastapi.Response(
+            answer, media_type="application/octet-stream", headers=response_headers
+        )
+    content = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+    return fastapi.Response(content, media_type="application/json", headers=response_headers)
+
+
 class _RESTServer(RESTServer):  # type: ignore[misc]
     """KServe's REST server on a configurable address, with our error handler."""
 
@@ -92,7 +133,11 @@ class _RESTServer(RESTServer):  # type: ignore[misc]
                 metadata.update(model.metadata())
             return metadata
 
+        async def infer(raw_request: fastapi.Request, model_name: str) -> fastapi.Response:
+            return await _infer_v2(dataplane, raw_request, model_name)
+
         app.add_api_route("/v2/models/{model_name}", model_metadata, methods=["GET"])
+        app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"])
         super()._register_endpoints(app)
 
     def _add_exception_handlers(self, app: fastapi.FastAPI) -> None:

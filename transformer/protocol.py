@@ -105,15 +105,11 @@ def _values(inp: InferInput) -> list[Any]:
         raise InvalidRecord(f"input {inp.name} has shape {shape}: expected [n] or [n, 1]")
     # JSON data keeps the values exactly as sent; binary data comes as an array.
     data = inp.data if inp.data is not None else np.asarray(inp.as_numpy()).tolist()
-    flat: list[Any] = []
-    for value in data:
-        if isinstance(value, list):
-            flat.extend(value)
-        else:
-            flat.append(value)
-    if inp.datatype == "BYTES":
-        return [v.decode() if isinstance(v, bytes) else v for v in flat]
-    return flat
+    if data and isinstance(data[0], list):  # [[v], [v], ...] for shape [n, 1]
+        data = [value for row in data for value in row]
+    if inp.datatype == "BYTES" and data and isinstance(data[0], bytes):
+        return [v.decode() for v in data]
+    return list(data)
 
 
 def _json_records(inp: InferInput) -> list[Any]:

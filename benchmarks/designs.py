@@ -1,0 +1,77 @@
+"""The designs compared: which server each calls, where, and with what body.
+
+All serve the same registered model (``models:/sales-quantity-classifier@production``)
+and answer the same raw records; only the protocol and the path differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from benchmarks.bodies import BodyMaker, mlflow_split, predictor_v1, predictor_v2, raw_v1, raw_v2
+from benchmarks.stack import MODEL
+
+__all__ = ["BASELINE", "BATCH_DESIGNS", "DESIGNS", "NOBATCH", "Design", "answer_rows"]
+
+_V1: Final = f"/v1/models/{MODEL}:predict"
+_V2: Final = f"/v2/models/{MODEL}/infer"
+
+
+@dataclass(frozen=True)
+class Design:
+    """One way of serving the model, as a client calls it."""
+
+    name: str
+    """Short name, for ``--only`` and the verdicts."""
+    title: str
+    """What it is, for the table."""
+    protocol: str
+    server: str
+    """The ``benchmarks.stack.Stack`` server the client calls."""
+    path: str
+    body: BodyMaker
+
+
+BASELINE: Final = "baseline"
+#: Present only when the predictor has the ``--max_batch_size`` flag.
+NOBATCH: Final = "predictor-v2-nobatch"
+
+DESIGNS: Final[tuple[Design, ...]] = (
+    Design(BASELINE, "baseline: seed FastAPI, in-process", "JSON", "baseline", "/predict", raw_v1),
+    Design(
+        "mlflow-serve",
+        "mlflow models serve",
+        "dataframe_split",
+        "mlflow-serve",
+        "/invocations",
+        mlflow_split,
+    ),
+    Design("predictor-v1", "predictor alone", "V1", "predictor", _V1, predictor_v1),
+    Design("predictor-v2", "predictor alone", "V2", "predictor", _V2, predictor_v2),
+    Design(NOBATCH, "predictor alone, batching off", "V2", "predictor-nobatch", _V2, predictor_v2),
+    Design("full-v1", "client→transformer→predictor", "V1 (→V1)", "transformer-v1", _V1, raw_v1),
+    Design("full-v2", "client→transformer→predictor", "V2 (→V2)", "transformer-v2", _V2, raw_v2),
+)
+
+#: The full paths, for the 1000-row batch request.
+BATCH_DESIGNS: Final[tuple[Design, ...]] = tuple(
+    d for d in DESIGNS if d.name in ("full-v2", "full-v1")
+)
+
+
+def answer_rows(answer: Any) -> int:
+    """How many rows an answer of any design classifies (V1 and MLflow: predictions; V2: outputs).
+
+    Examples
+    --------
+    >>> answer_rows({"predictions": ["low", "high"]})
+    2
+    >>> answer_rows({"outputs": [{"name": "predicted_class", "shape": [3], "data": []}]})
+    3
+    """
+    if isinstance(answer, dict) and isinstance(answer.get("predictions"), list):
+        return len(answer["predictions"])
+    if isinstance(answer, dict) and isinstance(answer.get("outputs"), list):
+        return int(answer["outputs"][0]["shape"][0])
+    return 0

@@ -1,0 +1,183 @@
+"""Turn the rounds' measurements into the table, the batch section and the target verdicts.
+
+Figures are medians over rounds. Ratios are medians of per-round ratios, each
+against the other design measured in the same round, so drift in the machine's load
+between rounds cancels out instead of landing on one design. A design with an error
+in any round shows the error, not a figure.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from benchmarks.designs import BASELINE, Design
+from benchmarks.load import Measurement
+
+__all__ = ["Results", "batch_section", "table", "verdicts"]
+
+Metric = Callable[[Measurement], float]
+_RPS: Final[Metric] = lambda m: m.rps  # noqa: E731
+_P50: Final[Metric] = lambda m: m.p50_ms  # noqa: E731
+_P99: Final[Metric] = lambda m: m.p99_ms  # noqa: E731
+
+
+@dataclass
+class Results:
+    """Everything measured, round by round (lists are in round order)."""
+
+    single: dict[tuple[str, int], list[Measurement]] = field(default_factory=dict)
+    """Single-row runs per (design name, concurrency)."""
+    batch: dict[str, list[Measurement]] = field(default_factory=dict)
+    """Batch runs per design name, concurrency 1."""
+    in_process: list[float] = field(default_factory=list)
+    """Seconds for features + ``predict_proba`` of the batch, in this process."""
+    in_process_validated: list[float] = field(default_factory=list)
+    """The same, with record validation first."""
+    batch_rows: int = 1000
+
+    def add(self, design: str, concurrency: int, run: Measurement) -> None:
+        """Record one single-row run."""
+        self.single.setdefault((design, concurrency), []).append(run)
+
+
+def _error(runs: Sequence[Measurement]) -> str | None:
+    for number, run in enumerate(runs, start=1):
+        if run.error:
+            return f"ERROR in round {number}: {run.error}"
+    return None if runs else "not measured"
+
+
+def _median(runs: Sequence[Measurement], metric: Metric) -> float:
+    return statistics.median(metric(r) for r in runs)
+
+
+def _ratio(
+    runs: Sequence[Measurement] | None, base: Sequence[Measurement] | None, metric: Metric
+) -> float | None:
+    """Median over rounds of ``metric(run) / metric(base run of the same round)``.
+
+    Examples
+    --------
+    >>> fast, slow = Measurement(300, 1.0, 1.0, 2.0), Measurement(100, 1.0, 3.0, 6.0)
+    >>> _ratio([fast, fast], [slow, slow], _RPS)
+    3.0
+    """
+    if not runs or not base or _error(runs) or _error(base) or len(runs) != len(base):
+        return None
+    pairs = [(metric(r), metric(b)) for r, b in zip(runs, base, strict=True)]
+    return statistics.median(a / b if b else float("inf") for a, b in pairs)
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def table(designs: Sequence[Design], concurrencies: Sequence[int], results: Results) -> str:
+    """The single-row table: one line per design, protocol and concurrency."""
+    head = (
+        f"{'design':<31} {'protocol':<16} {'conc':>4} {'req/s':>8} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'req/s/base':>10} {'p50/base':>9}"
+    )
+    lines = [head, "-" * len(head)]
+    for design in designs:
+        for concurrency in concurrencies:
+            runs = results.single.get((design.name, concurrency), [])
+            base = results.single.get((BASELINE, concurrency))
+            label = f"{design.title:<31} {design.protocol:<16} {concurrency:>4}"
+            error = _error(runs)
+            if error:
+                lines.append(f"{label} {error}")
+                continue
+            lines.append(
+                f"{label} {_median(runs, _RPS):>8.0f} {_median(runs, _P50):>7.2f} "
+                f"{_median(runs, _P99):>7.2f} {_times(_ratio(runs, base, _RPS)):>10} "
+                f"{_times(_ratio(runs, base, _P50)):>9}"
+            )
+    return "\n".join(lines)
+
+
+def batch_section(designs: Sequence[Design], results: Results) -> str:
+    """Rows per second of one big request through each full path, against in-process."""
+    rows = results.batch_rows
+    head = f"{'path':<46} {'rows/s':>9} {'ms/request':>10} {'of in-process':>13}"
+    lines = [head, "-" * len(head)]
+    limit = [rows / s for s in results.in_process]
+    for design in designs:
+        runs = results.batch.get(design.name, [])
+        label = f"{design.title + ' ' + design.protocol:<46}"
+        error = _error(runs)
+        if error:
+            lines.append(f"{label} {error}")
+            continue
+        share = _share(runs, limit, rows)
+        lines.append(
+            f"{label} {_median(runs, _RPS) * rows:>9.0f} {_median(runs, _P50):>10.1f} "
+            f"{'-' if share is None else f'{share:.0%}':>13}"
+        )
+    for title, seconds in (
+        ("in-process features + predict_proba (limit)", results.in_process),
+        ("in-process validate + features + predict_proba", results.in_process_validated),
+    ):
+        if seconds:
+            median = statistics.median(seconds)
+            lines.append(f"{title:<46} {rows / median:>9.0f} {median * 1e3:>10.1f} {'':>13}")
+    return "\n".join(lines)
+
+
+def _share(runs: Sequence[Measurement], limit: Sequence[float], rows: int) -> float | None:
+    # Per round: the path's rows/s over the in-process rows/s measured in that round.
+    if not runs or len(runs) != len(limit) or _error(runs):
+        return None
+    return statistics.median(r.rps * rows / lim for r, lim in zip(runs, limit, strict=True))
+
+
+def verdicts(results: Results, concurrencies: Sequence[int]) -> list[str]:
+    """One line per target the team must hit: met, NOT met, or not measured."""
+    single = results.single
+    lines = []
+
+    def verdict(target: str, ok: bool | None, figures: str) -> None:
+        mark = {True: "met    ", False: "NOT met", None: "n/a    "}[ok]
+        lines.append(f"  [{mark}] {target}: {figures}")
+
+    for protocol in ("v2", "v1"):
+        full = f"full-{protocol}"
+        p50 = _ratio(single.get((full, 1)), single.get((BASELINE, 1)), _P50)
+        verdict(
+            f"full path {protocol.upper()} single-row p50 <= 1.5x baseline p50 (conc 1)",
+            None if p50 is None else p50 <= 1.5,
+            f"{_times(p50)}",
+        )
+    for protocol in ("v2", "v1"):
+        ratios = [
+            _ratio(single.get((f"predictor-{protocol}", c)), single.get(("mlflow-serve", c)), _RPS)
+            for c in (1, 8)
+        ]
+        known = [r for r in ratios if r is not None]
+        verdict(
+            f"predictor alone {protocol.upper()} req/s >= 1.5x mlflow models serve (conc 1 and 8)",
+            None if len(known) < 2 else all(r >= 1.5 for r in known),
+            " and ".join(_times(r) for r in ratios),
+        )
+    for protocol in ("v2", "v1"):
+        path, base = single.get((f"full-{protocol}", 8)), single.get((BASELINE, 8))
+        rps, p99 = _ratio(path, base, _RPS), _ratio(path, base, _P99)
+        verdict(
+            f"full path {protocol.upper()} conc 8 req/s >= 2x baseline, p99 <= baseline's",
+            None if rps is None or p99 is None else rps >= 2 and p99 <= 1,
+            f"req/s {_times(rps)}, p99 {_times(p99)}",
+        )
+    limit = [results.batch_rows / s for s in results.in_process]
+    for protocol in ("v2", "v1"):
+        share = _share(results.batch.get(f"full-{protocol}", []), limit, results.batch_rows)
+        verdict(
+            f"{results.batch_rows}-row batch {protocol.upper()} rows/s >= 50% of in-process",
+            None if share is None else share >= 0.5,
+            "-" if share is None else f"{share:.0%}",
+        )
+    if not set(concurrencies) >= {1, 8}:
+        lines.append("  (targets are defined at concurrency 1 and 8; measure both to judge them)")
+    return lines

@@ -1,0 +1,250 @@
+"""Start what the benchmarks measure: MLflow, a trained model and the servers of each design.
+
+Mirrors ``tests/integration/conftest.py`` and reuses ``tests.servers``: every
+process listens on a free 127.0.0.1 port, logs to its own file and is stopped,
+with its process group, when the :class:`Stack` closes, also on error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from tests.servers import Server, free_port, start_server
+
+__all__ = [
+    "MODEL",
+    "MODEL_URI",
+    "SERVER_KEYS",
+    "Pinning",
+    "Stack",
+    "predictor_accepts",
+    "start_mlflow",
+    "stop_group",
+    "train",
+]
+
+MODEL: Final = "sales-quantity-classifier"
+MODEL_URI: Final = f"models:/{MODEL}@production"
+_READY: Final = f"/v2/models/{MODEL}/ready"
+#: What :meth:`Stack.start` can start.
+SERVER_KEYS: Final = (
+    "baseline",
+    "mlflow-serve",
+    "predictor",
+    "predictor-nobatch",
+    "transformer-v1",
+    "transformer-v2",
+)
+
+
+@dataclass(frozen=True)
+class Pinning:
+    """Which CPUs the load generator and the measured servers may run on.
+
+    ``None`` leaves a side to the scheduler.
+    """
+
+    client: tuple[int, ...] | None
+    server: tuple[int, ...] | None
+
+    def client_prefix(self) -> list[str]:
+        """``taskset -c CPUS`` for the load generator, or nothing."""
+        return _taskset(self.client)
+
+    def server_prefix(self) -> list[str]:
+        """``taskset -c CPUS`` for every measured server, or nothing."""
+        return _taskset(self.server)
+
+    def describe(self) -> str:
+        """One line for the report header."""
+        if self.client is None and self.server is None:
+            return "unpinned: the scheduler spreads load generator and servers over all CPUs"
+        return (
+            f"load generator on CPU {_cpus(self.client)}, "
+            f"every measured server on CPU {_cpus(self.server)} (taskset)"
+        )
+
+
+def _cpus(cpus: tuple[int, ...] | None) -> str:
+    return "any" if cpus is None else ",".join(map(str, cpus))
+
+
+def _taskset(cpus: tuple[int, ...] | None) -> list[str]:
+    return [] if cpus is None else ["taskset", "-c", _cpus(cpus)]
+
+
+def start_mlflow(root: Path, log_dir: Path, prefix: Sequence[str] = ()) -> Server:
+    """``mlflow server`` on SQLite with proxied artifacts under ``root``, run under ``prefix``."""
+    port = free_port()
+    return start_server(
+        "mlflow",
+        [
+            *prefix,
+            "python",
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        port=port,
+        log_dir=log_dir,
+        # MLflow's job runner starts eight worker processes nothing here uses.
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        ready_path="/health",
+        timeout=180,
+    )
+
+
+def train(tracking_uri: str, data_dir: Path, rows: int | None) -> dict[str, object]:
+    """Run ``python -m training`` (register and promote); return its summary line."""
+    command = [sys.executable, "-m", "training", "--data_dir", str(data_dir)]
+    if rows is not None:
+        command += ["--rows", str(rows)]
+    done = subprocess.run(
+        command,
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"python -m training failed:\n{done.stderr[-4000:]}")
+    summary: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return summary
+
+
+def predictor_accepts(flag: str) -> bool:
+    """Whether ``python -m predictor --help`` lists ``flag`` (e.g. ``--max_batch_size``)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "predictor", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return flag in done.stdout.split()  # a word, not a prefix of another flag
+
+
+@dataclass
+class Stack:
+    """The measured servers, started on demand, pinned by ``server_prefix``.
+
+    Parameters
+    ----------
+    tracking_uri : str
+        The MLflow server holding the promoted model.
+    log_dir : Path
+        Where each server logs.
+    server_prefix : list of str
+        Prepended to every server command (``taskset -c 1``), inherited by children.
+    predictor_flags : list of str
+        Extra flags for every predictor (a design variant, e.g. ``--max_batch_size 1``).
+    """
+
+    tracking_uri: str
+    log_dir: Path
+    server_prefix: list[str]
+    predictor_flags: list[str] = field(default_factory=list)
+    servers: dict[str, Server] = field(default_factory=dict)
+    commands: dict[str, list[str]] = field(default_factory=dict)
+
+    def start(self, key: str) -> Server:
+        """Start the server ``key`` of :data:`SERVER_KEYS` (once) and wait until ready."""
+        if key in self.servers:
+            return self.servers[key]
+        port = free_port()
+        args, ready, env = self._spec(key, port)
+        command = [*self.server_prefix, *args]
+        self.commands[key] = [sys.executable if a == "python" else a for a in command]
+        server = start_server(
+            key, command, port=port, log_dir=self.log_dir, env=env, ready_path=None
+        )
+        self.servers[key] = server
+        server.wait_ready(ready, timeout=240)
+        return server
+
+    def close(self) -> None:
+        """Stop every server started, with whatever it started itself."""
+        for server in reversed(list(self.servers.values())):
+            stop_group(server)
+        self.servers.clear()
+
+    def _spec(self, key: str, port: int) -> tuple[list[str], str, dict[str, str]]:
+        env = {"MLFLOW_TRACKING_URI": self.tracking_uri}
+        if key == "baseline":
+            args = ["python", "-m", "benchmarks.baseline_app", "--model_uri", MODEL_URI]
+            return [*args, "--port", str(port)], "/health", env
+        if key == "mlflow-serve":
+            # MLflow execs `uvicorn` by name: this interpreter's must come first on PATH.
+            bin_dir = str(Path(sys.executable).parent)
+            env["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+            args = ["python", "-m", "mlflow", "models", "serve", "-m", MODEL_URI]
+            args += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+            return args, "/ping", env
+        if key in ("predictor", "predictor-nobatch"):
+            args = ["python", "-m", "predictor", "--tracking_uri", self.tracking_uri]
+            args += ["--http_port", str(port), *self.predictor_flags]
+            if key == "predictor-nobatch":
+                args += ["--max_batch_size", "1"]
+            return args, _READY, env
+        if key in ("transformer-v1", "transformer-v2"):
+            predictor = self.start("predictor")
+            args = [
+                "python",
+                "-m",
+                "transformer",
+                "--predictor_host",
+                f"127.0.0.1:{predictor.port}",
+            ]
+            args += ["--predictor_protocol", key[-2:], "--http_port", str(port)]
+            return args, _READY, env
+        raise ValueError(f"server {key!r} is unknown: expected one of {', '.join(SERVER_KEYS)}")
+
+
+def stop_group(server: Server, timeout: float = 15.0) -> None:
+    """Stop ``server``, then anything left in its process group (it leads its own session).
+
+    ``mlflow server`` (job consumers) and ``mlflow models serve`` (uvicorn) run
+    children; stopping the parent alone could leave them running.
+    """
+    server.stop(timeout)
+    group = server.process.pid
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not _group_alive(group):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, sig)
+        deadline = time.monotonic() + timeout / 3
+        while _group_alive(group) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def _group_alive(group: int) -> bool:
+    # Zombies do not count: in a container nobody may reap them, yet they serve nothing.
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # The command name is in parentheses and may hold spaces: split after it.
+            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            if int(pgrp) == group and state != "Z":
+                return True
+    return False
