@@ -37,6 +37,7 @@ from kserve.protocol.rest.server import RESTServer
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 
 from common.errors import ClientError, ServingError
+from common.logs import configure_logging
 
 __all__ = ["ServerOptions", "serve", "silence_kserve_deprecations"]
 
@@ -67,6 +68,7 @@ class ServerOptions:
     grpc_port: int
     enable_grpc: bool
     workers: int
+    log_level: str = "INFO"
 
 
 async def _serving_error_handler(_: fastapi.Request, exc: Exception) -> JSONResponse:
@@ -109,13 +111,16 @@ async def _infer_v2(
 class _RESTServer(RESTServer):  # type: ignore[misc]
     """KServe's REST server on a configurable address, with our error handler."""
 
-    def __init__(self, *args: Any, bind_host: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, bind_host: str, log_level: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.config.host = bind_host
+        self.log_level = log_level
 
     def create_application(self) -> None:
-        # Also runs in each spawned worker process, which inherits no filters.
+        # Also runs in each spawned worker process, which inherits neither the
+        # warning filters nor the logging set up in main() (KServe sets its own).
         silence_kserve_deprecations()
+        configure_logging(self.log_level)
         super().create_application()
 
     def _add_middlewares(self, app: fastapi.FastAPI) -> None:
@@ -170,6 +175,7 @@ class _ModelServer(kserve.ModelServer):  # type: ignore[misc]
             event_loop=self.event_loop,
             timeout_keep_alive=self.timeout_keep_alive,
             bind_host=self._options.bind_host,
+            log_level=self._options.log_level,
         )
 
     def start(self, models: Sequence[kserve.Model]) -> None:

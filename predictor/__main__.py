@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             grpc_port=settings.grpc_port,
             enable_grpc=settings.enable_grpc,
             workers=settings.workers,
+            log_level=settings.log_level,
         ),
     )
     return 0

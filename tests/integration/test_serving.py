@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -194,3 +195,18 @@ def test_the_predictor_names_a_missing_feature_with_a_400(predictor: Server) -> 
     response = httpx.post(f"{predictor.url}{V2}", json=body)
     assert response.status_code == 400
     assert "missing input(s) store_index" in response.json()["error"]
+
+
+def test_several_workers_serve_and_log_json_lines(
+    registry: Registry, start_predictor: Callable[..., Server]
+) -> None:
+    predictor = start_predictor(registry.tracking_uri, "--workers", "2")
+    for _ in range(4):
+        response = httpx.post(f"{predictor.url}{V1}", json={"instances": [[1.0] * 13]})
+        assert response.status_code == 200, response.text
+        assert response.json()["model_version"] == registry.version
+    lines = [line for line in predictor.log().splitlines() if line.strip()]
+    assert lines
+    assert all(line.startswith("{") for line in lines), [
+        line for line in lines if not line.startswith("{")
+    ][:3]
