@@ -1,16 +1,22 @@
-"""The transformer's mapping of predictor outcomes to client statuses."""
+"""The transformer's mapping of predictor outcomes to client statuses.
+
+Each case runs a real aiohttp server on 127.0.0.1 that behaves as the predictor
+should not, and checks what the client turns it into.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from common.errors import ServingError
-from transformer.client import PredictorClient, forwarded_headers
+from tests.servers import free_port
+from transformer.client import PredictorClient, PredictorReply, forwarded_headers
 from transformer.errors import (
     PredictorFailed,
     PredictorRejected,
@@ -18,66 +24,93 @@ from transformer.errors import (
     PredictorUnavailable,
 )
 
-
-def post_through(handler: Callable[[httpx.Request], httpx.Response]) -> Any:
-    client = PredictorClient(
-        "http://predictor", timeout_seconds=1, transport=httpx.MockTransport(handler)
-    )
-    return asyncio.run(client.post("/v2/models/m/infer", {"inputs": []}, {"x-request-id": "r1"}))
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+seen: list[dict[str, str]] = []
 
 
-def raises(exc: Exception) -> Callable[[httpx.Request], httpx.Response]:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise exc
+def post_through(handler: Handler | None, timeout: float = 1.0) -> PredictorReply:
+    """POST through a client to a server running ``handler``; None: nothing listens."""
+
+    async def scenario() -> PredictorReply:
+        if handler is None:
+            client = PredictorClient(f"http://127.0.0.1:{free_port()}", timeout_seconds=timeout)
+            try:
+                return await client.post("/v2/models/m/infer", {"inputs": []}, {})
+            finally:
+                await client.aclose()
+        app = web.Application()
+        app.router.add_post("/v2/models/m/infer", handler)
+        server = TestServer(app, host="127.0.0.1", port=free_port())
+        await server.start_server()
+        client = PredictorClient(f"http://127.0.0.1:{server.port}", timeout_seconds=timeout)
+        try:
+            return await client.post("/v2/models/m/infer", {"inputs": []}, {"x-request-id": "r1"})
+        finally:
+            await client.aclose()
+            await server.close()
+
+    return asyncio.run(scenario())
+
+
+def answer(status: int, body: Any = None, text: str | None = None, **headers: str) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append({k.lower(): v for k, v in request.headers.items()})
+        if text is not None:
+            return web.Response(status=status, text=text, headers=headers)
+        return web.json_response(body, status=status, headers=headers)
 
     return handler
 
 
+async def slow(request: web.Request) -> web.StreamResponse:
+    await asyncio.sleep(5)
+    return web.json_response({})
+
+
+async def hang_up(request: web.Request) -> web.StreamResponse:
+    assert request.transport is not None
+    request.transport.close()
+    return web.json_response({})
+
+
 def test_a_2xx_answer_comes_back_decoded_with_its_headers() -> None:
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json={"outputs": []}, headers={"x-model-version": "4"})
-
-    reply = post_through(handler)
+    seen.clear()
+    reply = post_through(answer(200, {"outputs": []}, **{"x-model-version": "4"}))
     assert reply.body == {"outputs": []}
     assert reply.headers["x-model-version"] == "4"
-    assert seen[0].headers["x-request-id"] == "r1"
-    assert seen[0].headers["content-type"] == "application/json"
+    assert seen[0]["x-request-id"] == "r1"
+    assert seen[0]["content-type"] == "application/json"
 
 
 def test_predictor_400_reaches_the_client_as_400_with_its_reason() -> None:
     with pytest.raises(PredictorRejected) as info:
-        post_through(lambda r: httpx.Response(400, json={"error": "missing input(s) month"}))
+        post_through(answer(400, {"error": "missing input(s) month"}))
     assert info.value.status_code == 400
     assert "missing input(s) month" in info.value.reason
 
 
 def test_predictor_404_stays_404() -> None:
     with pytest.raises(PredictorRejected) as info:
-        post_through(
-            lambda r: httpx.Response(404, json={"error": "Model with name m does not exist."})
-        )
+        post_through(answer(404, {"error": "Model with name m does not exist."}))
     assert info.value.status_code == 404
 
 
 @pytest.mark.parametrize(
     ("handler", "error", "status"),
     [
-        (lambda r: httpx.Response(500, json={"error": "boom"}), PredictorFailed, 502),
-        (lambda r: httpx.Response(200, content=b"not json"), PredictorFailed, 502),
-        (raises(httpx.ConnectError("refused")), PredictorUnavailable, 503),
-        (raises(httpx.RemoteProtocolError("reset")), PredictorUnavailable, 503),
-        (raises(httpx.ReadTimeout("slow")), PredictorTimeout, 504),
-        (raises(httpx.ConnectTimeout("slow")), PredictorTimeout, 504),
+        (answer(500, {"error": "boom"}), PredictorFailed, 502),
+        (answer(200, text="not json"), PredictorFailed, 502),
+        (None, PredictorUnavailable, 503),
+        (hang_up, PredictorUnavailable, 503),
+        (slow, PredictorTimeout, 504),
     ],
+    ids=["5xx", "not-json", "refused", "hung-up", "slow"],
 )
 def test_predictor_failures_become_gateway_statuses(
-    handler: Callable[[httpx.Request], httpx.Response], error: type[ServingError], status: int
+    handler: Handler | None, error: type[ServingError], status: int
 ) -> None:
     with pytest.raises(error) as info:
-        post_through(handler)
+        post_through(handler, timeout=0.5)
     assert info.value.status_code == status
     assert "predictor" in info.value.reason
 
