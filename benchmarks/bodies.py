@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from training.dataset import generate_sales
 from transformer.features import FEATURE_NAMES, FEATURES, compute_features
+from transformer.protocol import RAW_DATATYPES
 from transformer.schema import RAW_FIELDS
 
 __all__ = [
@@ -31,18 +32,6 @@ __all__ = [
 
 Record = dict[str, Any]
 BodyMaker = Callable[[Sequence[Record]], dict[str, Any]]
-
-#: V2 datatypes of the raw fields the transformer accepts in columnar form.
-RAW_DATATYPES: Final = {
-    "date": "BYTES",
-    "store_id": "BYTES",
-    "item_id": "BYTES",
-    "category": "BYTES",
-    "unit_price": "FP64",
-    "discount_pct": "FP64",
-    "on_promotion": "BOOL",
-    "is_holiday": "BOOL",
-}
 
 
 def sample_records(rows: int, seed: int) -> list[Record]:

@@ -38,6 +38,7 @@ from kserve.protocol.rest.v2_datamodels import InferenceRequest
 
 from common.errors import ClientError, ServingError
 from common.logs import configure_logging
+from common.settings import ServerSettings
 
 __all__ = ["ServerOptions", "serve", "silence_kserve_deprecations"]
 
@@ -69,6 +70,17 @@ class ServerOptions:
     enable_grpc: bool
     workers: int
     log_level: str = "INFO"
+
+    @classmethod
+    def from_settings(cls, settings: ServerSettings) -> ServerOptions:
+        return cls(
+            bind_host=settings.bind_host,
+            http_port=settings.http_port,
+            grpc_port=settings.grpc_port,
+            enable_grpc=settings.enable_grpc,
+            workers=settings.workers,
+            log_level=settings.log_level,
+        )
 
 
 async def _serving_error_handler(_: fastapi.Request, exc: Exception) -> JSONResponse:

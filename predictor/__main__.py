@@ -45,14 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     serve(
         [model],
-        ServerOptions(
-            bind_host=settings.bind_host,
-            http_port=settings.http_port,
-            grpc_port=settings.grpc_port,
-            enable_grpc=settings.enable_grpc,
-            workers=settings.workers,
-            log_level=settings.log_level,
-        ),
+        ServerOptions.from_settings(settings),
     )
     return 0
 

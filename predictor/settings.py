@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import ServerSettings
 
 __all__ = ["KSERVE_FLAGS", "PredictorSettings"]
 
@@ -25,7 +25,7 @@ KSERVE_FLAGS = frozenset(
 )
 
 
-class PredictorSettings(BaseSettings):
+class PredictorSettings(ServerSettings):
     """Serve the sales-quantity-classifier from the MLflow model registry (KServe predictor)."""
 
     model_config = SettingsConfigDict(env_prefix="PREDICTOR_", use_attribute_docstrings=True)
@@ -37,16 +37,6 @@ class PredictorSettings(BaseSettings):
     Resolved to one version at start-up."""
     tracking_uri: str | None = None
     """MLflow tracking server; unset means MLflow's own MLFLOW_TRACKING_URI."""
-    bind_host: str = "127.0.0.1"
-    """Address to listen on; 0.0.0.0 in a container."""
-    http_port: int = Field(8080, ge=1, le=65535)
-    """HTTP port (V1 and V2 REST, /metrics)."""
-    grpc_port: int = Field(8081, ge=1, le=65535)
-    """gRPC port, used when enable_grpc is true."""
-    enable_grpc: bool = False
-    """Serve the V2 gRPC protocol as well."""
-    workers: int = Field(1, ge=1)
-    """Server processes sharing the HTTP port."""
     load_timeout_seconds: float = Field(300.0, gt=0)
     """How long to keep retrying MLflow at start-up before giving up."""
     retry_initial_seconds: float = Field(1.0, gt=0)
@@ -57,5 +47,3 @@ class PredictorSettings(BaseSettings):
     """Most rows one model call gathers from concurrent requests; 1 turns batching off."""
     max_batch_wait_ms: float = Field(0.0, ge=0)
     """How long a batch may wait for more requests; 0 batches only what is already queued."""
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    """Logging threshold."""

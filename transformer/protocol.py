@@ -29,6 +29,7 @@ from transformer.features import FEATURES
 from transformer.schema import RAW_FIELDS, validate_records
 
 __all__ = [
+    "RAW_DATATYPES",
     "RECORDS_INPUT",
     "records_from_v1",
     "records_from_v2",
@@ -38,6 +39,18 @@ __all__ = [
 
 #: Name of the V2 input that carries whole JSON records.
 RECORDS_INPUT: Final = "records"
+
+#: The V2 datatype a client sends each raw field as, in columnar form.
+RAW_DATATYPES: Final = {
+    "date": "BYTES",
+    "store_id": "BYTES",
+    "item_id": "BYTES",
+    "category": "BYTES",
+    "unit_price": "FP64",
+    "discount_pct": "FP64",
+    "on_promotion": "BOOL",
+    "is_holiday": "BOOL",
+}
 
 
 def records_from_v1(payload: Any) -> dict[str, list[Any]]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import ServerSettings
 
 __all__ = ["KSERVE_FLAGS", "TransformerSettings"]
 
@@ -27,7 +29,7 @@ KSERVE_FLAGS = frozenset(
 )
 
 
-class TransformerSettings(BaseSettings):
+class TransformerSettings(ServerSettings):
     """Validate raw sales records, compute features, ask the predictor (KServe transformer)."""
 
     model_config = SettingsConfigDict(env_prefix="TRANSFORMER_", use_attribute_docstrings=True)
@@ -44,15 +46,3 @@ class TransformerSettings(BaseSettings):
     """How long to wait for the predictor before answering 504."""
     predictor_max_connections: int = Field(100, ge=1)
     """Pooled keep-alive connections to the predictor."""
-    bind_host: str = "127.0.0.1"
-    """Address to listen on; 0.0.0.0 in a container."""
-    http_port: int = Field(8080, ge=1, le=65535)
-    """HTTP port (V1 and V2 REST, /metrics)."""
-    grpc_port: int = Field(8081, ge=1, le=65535)
-    """gRPC port, used when enable_grpc is true."""
-    enable_grpc: bool = False
-    """Serve the V2 gRPC protocol as well."""
-    workers: int = Field(1, ge=1)
-    """Server processes sharing the HTTP port."""
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    """Logging threshold; DEBUG logs a line per request with its request id."""

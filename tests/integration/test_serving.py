@@ -13,21 +13,12 @@ import pytest
 from tests.integration.conftest import MODEL, Registry
 from tests.servers import Server
 from tests.unit.records import VALID, record
+from transformer.protocol import RAW_DATATYPES
 
 pytestmark = pytest.mark.integration
 
 V1 = f"/v1/models/{MODEL}:predict"
 V2 = f"/v2/models/{MODEL}/infer"
-DATATYPES = {
-    "date": "BYTES",
-    "store_id": "BYTES",
-    "item_id": "BYTES",
-    "category": "BYTES",
-    "unit_price": "FP64",
-    "discount_pct": "FP64",
-    "on_promotion": "BOOL",
-    "is_holiday": "BOOL",
-}
 
 
 def columnar(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -39,7 +30,7 @@ def columnar(records: list[dict[str, Any]]) -> dict[str, Any]:
                 "shape": [len(records)],
                 "data": [r[name] for r in records],
             }
-            for name, datatype in DATATYPES.items()
+            for name, datatype in RAW_DATATYPES.items()
         ]
     }
 
@@ -200,13 +191,20 @@ def test_the_predictor_names_a_missing_feature_with_a_400(predictor: Server) -> 
 def test_several_workers_serve_and_log_json_lines(
     registry: Registry, start_predictor: Callable[..., Server]
 ) -> None:
-    predictor = start_predictor(registry.tracking_uri, "--workers", "2")
+    # Pinned to the first version: another test promotes a newer one.
+    pinned = f"models:/{MODEL}/{registry.version}"
+    predictor = start_predictor(registry.tracking_uri, "--workers", "2", "--model_uri", pinned)
+    # Ready means one worker answers; wait for both. KServe's supervisor restarts
+    # a worker that starts slowly on a loaded machine, hence the generous bound.
+    deadline = time.monotonic() + 120
+    while predictor.log().count("Application startup complete") < 2:
+        assert time.monotonic() < deadline, predictor.log()[-3000:]
+        time.sleep(0.2)
     for _ in range(4):
-        response = httpx.post(f"{predictor.url}{V1}", json={"instances": [[1.0] * 13]})
+        response = httpx.post(f"{predictor.url}{V1}", json={"instances": [[1.0] * 13]}, timeout=60)
         assert response.status_code == 200, response.text
         assert response.json()["model_version"] == registry.version
     lines = [line for line in predictor.log().splitlines() if line.strip()]
-    assert lines
     assert all(line.startswith("{") for line in lines), [
         line for line in lines if not line.startswith("{")
     ][:3]

@@ -16,23 +16,13 @@ from tests.unit.records import VALID, record
 from transformer import protocol
 from transformer.errors import InvalidRecord
 from transformer.features import FEATURE_NAMES, FEATURES, compute_features
+from transformer.protocol import RAW_DATATYPES
 from transformer.schema import RAW_FIELDS, validate_records
-
-DATATYPES = {
-    "date": "BYTES",
-    "store_id": "BYTES",
-    "item_id": "BYTES",
-    "category": "BYTES",
-    "unit_price": "FP64",
-    "discount_pct": "FP64",
-    "on_promotion": "BOOL",
-    "is_holiday": "BOOL",
-}
 
 
 def columnar(records: list[dict[str, Any]]) -> InferRequest:
     inputs = [
-        InferInput(name, [len(records)], DATATYPES[name], data=[r[name] for r in records])
+        InferInput(name, [len(records)], RAW_DATATYPES[name], data=[r[name] for r in records])
         for name in RAW_FIELDS
     ]
     return InferRequest(model_name="m", infer_inputs=inputs)
