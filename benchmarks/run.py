@@ -226,7 +226,7 @@ def _own_registry(
     _progress("starting MLflow on SQLite")
     # On the load generator's CPU: MLflow is idle while measuring, but what little it
     # does must not land on the servers' CPU.
-    mlflow = start_mlflow(work_dir, log_dir, prefix)
+    mlflow = start_mlflow(work_dir, log_dir, prefix=prefix)
     cleanup.callback(stop_group, mlflow)
     _progress("training and promoting a model (python -m training)")
     summary = train(mlflow.url, work_dir / "data", rows)

@@ -14,12 +14,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from tests.servers import Server, free_port, start_server
+from tests.servers import Server, free_port, start_mlflow, start_server
 
 __all__ = [
     "MODEL",
@@ -81,37 +80,6 @@ def _cpus(cpus: tuple[int, ...] | None) -> str:
 
 def _taskset(cpus: tuple[int, ...] | None) -> list[str]:
     return [] if cpus is None else ["taskset", "-c", _cpus(cpus)]
-
-
-def start_mlflow(root: Path, log_dir: Path, prefix: Sequence[str] = ()) -> Server:
-    """``mlflow server`` on SQLite with proxied artifacts under ``root``, run under ``prefix``."""
-    port = free_port()
-    return start_server(
-        "mlflow",
-        [
-            *prefix,
-            "python",
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        port=port,
-        log_dir=log_dir,
-        # MLflow's job runner starts eight worker processes nothing here uses.
-        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        ready_path="/health",
-        timeout=180,
-    )
 
 
 def train(tracking_uri: str, data_dir: Path, rows: int | None) -> dict[str, object]:

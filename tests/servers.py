@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["Server", "free_port", "start_server"]
+__all__ = ["Server", "free_port", "start_mlflow", "start_server"]
 
 
 def free_port() -> int:
@@ -106,3 +106,39 @@ def running(server: Server) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+def start_mlflow(
+    root: Path, log_dir: Path, *, port: int | None = None, prefix: Sequence[str] = ()
+) -> Server:
+    """``mlflow server`` on SQLite with proxied artifacts under ``root``.
+
+    ``port`` defaults to a free one; ``prefix`` runs it under e.g. ``taskset``.
+    """
+    port = port or free_port()
+    return start_server(
+        "mlflow",
+        [
+            *prefix,
+            "python",
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        port=port,
+        log_dir=log_dir,
+        # MLflow's job runner starts eight worker processes nothing here uses.
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        ready_path="/health",
+        timeout=180,
+    )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Server, free_port, start_server
+from tests.servers import Server, free_port, start_mlflow, start_server
 
 MODEL = "sales-quantity-classifier"
 READY = f"/v2/models/{MODEL}/ready"
@@ -37,35 +37,6 @@ class Registry:
     @property
     def tracking_uri(self) -> str:
         return self.server.url
-
-
-def start_mlflow(root: Path, port: int, log_dir: Path) -> Server:
-    """``mlflow server`` on SQLite with proxied artifacts under ``root``."""
-    return start_server(
-        "mlflow",
-        [
-            "python",
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        port=port,
-        log_dir=log_dir,
-        # MLflow's job runner starts eight worker processes nothing here uses.
-        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        ready_path="/health",
-        timeout=180,
-    )
 
 
 def train(tracking_uri: str, data_dir: Path, *extra: str) -> dict[str, object]:
@@ -91,7 +62,7 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory, log_dir: Path) -> Iterator[Registry]:
     root = tmp_path_factory.mktemp("mlflow")
-    server = start_mlflow(root, free_port(), log_dir)
+    server = start_mlflow(root, log_dir)
     try:
         data_dir = root / "data"
         summary = train(server.url, data_dir)
@@ -111,7 +82,7 @@ def registry_copy(registry: Registry, tmp_path: Path, log_dir: Path) -> Callable
             root.mkdir()
             shutil.copy(registry.root / "mlflow.db", root / "mlflow.db")
             shutil.copytree(registry.root / "artifacts", root / "artifacts")
-        server = start_mlflow(root, port, log_dir)
+        server = start_mlflow(root, log_dir, port=port)
         started.append(server)
         return server
 
