@@ -20,7 +20,22 @@ import numpy as np
 import numpy.typing as npt
 from kserve import InferOutput, InferResponse
 
-__all__ = ["Prediction", "output_metadata", "parse_v1", "parse_v2", "to_v1", "to_v2"]
+__all__ = [
+    "MODEL_NAME_HEADER",
+    "MODEL_VERSION_HEADER",
+    "REQUEST_ID_HEADER",
+    "Prediction",
+    "output_metadata",
+    "parse_v1",
+    "parse_v2",
+    "to_v1",
+    "to_v2",
+]
+
+#: Headers that say who answered and for which request, on both servers.
+REQUEST_ID_HEADER = "x-request-id"
+MODEL_NAME_HEADER = "x-model-name"
+MODEL_VERSION_HEADER = "x-model-version"
 
 
 @dataclass(frozen=True)

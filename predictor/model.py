@@ -28,10 +28,6 @@ MODEL_INFO = Gauge(
     ["model_name", "registered_model", "model_version"],
 )
 
-#: Response headers that name what answered, for callers and the transformer.
-MODEL_NAME_HEADER = "x-model-name"
-MODEL_VERSION_HEADER = "x-model-version"
-
 
 class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
     """Serve one version of the registered sales-quantity-classifier.
@@ -93,9 +89,9 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
     ) -> dict[str, Any] | InferResponse:
         """Predict the class of every row; answer in the protocol of the request."""
         if response_headers is not None:
-            response_headers[MODEL_NAME_HEADER] = self.registered_model
-            response_headers[MODEL_VERSION_HEADER] = self.version
-        request_id = (headers or {}).get("x-request-id")
+            response_headers[answers.MODEL_NAME_HEADER] = self.registered_model
+            response_headers[answers.MODEL_VERSION_HEADER] = self.version
+        request_id = (headers or {}).get(answers.REQUEST_ID_HEADER)
         if isinstance(payload, InferRequest):
             prediction = await self._predict(protocol.from_v2(payload), request_id)
             return answers.to_v2(prediction, request_id=payload.id or request_id)

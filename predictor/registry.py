@@ -7,6 +7,7 @@ version until restarted, so every answer can say which version produced it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import tempfile
@@ -111,7 +112,7 @@ def with_retries(
     """
     deadline = time.monotonic() + timeout_seconds
     wait = initial_wait
-    for number in range(1, 1_000_000):
+    for number in itertools.count(1):
         try:
             return attempt()
         except ModelLoadError:
@@ -131,7 +132,7 @@ def with_retries(
             )
             time.sleep(min(wait, left))
             wait = min(wait * 2, max_wait)
-    raise AssertionError("unreachable")
+    raise AssertionError("itertools.count never ends")
 
 
 def _resolve_version(ref: ModelRef, client: MlflowClient) -> Any:

@@ -22,9 +22,6 @@ __all__ = ["SalesQuantityTransformer"]
 
 log = logging.getLogger(__name__)
 
-REQUEST_ID_HEADER = "x-request-id"
-MODEL_VERSION_HEADER = "x-model-version"
-
 
 @dataclass(frozen=True)
 class PredictorCall:
@@ -81,7 +78,7 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
         forwarded = forwarded_headers(headers)
         # The caller's id, or a new one; it travels as a value, never by
         # writing into the caller's headers.
-        request_id = forwarded.setdefault(REQUEST_ID_HEADER, str(uuid.uuid4()))
+        request_id = forwarded.setdefault(answers.REQUEST_ID_HEADER, str(uuid.uuid4()))
         return PredictorCall(caller, request_id, compute_features(columns), forwarded)
 
     def validate(self, payload: Any) -> Any:
@@ -125,8 +122,8 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
         """Answer in the caller's protocol, with the request id and model version."""
         call, prediction = result.call, result.prediction
         if response_headers is not None:
-            response_headers[REQUEST_ID_HEADER] = call.request_id
-            response_headers[MODEL_VERSION_HEADER] = prediction.model_version
+            response_headers[answers.REQUEST_ID_HEADER] = call.request_id
+            response_headers[answers.MODEL_VERSION_HEADER] = prediction.model_version
         if call.caller_protocol == "v2":
             return answers.to_v2(prediction, request_id=call.request_id)
         return answers.to_v1(prediction, request_id=call.request_id)
