@@ -4,9 +4,11 @@ A scikit-learn ``predict_proba`` on one row costs nearly what it costs on a
 hundred (input checks dominate), so under concurrent load the predictor gathers
 the rows that are waiting into one call and hands each request its slice.
 
-Nothing waits when nothing else is queued: a lone request is predicted at once.
-Rows that arrive while the model runs form the next batch. ``max_wait_ms`` lets
-a batch wait a little longer for company, at the cost of that much latency.
+Rows that arrive while the model runs form the next batch. A batch may also wait
+up to ``max_wait_ms`` for company, but only as long as company is expected: when
+the previous batch gathered several requests, it waits until as many have come
+(or the time is up). A lone client therefore never waits, and concurrent clients,
+whose requests reach the predictor staggered by the transformer, fill batches.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ class MicroBatcher:
         Most rows in one model call; a request with at least this many rows is
         predicted on its own.
     max_wait_ms : float
-        How long a batch may wait for more rows before it runs; 0 waits only for
-        what is already queued.
+        Longest a batch waits for the company the previous batch had; 0 waits
+        only for what is already queued.
     """
 
     def __init__(self, predict: PredictFn, *, max_batch_size: int, max_wait_ms: float) -> None:
@@ -51,6 +53,7 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._carry: _Pending | None = None  # too big for the last batch: heads the next
+        self._expected = 1  # requests the previous batch gathered
 
     async def predict(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Probabilities for ``matrix``, computed alone or in a batch with others."""
@@ -89,6 +92,8 @@ class MicroBatcher:
         deadline = asyncio.get_running_loop().time() + self._max_wait
         while rows < self.max_batch_size:
             if queue.empty():
+                if len(batch) >= self._expected:
+                    break
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0:
                     break
@@ -103,4 +108,5 @@ class MicroBatcher:
                 break
             batch.append(nxt)
             rows += len(nxt.matrix)
+        self._expected = len(batch)
         return batch

@@ -45,5 +45,6 @@ class PredictorSettings(ServerSettings):
     """Longest wait between MLflow attempts."""
     max_batch_size: int = Field(64, ge=1)
     """Most rows one model call gathers from concurrent requests; 1 turns batching off."""
-    max_batch_wait_ms: float = Field(0.0, ge=0)
-    """How long a batch may wait for more requests; 0 batches only what is already queued."""
+    max_batch_wait_ms: float = Field(2.0, ge=0)
+    """Longest a batch waits for as many requests as the previous batch gathered (a lone
+    client never waits); 0 batches only what is already queued."""

@@ -64,19 +64,46 @@ def test_a_request_as_large_as_a_batch_is_predicted_on_its_own() -> None:
     assert model.calls == [5]
 
 
-def test_waiting_gathers_requests_that_arrive_a_little_later() -> None:
+def test_after_a_shared_batch_the_next_waits_for_as_much_company() -> None:
     model = CountingModel()
-    batcher = MicroBatcher(model, max_batch_size=64, max_wait_ms=200)
+    batcher = MicroBatcher(model, max_batch_size=64, max_wait_ms=10_000)
 
     async def late(value: float) -> npt.NDArray[np.float64]:
         await asyncio.sleep(0.02)
         return await batcher.predict(rows(value))
 
     async def scenario() -> None:
-        await asyncio.gather(batcher.predict(rows(1)), late(2))
+        await asyncio.gather(batcher.predict(rows(1)), batcher.predict(rows(2)))
+        # Two requests came together; the next batch waits for a second one.
+        await asyncio.wait_for(asyncio.gather(batcher.predict(rows(3)), late(4)), timeout=5)
 
     asyncio.run(scenario())
-    assert model.calls == [2]
+    assert model.calls == [2, 2]
+
+
+def test_a_lone_client_never_waits_for_company() -> None:
+    model = CountingModel()
+    # Were a lone request made to wait, it would wait 10 s and miss the 5 s bound.
+    batcher = MicroBatcher(model, max_batch_size=64, max_wait_ms=10_000)
+
+    async def scenario() -> list[list[list[float]]]:
+        return [(await batcher.predict(rows(i))).tolist() for i in range(3)]
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=5)) == [[[0]], [[2]], [[4]]]
+    assert model.calls == [1, 1, 1]
+
+
+def test_when_company_stops_coming_the_batch_runs_at_the_deadline() -> None:
+    model = CountingModel()
+    batcher = MicroBatcher(model, max_batch_size=64, max_wait_ms=50)
+
+    async def scenario() -> None:
+        await asyncio.gather(batcher.predict(rows(1)), batcher.predict(rows(2)))
+        await batcher.predict(rows(3))  # expected company never comes
+        await batcher.predict(rows(4))  # and is no longer expected
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=5))
+    assert model.calls == [2, 1, 1]
 
 
 def test_a_failing_model_call_fails_every_request_in_the_batch() -> None:
