@@ -80,17 +80,15 @@ class PredictorClient:
             )
         return self._session
 
-    async def post(
-        self, path: str, body: Mapping[str, Any], headers: Mapping[str, str]
-    ) -> PredictorReply:
-        """POST ``body`` as JSON to ``path``; raise a status-carrying error on failure."""
+    async def post(self, path: str, content: bytes, headers: Mapping[str, str]) -> PredictorReply:
+        """POST ``content`` to ``path``; raise a status-carrying error on failure.
+
+        ``headers`` say what ``content`` is (``content-type``, and the JSON header's
+        length for the V2 binary tensor extension) besides the forwarded ones.
+        """
         url = f"{self.base_url}{path}"
         try:
-            async with self._http().post(
-                url,
-                data=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
-                headers={"content-type": "application/json", **headers},
-            ) as response:
+            async with self._http().post(url, data=content, headers=headers) as response:
                 content = await response.read()
                 status, reason, reply_headers = response.status, response.reason, response.headers
         except TimeoutError as exc:

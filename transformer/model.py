@@ -92,15 +92,19 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
         response_headers: dict[str, str] | None = None,
     ) -> Answer:
         """Send the features to the predictor in its protocol; read its answer."""
-        name = self.settings.model_name
-        if self.settings.predictor_protocol == "v2":
-            body = protocol.to_predictor_v2(payload.features, payload.request_id)
-            reply = await self.client.post(f"/v2/models/{name}/infer", body, payload.headers)
-            parse = answers.parse_v2
+        s = self.settings
+        if s.predictor_protocol == "v2":
+            path, parse = f"/v2/models/{s.model_name}/infer", answers.parse_v2
+            content, described = protocol.to_predictor_v2(
+                payload.features,
+                payload.request_id,
+                model_name=s.model_name,
+                binary=s.predictor_binary_data,
+            )
         else:
-            body = protocol.to_predictor_v1(payload.features)
-            reply = await self.client.post(f"/v1/models/{name}:predict", body, payload.headers)
-            parse = answers.parse_v1
+            path, parse = f"/v1/models/{s.model_name}:predict", answers.parse_v1
+            content, described = protocol.to_predictor_v1(payload.features)
+        reply = await self.client.post(path, content, {**described, **payload.headers})
         try:
             prediction = parse(reply.body)
         except ValueError as exc:

@@ -10,7 +10,8 @@ Callers send raw sales records (see ``transformer.schema``):
 - V2, records: one BYTES input named ``records``, each element a JSON record.
 
 The predictor receives the features of ``transformer.features``: V2 one input per
-feature with its datatype; V1 instances as objects keyed by feature name.
+feature with its datatype, as raw bytes (the binary tensor extension, by default) or
+JSON; V1 instances as objects keyed by feature name.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ import numpy.typing as npt
 import orjson
 from kserve import InferInput, InferRequest
 
+from common import tensors
 from common.bodies import json_body
 from transformer.errors import InvalidRecord
 from transformer.features import FEATURES
-from transformer.schema import RAW_FIELDS, validate_records
+from transformer.schema import RAW_FIELDS, validate_columns, validate_records
 
 __all__ = [
     "RAW_DATATYPES",
+    "Encoded",
     "RECORDS_INPUT",
     "records_from_v1",
     "records_from_v2",
@@ -82,22 +85,34 @@ def records_from_v2(request: InferRequest) -> dict[str, list[Any]]:
     lengths = {name: len(values) for name, values in columns.items()}
     if len(set(lengths.values())) != 1:
         raise InvalidRecord(f"inputs must all have the same length, got {lengths}")
-    records = [
-        dict(zip(RAW_FIELDS, row, strict=True)) for row in zip(*columns.values(), strict=True)
-    ]
-    return validate_records(records, where="records")
+    return validate_columns(columns, where="records")
 
 
-def to_predictor_v1(features: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
+#: An encoded request body and the headers that describe it.
+Encoded = tuple[bytes, dict[str, str]]
+_JSON: Final = {"content-type": "application/json"}
+
+
+def to_predictor_v1(features: Mapping[str, npt.NDArray[Any]]) -> Encoded:
     """Features as a V1 body: instances as objects keyed by feature name."""
     columns = {f.name: features[f.name].tolist() for f in FEATURES}
     rows = len(next(iter(columns.values())))
-    return {"instances": [{name: col[i] for name, col in columns.items()} for i in range(rows)]}
+    instances = [{name: col[i] for name, col in columns.items()} for i in range(rows)]
+    return orjson.dumps({"instances": instances}), dict(_JSON)
 
 
-def to_predictor_v2(features: Mapping[str, npt.NDArray[Any]], request_id: str) -> dict[str, Any]:
-    """Features as a V2 body: one input per feature with its datatype."""
-    return {
+def to_predictor_v2(
+    features: Mapping[str, npt.NDArray[Any]], request_id: str, *, model_name: str, binary: bool
+) -> Encoded:
+    """Features as a V2 body: one input per feature with its datatype.
+
+    ``binary`` sends the tensors' bytes after a JSON header (the V2 binary tensor
+    extension): no number is written out or parsed as text on either side.
+    """
+    if binary:
+        tensors_ = {f.name: (f.datatype, features[f.name]) for f in FEATURES}
+        return tensors.binary_request(tensors_, request_id, model_name)
+    body = {
         "id": request_id,
         "inputs": [
             {
@@ -109,6 +124,7 @@ def to_predictor_v2(features: Mapping[str, npt.NDArray[Any]], request_id: str) -
             for f in FEATURES
         ],
     }
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), dict(_JSON)
 
 
 def _values(inp: InferInput) -> list[Any]:
@@ -117,7 +133,9 @@ def _values(inp: InferInput) -> list[Any]:
     if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
         raise InvalidRecord(f"input {inp.name} has shape {shape}: expected [n] or [n, 1]")
     # JSON data keeps the values exactly as sent; binary data comes as an array.
-    data = inp.data if inp.data is not None else np.asarray(inp.as_numpy()).tolist()
+    data = inp.data
+    if data is None or isinstance(data, np.ndarray):
+        data = np.asarray(inp.as_numpy()).tolist()
     if data and isinstance(data[0], list):  # [[v], [v], ...] for shape [n, 1]
         data = [value for row in data for value in row]
     if inp.datatype == "BYTES" and data and isinstance(data[0], bytes):

@@ -13,8 +13,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from common import tensors
 
 
 @dataclass
@@ -50,6 +53,20 @@ def _answer(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _decoded(content: bytes, headers: Message) -> dict[str, Any]:
+    """The request as JSON would carry it, whether it came as JSON or binary tensors."""
+    json_length = headers.get(tensors.HEADER_LENGTH)
+    if json_length is None:
+        body: dict[str, Any] = json.loads(content)
+        return body
+    request = tensors.read_binary_request(content, {tensors.HEADER_LENGTH: json_length}, "m")
+    inputs = [
+        {"name": i.name, "datatype": i.datatype, "shape": i.shape, "data": i.as_numpy().tolist()}
+        for i in request.inputs
+    ]
+    return {"id": request.id, "inputs": inputs, "binary": True}
+
+
 @contextmanager
 def recording_predictor(delay_seconds: float = 0.0) -> Iterator[Recording]:
     """Serve V2 ``infer`` on a free 127.0.0.1 port, recording every request."""
@@ -57,7 +74,7 @@ def recording_predictor(delay_seconds: float = 0.0) -> Iterator[Recording]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            body = _decoded(self.rfile.read(int(self.headers["content-length"])), self.headers)
             recording.bodies.append(body)
             recording.headers.append({k.lower(): v for k, v in self.headers.items()})
             time.sleep(recording.delay_seconds)

@@ -7,13 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import numpy as np
 import orjson
 import pytest
 
+from common.tensors import binary_request
 from tests.integration.conftest import MODEL, Registry
 from tests.servers import Server
 from tests.unit.records import VALID, record
-from transformer.protocol import RAW_DATATYPES
+from transformer.features import compute_features
+from transformer.protocol import RAW_DATATYPES, to_predictor_v2
+from transformer.schema import validate_records
 
 pytestmark = pytest.mark.integration
 
@@ -186,6 +190,44 @@ def test_the_predictor_names_a_missing_feature_with_a_400(predictor: Server) -> 
     response = httpx.post(f"{predictor.url}{V2}", json=body)
     assert response.status_code == 400
     assert "missing input(s) store_index" in response.json()["error"]
+
+
+def test_the_predictor_answers_binary_and_json_features_bit_for_bit_alike(
+    predictor: Server,
+) -> None:
+    features = compute_features(validate_records([VALID, record(discount_pct=0.3333)]))
+    answers = []
+    for binary in (True, False):
+        content, headers = to_predictor_v2(features, "r1", model_name=MODEL, binary=binary)
+        response = httpx.post(f"{predictor.url}{V2}", content=content, headers=headers)
+        assert response.status_code == 200, response.text
+        answers.append(response.json())
+    assert answers[0] == answers[1]
+    assert answers[0]["outputs"][1]["shape"] == [2, 3]
+
+
+def test_a_malformed_binary_request_to_the_predictor_is_a_400(predictor: Server) -> None:
+    features = compute_features(validate_records([VALID]))
+    content, headers = to_predictor_v2(features, "r1", model_name=MODEL, binary=True)
+    response = httpx.post(f"{predictor.url}{V2}", content=content[:-3], headers=headers)
+    assert response.status_code == 400
+    assert "is invalid: expected a known datatype and a binary_data_size" in response.text
+
+
+def test_a_client_may_send_raw_fields_as_binary_tensors(transformer: Server) -> None:
+    records = [VALID, record(category="frozen", on_promotion=False)]
+    columns: dict[str, tuple[str, np.ndarray[Any, Any]]] = {}
+    for name, datatype in RAW_DATATYPES.items():
+        values = [r[name] for r in records]
+        if datatype == "BYTES":
+            columns[name] = (datatype, np.array([v.encode() for v in values], dtype=object))
+        else:
+            columns[name] = (datatype, np.array(values, dtype=bool if datatype == "BOOL" else None))
+    content, headers = binary_request(columns, "raw-binary", MODEL)
+    binary = httpx.post(f"{transformer.url}{V2}", content=content, headers=headers)
+    assert binary.status_code == 200, binary.text
+    as_json = httpx.post(f"{transformer.url}{V2}", json=columnar(records))
+    assert binary.json()["outputs"] == as_json.json()["outputs"]
 
 
 def test_several_workers_serve_and_log_json_lines(

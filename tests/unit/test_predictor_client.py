@@ -25,6 +25,7 @@ from transformer.errors import (
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+JSON = {"content-type": "application/json"}
 seen: list[dict[str, str]] = []
 
 
@@ -35,7 +36,7 @@ def post_through(handler: Handler | None, timeout: float = 1.0) -> PredictorRepl
         if handler is None:
             client = PredictorClient(f"http://127.0.0.1:{free_port()}", timeout_seconds=timeout)
             try:
-                return await client.post("/v2/models/m/infer", {"inputs": []}, {})
+                return await client.post("/v2/models/m/infer", b'{"inputs": []}', JSON)
             finally:
                 await client.aclose()
         app = web.Application()
@@ -44,7 +45,9 @@ def post_through(handler: Handler | None, timeout: float = 1.0) -> PredictorRepl
         await server.start_server()
         client = PredictorClient(f"http://127.0.0.1:{server.port}", timeout_seconds=timeout)
         try:
-            return await client.post("/v2/models/m/infer", {"inputs": []}, {"x-request-id": "r1"})
+            return await client.post(
+                "/v2/models/m/infer", b'{"inputs": []}', {**JSON, "x-request-id": "r1"}
+            )
         finally:
             await client.aclose()
             await server.close()

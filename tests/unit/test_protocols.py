@@ -9,7 +9,7 @@ import orjson
 import pytest
 from kserve import InferInput, InferRequest
 
-from common import answers
+from common import answers, tensors
 from predictor import protocol as predictor_protocol
 from predictor.errors import InvalidFeatures
 from tests.unit.records import VALID, record
@@ -66,6 +66,25 @@ def test_v2_bad_values_are_named_by_record_and_field() -> None:
         protocol.records_from_v2(columnar([VALID, record(discount_pct=1.7)]))
 
 
+def test_v2_columnar_and_records_forms_name_the_same_problems() -> None:
+    records = [record(unit_price=-1, discount_pct=1.5), VALID, record(on_promotion=1)]
+    as_json = [orjson.dumps(r).decode() for r in records]
+    by_records = InferRequest(
+        model_name="m", infer_inputs=[InferInput("records", [3], "BYTES", data=as_json)]
+    )
+    messages = []
+    for request in (columnar(records), by_records):
+        with pytest.raises(InvalidRecord) as info:
+            protocol.records_from_v2(request)
+        messages.append(str(info.value))
+    expected = (
+        "records[0].unit_price=-1 is invalid: expected a number greater than 0; "
+        "records[0].discount_pct=1.5 is invalid: expected a number between 0 and 1; "
+        "records[2].on_promotion=1 is invalid: expected true or false"
+    )
+    assert messages == [expected, expected]
+
+
 def test_v2_records_input_must_hold_json() -> None:
     request = InferRequest(
         model_name="m", infer_inputs=[InferInput("records", [1], "BYTES", data=["{"])]
@@ -78,11 +97,11 @@ def features_of(records: list[dict[str, Any]]) -> dict[str, Any]:
     return compute_features(validate_records(records))
 
 
-def test_features_survive_the_trip_to_the_predictor_in_v2() -> None:
+def test_features_survive_the_trip_to_the_predictor_in_v2_json() -> None:
     features = features_of([VALID, record(unit_price=7.25)])
-    body = orjson.loads(
-        orjson.dumps(protocol.to_predictor_v2(features, "r1"), option=orjson.OPT_SERIALIZE_NUMPY)
-    )
+    content, headers = protocol.to_predictor_v2(features, "r1", model_name="m", binary=False)
+    body = orjson.loads(content)
+    assert headers == {"content-type": "application/json"}
     assert body["id"] == "r1"
     assert [(i["name"], i["datatype"]) for i in body["inputs"]] == [
         (f.name, f.datatype) for f in FEATURES
@@ -94,10 +113,23 @@ def test_features_survive_the_trip_to_the_predictor_in_v2() -> None:
     assert matrix.tolist() == np.column_stack([features[n] for n in FEATURE_NAMES]).tolist()
 
 
+def test_features_survive_the_trip_to_the_predictor_in_v2_binary() -> None:
+    features = features_of([VALID, record(unit_price=7.25), record(discount_pct=0.333)])
+    content, headers = protocol.to_predictor_v2(features, "r1", model_name="m", binary=True)
+    request = tensors.read_binary_request(content, headers, "m")
+    assert request.id == "r1"
+    assert [(i.name, i.datatype) for i in request.inputs] == [
+        (f.name, f.datatype) for f in FEATURES
+    ]
+    matrix = predictor_protocol.from_v2(request)
+    # Bit for bit: no decimal text in between.
+    assert matrix.tobytes() == np.column_stack([features[n] for n in FEATURE_NAMES]).tobytes()
+
+
 def test_features_survive_the_trip_to_the_predictor_in_v1() -> None:
     features = features_of([VALID, record(unit_price=7.25)])
-    body = orjson.loads(orjson.dumps(protocol.to_predictor_v1(features)))
-    matrix = predictor_protocol.from_v1(body)
+    content, _ = protocol.to_predictor_v1(features)
+    matrix = predictor_protocol.from_v1(orjson.loads(content))
     assert matrix.tolist() == np.column_stack([features[n] for n in FEATURE_NAMES]).tolist()
 
 

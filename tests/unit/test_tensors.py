@@ -1,0 +1,81 @@
+"""The V2 binary tensor extension: what goes in comes out, and bad bodies are named."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from common.errors import ClientError
+from common.tensors import HEADER_LENGTH, binary_request, read_binary_request
+
+
+def test_every_datatype_the_project_uses_comes_back_as_sent() -> None:
+    sent = {
+        "price": ("FP64", np.array([3.49, 1e-9, -0.0])),
+        "store": ("INT32", np.array([12, 0, 2**31 - 1], dtype=np.int32)),
+        "promoted": ("BOOL", np.array([True, False, True])),
+        "day": ("BYTES", np.array([b"2026-03-14", b"", "é".encode()], dtype=object)),
+    }
+    body, headers = binary_request(sent, "r7", "m")
+    assert headers["content-type"] == "application/octet-stream"
+    request = read_binary_request(body, headers, "m")
+    assert request.id == "r7"
+    for tensor, (name, (datatype, array)) in zip(request.inputs, sent.items(), strict=True):
+        assert (tensor.name, tensor.datatype, tensor.shape) == (name, datatype, [3])
+        assert tensor.as_numpy().tolist() == array.tolist()
+
+
+def test_json_data_may_sit_beside_binary_inputs() -> None:
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {"name": "a", "shape": [2], "datatype": "INT32", "data": [1, 2]},
+                {
+                    "name": "b",
+                    "shape": [2],
+                    "datatype": "FP64",
+                    "parameters": {"binary_data_size": 16},
+                },
+            ]
+        }
+    )
+    body = header + np.array([0.5, 1.5]).tobytes()
+    request = read_binary_request(body, {HEADER_LENGTH: str(len(header))}, "m")
+    assert [t.as_numpy().tolist() for t in request.inputs] == [[1, 2], [0.5, 1.5]]
+
+
+def _body(size: int, shape: list[int], extra: bytes = b"") -> tuple[bytes, dict[str, str]]:
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": shape,
+                    "datatype": "FP64",
+                    "parameters": {"binary_data_size": size},
+                }
+            ]
+        }
+    )
+    return header + np.zeros(2).tobytes() + extra, {HEADER_LENGTH: str(len(header))}
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "message"),
+    [
+        (b"{}", {HEADER_LENGTH: "abc"}, r"inference-header-content-length='abc' is invalid"),
+        (b"{}", {HEADER_LENGTH: "99"}, r"between 1 and the body's 2 bytes"),
+        (b"[1, 2]", {HEADER_LENGTH: "6"}, r"first 6 bytes are not a V2 request header"),
+        (*_body(64, [2]), r"input x is invalid: .*binary_data_size within the body"),
+        (*_body(16, [3]), r"input x does not match its shape \[3\]"),
+        (*_body(16, [2], extra=b"tail"), r"4 byte\(s\) after the last tensor"),
+        (b'{"inputs": [{"shape": [1]}]}', {HEADER_LENGTH: "28"}, r"inputs\[0\] lacks a name"),
+    ],
+)
+def test_a_malformed_binary_request_is_a_client_error_naming_the_problem(
+    body: bytes, headers: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ClientError, match=message) as caught:
+        read_binary_request(body, headers, "m")
+    assert caught.value.status_code == 400
