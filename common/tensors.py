@@ -5,14 +5,15 @@ instead of ``data``, followed by each input's raw bytes in order; the header's l
 travels in ``inference-header-content-length``. Numbers are little-endian; a BYTES
 element is a 4-byte length and its bytes.
 
-KServe writes this format well (:meth:`kserve.InferRequest.to_rest`) but reads it
-badly: ``InferRequest.from_bytes`` turns every element into a Python object and back,
-8 ms for 1000 rows of 13 features, twice the cost of the same request in JSON. Here
-numeric inputs become NumPy views of the body.
+KServe reads this format badly: ``InferRequest.from_bytes`` turns every element into
+a Python object and back, 8 ms for 1000 rows of 13 features, twice the cost of the
+same request in JSON; its writer validates each tensor, 0.1 ms for one row. Here
+numeric inputs become NumPy views of the body, and tensors are written as they are.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -21,7 +22,7 @@ import numpy.typing as npt
 import orjson
 from kserve import InferInput, InferRequest
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
-from kserve.protocol.infer_type import deserialize_bytes_tensor
+from kserve.protocol.infer_type import deserialize_bytes_tensor, serialize_byte_tensor
 from kserve.utils.numpy_codec import to_np_dtype
 
 from common.errors import ClientError
@@ -32,9 +33,30 @@ __all__ = ["BINARY_CONTENT_TYPE", "HEADER_LENGTH", "binary_request", "read_binar
 HEADER_LENGTH: Final = INFERENCE_CONTENT_LENGTH_HEADER
 BINARY_CONTENT_TYPE: Final = "application/octet-stream"
 
+# The extension's numbers are little-endian whatever the host's byte order.
+_DTYPES: Final = {
+    datatype: np.dtype(dtype).newbyteorder("<")
+    for datatype in (
+        "BOOL",
+        "UINT8",
+        "UINT16",
+        "UINT32",
+        "UINT64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "INT64",
+        "FP16",
+        "FP32",
+        "FP64",
+        "BYTES",
+    )
+    if (dtype := to_np_dtype(datatype)) is not None
+}
+
 
 def binary_request(
-    tensors: Mapping[str, tuple[str, npt.NDArray[Any]]], request_id: str, model_name: str
+    tensors: Mapping[str, tuple[str, npt.NDArray[Any]]], request_id: str
 ) -> tuple[bytes, dict[str, str]]:
     """Encode named ``(datatype, array)`` tensors as a binary V2 request.
 
@@ -42,18 +64,32 @@ def binary_request(
 
     Examples
     --------
-    >>> body, headers = binary_request({"x": ("FP64", np.array([1.5, 2.0]))}, "r1", "m")
+    >>> body, headers = binary_request({"x": ("FP64", np.array([1.5, 2.0]))}, "r1")
     >>> read_binary_request(body, headers, "m").inputs[0].as_numpy().tolist()
     [1.5, 2.0]
     """
-    inputs = []
+    described, chunks = [], []
     for name, (datatype, array) in tensors.items():
-        tensor = InferInput(name, list(array.shape), datatype)
-        tensor.set_data_from_numpy(array, binary_data=True)
-        inputs.append(tensor)
-    body, json_length = InferRequest(model_name, inputs, request_id=request_id).to_rest()
-    assert isinstance(body, bytes) and json_length is not None
-    return body, {"content-type": BINARY_CONTENT_TYPE, HEADER_LENGTH: str(json_length)}
+        if datatype == "BYTES":
+            serialized = serialize_byte_tensor(np.asarray(array, dtype=object))
+            raw = serialized.item() if serialized.size else b""
+        else:
+            raw = np.ascontiguousarray(array, dtype=_DTYPES[datatype]).tobytes()
+        parameters = {"binary_data_size": len(raw)}
+        described.append(
+            {
+                "name": name,
+                "shape": list(array.shape),
+                "datatype": datatype,
+                "parameters": parameters,
+            }
+        )
+        chunks.append(raw)
+    header = orjson.dumps({"id": request_id, "inputs": described})
+    return b"".join([header, *chunks]), {
+        "content-type": BINARY_CONTENT_TYPE,
+        HEADER_LENGTH: str(len(header)),
+    }
 
 
 def read_binary_request(body: bytes, headers: Mapping[str, str], model_name: str) -> InferRequest:
@@ -108,7 +144,7 @@ def _read_input(spec: Any, body: memoryview, offset: int, position: int) -> tupl
     if "data" in spec:  # JSON data may be mixed with binary inputs
         return InferInput(name, shape, datatype, data=spec["data"], parameters=parameters), offset
     size = parameters.pop("binary_data_size", None)
-    dtype = to_np_dtype(datatype)
+    dtype = _DTYPES.get(datatype)
     if not isinstance(size, int) or size < 0 or offset + size > len(body) or dtype is None:
         raise ClientError(
             f"input {name} is invalid: expected a known datatype and a binary_data_size "
@@ -119,7 +155,7 @@ def _read_input(spec: Any, body: memoryview, offset: int, position: int) -> tupl
         if datatype == "BYTES":
             array = deserialize_bytes_tensor(bytes(raw)).reshape(shape)
         else:
-            array = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape)
-    except (ValueError, IndexError) as exc:
+            array = np.frombuffer(raw, dtype=dtype).reshape(shape)
+    except (ValueError, IndexError, struct.error) as exc:
         raise ClientError(f"input {name} does not match its shape {shape}: {exc}") from None
     return InferInput(name, shape, datatype, data=array, parameters=parameters), offset + size

@@ -98,7 +98,6 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
             content, described = protocol.to_predictor_v2(
                 payload.features,
                 payload.request_id,
-                model_name=s.model_name,
                 binary=s.predictor_binary_data,
             )
         else:

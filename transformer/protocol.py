@@ -102,7 +102,7 @@ def to_predictor_v1(features: Mapping[str, npt.NDArray[Any]]) -> Encoded:
 
 
 def to_predictor_v2(
-    features: Mapping[str, npt.NDArray[Any]], request_id: str, *, model_name: str, binary: bool
+    features: Mapping[str, npt.NDArray[Any]], request_id: str, *, binary: bool
 ) -> Encoded:
     """Features as a V2 body: one input per feature with its datatype.
 
@@ -111,7 +111,7 @@ def to_predictor_v2(
     """
     if binary:
         tensors_ = {f.name: (f.datatype, features[f.name]) for f in FEATURES}
-        return tensors.binary_request(tensors_, request_id, model_name)
+        return tensors.binary_request(tensors_, request_id)
     body = {
         "id": request_id,
         "inputs": [

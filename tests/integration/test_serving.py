@@ -198,7 +198,7 @@ def test_the_predictor_answers_binary_and_json_features_bit_for_bit_alike(
     features = compute_features(validate_records([VALID, record(discount_pct=0.3333)]))
     answers = []
     for binary in (True, False):
-        content, headers = to_predictor_v2(features, "r1", model_name=MODEL, binary=binary)
+        content, headers = to_predictor_v2(features, "r1", binary=binary)
         response = httpx.post(f"{predictor.url}{V2}", content=content, headers=headers)
         assert response.status_code == 200, response.text
         answers.append(response.json())
@@ -208,7 +208,7 @@ def test_the_predictor_answers_binary_and_json_features_bit_for_bit_alike(
 
 def test_a_malformed_binary_request_to_the_predictor_is_a_400(predictor: Server) -> None:
     features = compute_features(validate_records([VALID]))
-    content, headers = to_predictor_v2(features, "r1", model_name=MODEL, binary=True)
+    content, headers = to_predictor_v2(features, "r1", binary=True)
     response = httpx.post(f"{predictor.url}{V2}", content=content[:-3], headers=headers)
     assert response.status_code == 400
     assert "is invalid: expected a known datatype and a binary_data_size" in response.text
@@ -223,7 +223,7 @@ def test_a_client_may_send_raw_fields_as_binary_tensors(transformer: Server) -> 
             columns[name] = (datatype, np.array([v.encode() for v in values], dtype=object))
         else:
             columns[name] = (datatype, np.array(values, dtype=bool if datatype == "BOOL" else None))
-    content, headers = binary_request(columns, "raw-binary", MODEL)
+    content, headers = binary_request(columns, "raw-binary")
     binary = httpx.post(f"{transformer.url}{V2}", content=content, headers=headers)
     assert binary.status_code == 200, binary.text
     as_json = httpx.post(f"{transformer.url}{V2}", json=columnar(records))

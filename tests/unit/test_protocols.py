@@ -99,7 +99,7 @@ def features_of(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def test_features_survive_the_trip_to_the_predictor_in_v2_json() -> None:
     features = features_of([VALID, record(unit_price=7.25)])
-    content, headers = protocol.to_predictor_v2(features, "r1", model_name="m", binary=False)
+    content, headers = protocol.to_predictor_v2(features, "r1", binary=False)
     body = orjson.loads(content)
     assert headers == {"content-type": "application/json"}
     assert body["id"] == "r1"
@@ -115,7 +115,7 @@ def test_features_survive_the_trip_to_the_predictor_in_v2_json() -> None:
 
 def test_features_survive_the_trip_to_the_predictor_in_v2_binary() -> None:
     features = features_of([VALID, record(unit_price=7.25), record(discount_pct=0.333)])
-    content, headers = protocol.to_predictor_v2(features, "r1", model_name="m", binary=True)
+    content, headers = protocol.to_predictor_v2(features, "r1", binary=True)
     request = tensors.read_binary_request(content, headers, "m")
     assert request.id == "r1"
     assert [(i.name, i.datatype) for i in request.inputs] == [

@@ -17,7 +17,7 @@ def test_every_datatype_the_project_uses_comes_back_as_sent() -> None:
         "promoted": ("BOOL", np.array([True, False, True])),
         "day": ("BYTES", np.array([b"2026-03-14", b"", "é".encode()], dtype=object)),
     }
-    body, headers = binary_request(sent, "r7", "m")
+    body, headers = binary_request(sent, "r7")
     assert headers["content-type"] == "application/octet-stream"
     request = read_binary_request(body, headers, "m")
     assert request.id == "r7"
@@ -61,6 +61,23 @@ def _body(size: int, shape: list[int], extra: bytes = b"") -> tuple[bytes, dict[
     return header + np.zeros(2).tobytes() + extra, {HEADER_LENGTH: str(len(header))}
 
 
+def _bytes_body(raw: bytes) -> tuple[bytes, dict[str, str]]:
+    # A BYTES element whose 4-byte length runs past the tensor.
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "s",
+                    "shape": [1],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ]
+        }
+    )
+    return header + raw, {HEADER_LENGTH: str(len(header))}
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "message"),
     [
@@ -71,6 +88,7 @@ def _body(size: int, shape: list[int], extra: bytes = b"") -> tuple[bytes, dict[
         (*_body(16, [3]), r"input x does not match its shape \[3\]"),
         (*_body(16, [2], extra=b"tail"), r"4 byte\(s\) after the last tensor"),
         (b'{"inputs": [{"shape": [1]}]}', {HEADER_LENGTH: "28"}, r"inputs\[0\] lacks a name"),
+        (*_bytes_body(b"\xff\xff\xff\x7fabcd"), r"input s does not match its shape \[1\]"),
     ],
 )
 def test_a_malformed_binary_request_is_a_client_error_naming_the_problem(
