@@ -50,13 +50,23 @@ DESIGNS: Final[tuple[Design, ...]] = (
     Design("predictor-v1", "predictor alone", "V1", "predictor", _V1, predictor_v1),
     Design("predictor-v2", "predictor alone", "V2", "predictor", _V2, predictor_v2),
     Design(NOBATCH, "predictor alone, batching off", "V2", "predictor-nobatch", _V2, predictor_v2),
-    Design("full-v1", "client→transformer→predictor", "V1 (→V1)", "transformer-v1", _V1, raw_v1),
-    Design("full-v2", "client→transformer→predictor", "V2 (→V2)", "transformer-v2", _V2, raw_v2),
+    Design("full-v1", "client→transformer→predictor", "V1 (→V2 bin)", "transformer", _V1, raw_v1),
+    Design("full-v2", "client→transformer→predictor", "V2 (→V2 bin)", "transformer", _V2, raw_v2),
 )
 
-#: The full paths, for the 1000-row batch request.
-BATCH_DESIGNS: Final[tuple[Design, ...]] = tuple(
-    d for d in DESIGNS if d.name in ("full-v2", "full-v1")
+#: The 1000-row batch request: the full paths as shipped, and two other hops to the
+#: predictor, to show what the binary tensor extension is worth.
+BATCH_DESIGNS: Final[tuple[Design, ...]] = (
+    *(d for d in DESIGNS if d.name in ("full-v2", "full-v1")),
+    Design(
+        "full-v2-json",
+        "client→transformer→predictor",
+        "V2 (→V2 JSON)",
+        "transformer-json",
+        _V2,
+        raw_v2,
+    ),
+    Design("full-v1-v1", "client→transformer→predictor", "V1 (→V1)", "transformer-v1", _V1, raw_v1),
 )
 
 

@@ -335,8 +335,9 @@ def _header(
         "baseline of the same round",
         f"bodies: single-row requests cycle through {args.distinct} distinct generated "
         f"records; batch: one {args.batch_rows}-row request",
-        f"extra predictor flags: {args.predictor_flags or '(none)'}; full paths speak one "
-        "protocol end to end (V1: client V1, transformer --predictor_protocol v1)",
+        f"extra predictor flags: {args.predictor_flags or '(none)'}; the transformer calls "
+        "the predictor in V2 with binary tensors (its default) unless the protocol "
+        "column says otherwise",
         "servers:",
         *(f"  {key}: {shlex.join(command)}" for key, command in stack.commands.items()),
         "",

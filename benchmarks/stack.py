@@ -41,9 +41,16 @@ SERVER_KEYS: Final = (
     "mlflow-serve",
     "predictor",
     "predictor-nobatch",
+    "transformer",
+    "transformer-json",
     "transformer-v1",
-    "transformer-v2",
 )
+#: How each transformer variant calls the predictor.
+_TRANSFORMER_FLAGS: Final = {
+    "transformer": [],
+    "transformer-json": ["--predictor_binary_data", "false"],
+    "transformer-v1": ["--predictor_protocol", "v1"],
+}
 
 
 @dataclass(frozen=True)
@@ -175,7 +182,7 @@ class Stack:
             if key == "predictor-nobatch":
                 args += ["--max_batch_size", "1"]
             return args, _READY, env
-        if key in ("transformer-v1", "transformer-v2"):
+        if key in _TRANSFORMER_FLAGS:
             predictor = self.start("predictor")
             args = [
                 "python",
@@ -184,7 +191,7 @@ class Stack:
                 "--predictor_host",
                 f"127.0.0.1:{predictor.port}",
             ]
-            args += ["--predictor_protocol", key[-2:], "--http_port", str(port)]
+            args += [*_TRANSFORMER_FLAGS[key], "--http_port", str(port)]
             return args, _READY, env
         raise ValueError(f"server {key!r} is unknown: expected one of {', '.join(SERVER_KEYS)}")
 
