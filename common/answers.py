@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from kserve import InferOutput, InferResponse
+from kserve import InferOutput, InferRequest, InferResponse
 
 __all__ = [
     "MODEL_NAME_HEADER",
@@ -69,8 +69,13 @@ def to_v1(prediction: Prediction, **extra: Any) -> dict[str, Any]:
     }
 
 
-def to_v2(prediction: Prediction, *, request_id: str | None) -> InferResponse:
-    """The V2 answer, with ``request_id`` as its ``id``."""
+def to_v2(
+    prediction: Prediction, *, request_id: str | None, request: InferRequest | None = None
+) -> InferResponse:
+    """The V2 answer, with ``request_id`` as its ``id``.
+
+    The outputs ``request`` asks for, in binary if it asks so, else all of them in JSON.
+    """
     rows, width = prediction.probabilities.shape
     # NumPy data: KServe serialises it once, where a list would be converted
     # to an array and back.
@@ -90,6 +95,8 @@ def to_v2(prediction: Prediction, *, request_id: str | None) -> InferResponse:
         model_name=prediction.model_name,
         model_version=prediction.model_version,
         infer_outputs=outputs,
+        use_binary_outputs=bool(request and request.use_binary_outputs),
+        requested_outputs=request.request_outputs if request else None,
     )
 
 

@@ -14,7 +14,7 @@ numeric inputs become NumPy views of the body, and tensors are written as they a
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -22,12 +22,22 @@ import numpy.typing as npt
 import orjson
 from kserve import InferInput, InferRequest
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
-from kserve.protocol.infer_type import deserialize_bytes_tensor, serialize_byte_tensor
+from kserve.protocol.infer_type import (
+    RequestedOutput,
+    deserialize_bytes_tensor,
+    serialize_byte_tensor,
+)
 from kserve.utils.numpy_codec import to_np_dtype
 
 from common.errors import ClientError
 
-__all__ = ["BINARY_CONTENT_TYPE", "HEADER_LENGTH", "binary_request", "read_binary_request"]
+__all__ = [
+    "BINARY_CONTENT_TYPE",
+    "HEADER_LENGTH",
+    "binary_request",
+    "read_binary",
+    "read_binary_request",
+]
 
 #: The request header that carries the JSON header's length in bytes.
 HEADER_LENGTH: Final = INFERENCE_CONTENT_LENGTH_HEADER
@@ -56,11 +66,15 @@ _DTYPES: Final = {
 
 
 def binary_request(
-    tensors: Mapping[str, tuple[str, npt.NDArray[Any]]], request_id: str
+    tensors: Mapping[str, tuple[str, npt.NDArray[Any]]],
+    request_id: str,
+    *,
+    binary_outputs: Sequence[str] = (),
 ) -> tuple[bytes, dict[str, str]]:
     """Encode named ``(datatype, array)`` tensors as a binary V2 request.
 
-    Returns the body and the headers that describe it.
+    ``binary_outputs`` asks for only those outputs, in binary. Returns the body and
+    the headers that describe it.
 
     Examples
     --------
@@ -85,7 +99,12 @@ def binary_request(
             }
         )
         chunks.append(raw)
-    header = orjson.dumps({"id": request_id, "inputs": described})
+    request: dict[str, Any] = {"id": request_id, "inputs": described}
+    if binary_outputs:
+        request["outputs"] = [
+            {"name": name, "parameters": {"binary_data": True}} for name in binary_outputs
+        ]
+    header = orjson.dumps(request)
     return b"".join([header, *chunks]), {
         "content-type": BINARY_CONTENT_TYPE,
         HEADER_LENGTH: str(len(header)),
@@ -97,29 +116,63 @@ def read_binary_request(body: bytes, headers: Mapping[str, str], model_name: str
 
     ``headers`` must hold :data:`HEADER_LENGTH`, with lower-case names.
     """
-    json_length = _header_length(headers.get(HEADER_LENGTH), len(body))
-    try:
-        header = orjson.loads(body[:json_length])
-        described = header["inputs"]
-        assert isinstance(described, list)
-    except (orjson.JSONDecodeError, KeyError, TypeError, AssertionError):
-        raise ClientError(
-            f"the first {json_length} bytes are not a V2 request header with inputs"
-        ) from None
-    view = memoryview(body)
-    offset = json_length
-    inputs = []
-    for position, spec in enumerate(described):
-        tensor, offset = _read_input(spec, view, offset, position)
-        inputs.append(tensor)
-    if offset != len(body):
-        raise ClientError(f"the body has {len(body) - offset} byte(s) after the last tensor")
+    header = read_binary(body, headers.get(HEADER_LENGTH), "inputs")
+    inputs = [
+        InferInput(t["name"], t["shape"], t["datatype"], data=t["data"], parameters=t["parameters"])
+        for t in header["inputs"]
+    ]
+    wanted = header.get("outputs")
+    if wanted is not None and not (
+        isinstance(wanted, list) and all(isinstance(o, dict) and "name" in o for o in wanted)
+    ):
+        raise ClientError("outputs is invalid: expected a list of objects with a name")
     return InferRequest(
         model_name,
         inputs,
         request_id=header.get("id"),
         parameters=header.get("parameters"),
+        request_outputs=None
+        if wanted is None
+        else [RequestedOutput(o["name"], o.get("parameters")) for o in wanted],
     )
+
+
+def read_binary(body: bytes, json_length: str | None, tensors: str) -> dict[str, Any]:
+    """Read a binary V2 request or answer into its JSON header, tensors' data filled in.
+
+    Parameters
+    ----------
+    body : bytes
+        The whole body: JSON header, then the tensors' bytes.
+    json_length : str or None
+        The value of the :data:`HEADER_LENGTH` header.
+    tensors : {"inputs", "outputs"}
+        Which list of the header describes the tensors.
+
+    Returns
+    -------
+    dict
+        The header; each tensor has ``data`` (a NumPy array for binary data, a
+        list for JSON data) and ``parameters`` without ``binary_data_size``.
+
+    Raises
+    ------
+    ClientError
+        Naming what is malformed.
+    """
+    length = _header_length(json_length, len(body))
+    try:
+        header = orjson.loads(body[:length])
+        described = header[tensors]
+        assert isinstance(header, dict) and isinstance(described, list)
+    except (orjson.JSONDecodeError, KeyError, TypeError, AssertionError):
+        raise ClientError(f"the first {length} bytes are not a V2 header with {tensors}") from None
+    offset = length
+    for position, spec in enumerate(described):
+        offset = _read_tensor(spec, body, offset, tensors, position)
+    if offset != len(body):
+        raise ClientError(f"the body has {len(body) - offset} byte(s) after the last tensor")
+    return header
 
 
 def _header_length(value: str | None, body_length: int) -> int:
@@ -135,27 +188,32 @@ def _header_length(value: str | None, body_length: int) -> int:
     return length
 
 
-def _read_input(spec: Any, body: memoryview, offset: int, position: int) -> tuple[InferInput, int]:
+def _read_tensor(spec: Any, body: bytes, offset: int, tensors: str, position: int) -> int:
+    """Fill ``spec["data"]`` from ``body`` at ``offset``; return where the next begins."""
     try:
         name, shape, datatype = str(spec["name"]), list(spec["shape"]), str(spec["datatype"])
         parameters = dict(spec.get("parameters") or {})
     except (KeyError, TypeError, ValueError):
-        raise ClientError(f"inputs[{position}] lacks a name, shape or datatype") from None
-    if "data" in spec:  # JSON data may be mixed with binary inputs
-        return InferInput(name, shape, datatype, data=spec["data"], parameters=parameters), offset
+        raise ClientError(f"{tensors}[{position}] lacks a name, shape or datatype") from None
+    name = f"{tensors[:-1]} {name}"  # "input price", to name it in messages
+    spec["parameters"] = parameters
+    if "data" in spec:  # JSON data may sit beside binary tensors
+        return offset
     size = parameters.pop("binary_data_size", None)
     dtype = _DTYPES.get(datatype)
     if not isinstance(size, int) or size < 0 or offset + size > len(body) or dtype is None:
         raise ClientError(
-            f"input {name} is invalid: expected a known datatype and a binary_data_size "
-            f"within the body"
+            f"{name} is invalid: expected a known datatype and a binary_data_size within the body"
         )
-    raw = body[offset : offset + size]
     try:
         if datatype == "BYTES":
-            array = deserialize_bytes_tensor(bytes(raw)).reshape(shape)
+            data = deserialize_bytes_tensor(body[offset : offset + size]).reshape(shape)
         else:
-            array = np.frombuffer(raw, dtype=dtype).reshape(shape)
+            count = size // dtype.itemsize
+            data = np.frombuffer(body, dtype=dtype, count=count, offset=offset).reshape(shape)
+            if count * dtype.itemsize != size:
+                raise ValueError(f"{size} bytes are not a whole number of {datatype}")
     except (ValueError, IndexError, struct.error) as exc:
-        raise ClientError(f"input {name} does not match its shape {shape}: {exc}") from None
-    return InferInput(name, shape, datatype, data=array, parameters=parameters), offset + size
+        raise ClientError(f"{name} does not match its shape {shape}: {exc}") from None
+    spec["data"] = data
+    return offset + size

@@ -94,7 +94,7 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
         request_id = (headers or {}).get(answers.REQUEST_ID_HEADER)
         if isinstance(payload, InferRequest):
             prediction = await self._predict(protocol.from_v2(payload), request_id)
-            return answers.to_v2(prediction, request_id=payload.id or request_id)
+            return answers.to_v2(prediction, request_id=payload.id or request_id, request=payload)
         return answers.to_v1(await self._predict(protocol.from_v1(payload), request_id))
 
     async def _predict(

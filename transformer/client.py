@@ -15,6 +15,7 @@ no answer within the timeout               504 Gateway Timeout
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +23,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from common import tensors
+from common.errors import ClientError
 from transformer.errors import (
     PredictorFailed,
     PredictorRejected,
@@ -99,7 +102,9 @@ class PredictorClient:
             raise PredictorUnavailable(
                 f"the predictor at {url} is unreachable: {type(exc).__name__}: {exc}"
             ) from exc
-        body_ = _decode(status, reason or "", content, url)
+        body_ = _decode(
+            status, reason or "", content, url, reply_headers.get(tensors.HEADER_LENGTH)
+        )
         return PredictorReply(body_, {k.lower(): v for k, v in reply_headers.items()})
 
     async def aclose(self) -> None:
@@ -115,11 +120,19 @@ def forwarded_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items() if k.lower() in FORWARDED_HEADERS}
 
 
-def _decode(status: int, reason_phrase: str, content: bytes, url: str) -> dict[str, Any]:
-    try:
+def _decode(
+    status: int, reason_phrase: str, content: bytes, url: str, json_length: str | None
+) -> dict[str, Any]:
+    body: Any = None
+    if json_length is not None and status < 300:
+        try:
+            return tensors.read_binary(content, json_length, "outputs")
+        except ClientError as exc:
+            raise PredictorFailed(
+                f"the predictor at {url} answered an unreadable binary body: {exc.reason}"
+            ) from None
+    with contextlib.suppress(orjson.JSONDecodeError):
         body = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        body = None
     reason = body.get("error") if isinstance(body, dict) else None
     reason = str(reason or content[:500].decode(errors="replace") or reason_phrase)
     if 400 <= status < 500:

@@ -107,11 +107,14 @@ def to_predictor_v2(
     """Features as a V2 body: one input per feature with its datatype.
 
     ``binary`` sends the tensors' bytes after a JSON header (the V2 binary tensor
-    extension): no number is written out or parsed as text on either side.
+    extension) and asks for the probabilities alone, in binary too: no number is
+    written out or parsed as text on either side.
     """
     if binary:
         tensors_ = {f.name: (f.datatype, features[f.name]) for f in FEATURES}
-        return tensors.binary_request(tensors_, request_id)
+        # The probabilities are all the transformer reads; binary spares printing
+        # and parsing them as decimal text.
+        return tensors.binary_request(tensors_, request_id, binary_outputs=["probabilities"])
     body = {
         "id": request_id,
         "inputs": [

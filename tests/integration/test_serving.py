@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
-from common.tensors import binary_request
+from common.tensors import HEADER_LENGTH, binary_request, read_binary
 from tests.integration.conftest import MODEL, Registry
 from tests.servers import Server
 from tests.unit.records import VALID, record
@@ -196,14 +196,32 @@ def test_the_predictor_answers_binary_and_json_features_bit_for_bit_alike(
     predictor: Server,
 ) -> None:
     features = compute_features(validate_records([VALID, record(discount_pct=0.3333)]))
-    answers = []
-    for binary in (True, False):
-        content, headers = to_predictor_v2(features, "r1", binary=binary)
-        response = httpx.post(f"{predictor.url}{V2}", content=content, headers=headers)
-        assert response.status_code == 200, response.text
-        answers.append(response.json())
-    assert answers[0] == answers[1]
-    assert answers[0]["outputs"][1]["shape"] == [2, 3]
+    content, headers = to_predictor_v2(features, "r1", binary=False)
+    as_json = httpx.post(f"{predictor.url}{V2}", content=content, headers=headers)
+    assert as_json.status_code == 200, as_json.text
+    json_outputs = {o["name"]: o for o in as_json.json()["outputs"]}
+
+    # Binary both ways: the transformer asks for the probabilities alone, as bytes.
+    content, headers = to_predictor_v2(features, "r1", binary=True)
+    binary = httpx.post(f"{predictor.url}{V2}", content=content, headers=headers)
+    assert binary.status_code == 200, binary.text
+    assert binary.headers["content-type"] == "application/octet-stream"
+    answer = read_binary(binary.content, binary.headers[HEADER_LENGTH], "outputs")
+    assert answer["id"] == "r1"
+    (probabilities,) = answer["outputs"]
+    assert probabilities["name"] == "probabilities"
+    assert probabilities["parameters"] == json_outputs["probabilities"]["parameters"]
+    expected = np.asarray(json_outputs["probabilities"]["data"]).reshape(2, 3)
+    assert probabilities["data"].tobytes() == expected.tobytes()
+
+
+def test_an_unknown_requested_output_is_a_400(predictor: Server) -> None:
+    features = compute_features(validate_records([VALID]))
+    content, _ = to_predictor_v2(features, "r1", binary=False)
+    body = {**orjson.loads(content), "outputs": [{"name": "confidence"}]}
+    response = httpx.post(f"{predictor.url}{V2}", json=body)
+    assert response.status_code == 400, response.text
+    assert "confidence" in response.json()["error"]
 
 
 def test_a_malformed_binary_request_to_the_predictor_is_a_400(predictor: Server) -> None:

@@ -10,11 +10,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
+import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from common.errors import ServingError
+from common.tensors import HEADER_LENGTH
 from tests.servers import free_port
 from transformer.client import PredictorClient, PredictorReply, forwarded_headers
 from transformer.errors import (
@@ -65,6 +68,29 @@ def answer(status: int, body: Any = None, text: str | None = None, **headers: st
     return handler
 
 
+def binary_answer(truncate: int = 0) -> Handler:
+    """A V2 answer whose probabilities come as bytes after the JSON header."""
+    header = orjson.dumps(
+        {
+            "model_name": "m",
+            "outputs": [
+                {
+                    "name": "probabilities",
+                    "shape": [1, 2],
+                    "datatype": "FP64",
+                    "parameters": {"classes": "a,b", "binary_data_size": 16},
+                }
+            ],
+        }
+    )
+    content = (header + np.array([0.25, 0.75]).tobytes())[: -truncate or None]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=content, headers={HEADER_LENGTH: str(len(header))})
+
+    return handler
+
+
 async def slow(request: web.Request) -> web.StreamResponse:
     await asyncio.sleep(5)
     return web.json_response({})
@@ -85,6 +111,12 @@ def test_a_2xx_answer_comes_back_decoded_with_its_headers() -> None:
     assert seen[0]["content-type"] == "application/json"
 
 
+def test_a_binary_answer_comes_back_with_its_tensors_read() -> None:
+    (probabilities,) = post_through(binary_answer()).body["outputs"]
+    assert probabilities["parameters"] == {"classes": "a,b"}
+    assert probabilities["data"].tolist() == [[0.25, 0.75]]
+
+
 def test_predictor_400_reaches_the_client_as_400_with_its_reason() -> None:
     with pytest.raises(PredictorRejected) as info:
         post_through(answer(400, {"error": "missing input(s) month"}))
@@ -103,11 +135,12 @@ def test_predictor_404_stays_404() -> None:
     [
         (answer(500, {"error": "boom"}), PredictorFailed, 502),
         (answer(200, text="not json"), PredictorFailed, 502),
+        (binary_answer(truncate=3), PredictorFailed, 502),
         (None, PredictorUnavailable, 503),
         (hang_up, PredictorUnavailable, 503),
         (slow, PredictorTimeout, 504),
     ],
-    ids=["5xx", "not-json", "refused", "hung-up", "slow"],
+    ids=["5xx", "not-json", "truncated-binary", "refused", "hung-up", "slow"],
 )
 def test_predictor_failures_become_gateway_statuses(
     handler: Handler | None, error: type[ServingError], status: int

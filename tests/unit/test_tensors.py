@@ -83,7 +83,7 @@ def _bytes_body(raw: bytes) -> tuple[bytes, dict[str, str]]:
     [
         (b"{}", {HEADER_LENGTH: "abc"}, r"inference-header-content-length='abc' is invalid"),
         (b"{}", {HEADER_LENGTH: "99"}, r"between 1 and the body's 2 bytes"),
-        (b"[1, 2]", {HEADER_LENGTH: "6"}, r"first 6 bytes are not a V2 request header"),
+        (b"[1, 2]", {HEADER_LENGTH: "6"}, r"first 6 bytes are not a V2 header with inputs"),
         (*_body(64, [2]), r"input x is invalid: .*binary_data_size within the body"),
         (*_body(16, [3]), r"input x does not match its shape \[3\]"),
         (*_body(16, [2], extra=b"tail"), r"4 byte\(s\) after the last tensor"),
