@@ -48,6 +48,12 @@ def test_valid_records_come_back_column_by_column() -> None:
         (record(is_holiday=1), "row[1].is_holiday=1 is invalid: expected true or false"),
         (record(category=...), "row[1] is missing required field category"),
         (record(colour="red"), "row[1].colour='red' is invalid: unknown field"),
+        (
+            # As many fields as a record has, one of them misspelt.
+            record(category=..., categry="dairy"),
+            "row[1] is missing required field category; "
+            "row[1].categry='dairy' is invalid: unknown field",
+        ),
         ("not a record", "row[1] is invalid: expected a JSON object"),
     ],
 )
