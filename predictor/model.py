@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import sklearn
 from kserve import InferRequest, InferResponse
-from prometheus_client import Gauge
+from prometheus_client import Gauge, Histogram
 
 from common import answers
 from predictor import protocol, registry
@@ -26,6 +26,13 @@ MODEL_INFO = Gauge(
     "predictor_model_info",
     "The registry model version this predictor serves (value is always 1).",
     ["model_name", "registered_model", "model_version"],
+)
+
+MODEL_CALL_ROWS = Histogram(
+    "predictor_model_call_rows",
+    "Rows per model call: above the rows per request when micro-batching gathers requests.",
+    ["model_name"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096),
 )
 
 
@@ -107,6 +114,7 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
     def _predict_proba(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         # The protocol layer already checked shapes and finiteness; scikit-learn's
         # own checks would double the cost of a small batch.
+        MODEL_CALL_ROWS.labels(self.name).observe(len(matrix))
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             return np.asarray(self._estimator.predict_proba(matrix), dtype=np.float64)
 

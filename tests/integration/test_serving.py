@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -178,11 +179,18 @@ def test_the_predictor_reports_its_version_in_metadata_headers_and_metrics(
         "category_code",
     ]
     assert metadata["outputs"][1]["parameters"]["classes"]
+    features = compute_features(validate_records([VALID, record(store_id="S002")]))
+    content, headers = to_predictor_v2(features, "metrics", binary=True)
+    assert httpx.post(f"{predictor.url}{V2}", content=content, headers=headers).is_success
     metrics = httpx.get(f"{predictor.url}/metrics").text
     assert (
         f'predictor_model_info{{model_name="{MODEL}",model_version="{registry.version}",'
         f'registered_model="{MODEL}"}} 1.0'
     ) in metrics
+    # A two-row request is at least one model call of at least two rows.
+    calls = re.search(rf'predictor_model_call_rows_count{{model_name="{MODEL}"}} (\S+)', metrics)
+    rows = re.search(rf'predictor_model_call_rows_sum{{model_name="{MODEL}"}} (\S+)', metrics)
+    assert calls and rows and float(calls[1]) >= 1 and float(rows[1]) >= 2
 
 
 def test_the_predictor_names_a_missing_feature_with_a_400(predictor: Server) -> None:
