@@ -220,10 +220,10 @@ def _v2_json(answer: InferResponse) -> dict[str, Any]:
             "name": output.name,
             "shape": list(output.shape),
             "datatype": output.datatype,
-            "data": data,
         }
-        if output.parameters:
+        if output.parameters:  # before the data, as KServe writes it
             described["parameters"] = to_http_parameters(output.parameters)
+        described["data"] = data
         outputs.append(described)
     body: dict[str, Any] = {
         "id": answer.id,
