@@ -296,7 +296,7 @@ class _ModelServer(kserve.ModelServer):  # type: ignore[misc]
 
     def _make_rest_server(self) -> _RESTServer:
         return _RESTServer(
-            "kserve.model_server:app",
+            KSERVE_APP,
             self.dataplane,
             self.model_repository_extension,
             self.http_port,
@@ -314,7 +314,7 @@ class _ModelServer(kserve.ModelServer):  # type: ignore[misc]
         rest = self._make_rest_server()
         if self.workers > 1:
             supervisor = RESTServerMultiProcess(
-                "kserve.model_server:app",
+                KSERVE_APP,
                 self.dataplane,
                 self.model_repository_extension,
                 self.http_port,
