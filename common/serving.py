@@ -124,7 +124,7 @@ async def _infer_v2(dataplane: DataPlane, raw_request: Request, model_name: str)
             raise ClientError(f"not a V2 inference request: {where}: {first['msg']}") from None
         infer_request = InferRequest.from_inference_request(request, model_name)
     answer, response_headers = await dataplane.infer(model_name, infer_request, headers)
-    if isinstance(answer, InferResponse) and _json_answer_wanted(answer, headers):
+    if isinstance(answer, InferResponse) and _json_answer_wanted(infer_request, headers):
         content = orjson.dumps(_v2_json(answer), option=orjson.OPT_SERIALIZE_NUMPY)
         return Response(content, media_type="application/json", headers=response_headers)
     answer, encoding_headers = dataplane.encode(model_name, answer, headers, req_attributes={})
@@ -155,6 +155,12 @@ async def _predict_v1(dataplane: DataPlane, raw_request: Request, model_name: st
 
 Handler = Callable[[DataPlane, Request, str], Awaitable[Response]]
 
+#: The paths answered ahead of FastAPI, and the model name's place in them.
+_INFERENCE_ROUTES: tuple[tuple[re.Pattern[str], Handler], ...] = (
+    (re.compile(r"/v2/models/([^/]+)/infer"), _infer_v2),
+    (re.compile(r"/v1/models/([^/]+):predict"), _predict_v1),
+)
+
 
 class _InferenceFirst:
     """Send inference requests straight to their handlers; everything else to FastAPI.
@@ -168,14 +174,10 @@ class _InferenceFirst:
     def __init__(self, app: fastapi.FastAPI, dataplane: DataPlane) -> None:
         self.app = app
         self.dataplane = dataplane
-        self.routes: list[tuple[re.Pattern[str], Handler]] = [
-            (re.compile(r"/v2/models/([^/]+)/infer"), _infer_v2),
-            (re.compile(r"/v1/models/([^/]+):predict"), _predict_v1),
-        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            for pattern, handler in self.routes:
+            for pattern, handler in _INFERENCE_ROUTES:
                 if match := pattern.fullmatch(scope["path"]):
                     request = Request(scope, receive)
                     try:
@@ -195,13 +197,12 @@ class _InferenceFirst:
         raise exc
 
 
-def _json_answer_wanted(answer: InferResponse, headers: dict[str, str]) -> bool:
-    # Binary outputs and CloudEvents are rare: KServe's own encoder writes those.
-    binary = getattr(answer, "_use_binary_outputs", True) or bool(
-        getattr(answer, "_requested_outputs", None)
-    )
+def _json_answer_wanted(request: InferRequest, headers: dict[str, str]) -> bool:
+    # Chosen outputs, binary outputs and CloudEvents are rare: KServe's own encoder
+    # writes those.
+    chosen = request.use_binary_outputs or bool(request.request_outputs)
     cloudevent = "ce-specversion" in headers or "cloudevents" in headers.get("content-type", "")
-    return not binary and not cloudevent
+    return not chosen and not cloudevent
 
 
 def _v2_json(answer: InferResponse) -> dict[str, Any]:
@@ -336,8 +337,8 @@ class _ModelServer(kserve.ModelServer):  # type: ignore[misc]
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
         # KServe runs a single worker with asyncio.run, on the stock event loop
-        # whatever its event_loop setting says; uvloop halves the cost of each
-        # socket read and write on the hot path.
+        # whatever its event_loop setting says; on uvloop the full path served
+        # 20-30 % more requests at concurrency 8 here.
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             asyncio.set_event_loop(runner.get_loop())
             self.setup_event_loop()

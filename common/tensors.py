@@ -195,7 +195,6 @@ def _read_tensor(spec: Any, body: bytes, offset: int, tensors: str, position: in
         parameters = dict(spec.get("parameters") or {})
     except (KeyError, TypeError, ValueError):
         raise ClientError(f"{tensors}[{position}] lacks a name, shape or datatype") from None
-    name = f"{tensors[:-1]} {name}"  # "input price", to name it in messages
     spec["parameters"] = parameters
     if "data" in spec:  # JSON data may sit beside binary tensors
         return offset
@@ -203,7 +202,8 @@ def _read_tensor(spec: Any, body: bytes, offset: int, tensors: str, position: in
     dtype = _DTYPES.get(datatype)
     if not isinstance(size, int) or size < 0 or offset + size > len(body) or dtype is None:
         raise ClientError(
-            f"{name} is invalid: expected a known datatype and a binary_data_size within the body"
+            f"{tensors[:-1]} {name} is invalid: expected a known datatype and a "
+            "binary_data_size within the body"
         )
     try:
         if datatype == "BYTES":
@@ -214,6 +214,8 @@ def _read_tensor(spec: Any, body: bytes, offset: int, tensors: str, position: in
             if count * dtype.itemsize != size:
                 raise ValueError(f"{size} bytes are not a whole number of {datatype}")
     except (ValueError, IndexError, struct.error) as exc:
-        raise ClientError(f"{name} does not match its shape {shape}: {exc}") from None
+        raise ClientError(
+            f"{tensors[:-1]} {name} does not match its shape {shape}: {exc}"
+        ) from None
     spec["data"] = data
     return offset + size
