@@ -12,7 +12,8 @@ own in the caller's protocol, so both directions live here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
@@ -47,6 +48,20 @@ class Prediction:
     probabilities: npt.NDArray[np.float64]  # shape (rows, len(classes))
     model_name: str
     model_version: str
+
+    def split(self, rows: Sequence[int]) -> list[Prediction]:
+        """Consecutive parts of ``rows[0]``, ``rows[1]``... rows: a batch back to its requests.
+
+        Examples
+        --------
+        >>> whole = Prediction(["a", "b"], np.eye(2)[[0, 1, 1]], "m", "1")
+        >>> [part.predicted_class for part in whole.split([1, 2])]
+        [['a'], ['b', 'b']]
+        """
+        if len(rows) == 1:
+            return [self]
+        parts = np.split(self.probabilities, np.cumsum(rows[:-1]))
+        return [dataclasses.replace(self, probabilities=part) for part in parts]
 
     @property
     def predicted_class(self) -> list[str]:

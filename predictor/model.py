@@ -13,8 +13,8 @@ from kserve import InferRequest, InferResponse
 from prometheus_client import Gauge, Histogram
 
 from common import answers
+from common.batching import MicroBatcher
 from predictor import protocol, registry
-from predictor.batching import MicroBatcher
 from predictor.settings import PredictorSettings
 from transformer.features import FEATURES
 
@@ -53,8 +53,10 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
         self.registered_model = ""
         self._estimator: Any = None
         self._classes: list[str] = []
+        self._batcher: MicroBatcher[npt.NDArray[np.float64], npt.NDArray[np.float64]]
         self._batcher = MicroBatcher(
-            self._predict_proba,
+            self._predict_batch,
+            rows=len,
             max_batch_size=settings.max_batch_size,
             max_wait_ms=settings.max_batch_wait_ms,
         )
@@ -107,9 +109,22 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
     async def _predict(
         self, matrix: npt.NDArray[np.float64], request_id: str | None
     ) -> answers.Prediction:
-        probabilities = await self._batcher.predict(matrix)
+        probabilities = await self._batcher.submit(matrix)
         log.debug("predicted %d row(s)", len(matrix), extra={"request_id": request_id})
         return answers.Prediction(self._classes, probabilities, self.name, self.version)
+
+    async def _predict_batch(
+        self, matrices: list[npt.NDArray[np.float64]]
+    ) -> list[npt.NDArray[np.float64]]:
+        """One model call for the rows of concurrent requests; each gets its slice.
+
+        Synchronous inside: the model holds the event loop, and requests arriving
+        meanwhile form the next batch.
+        """
+        if len(matrices) == 1:
+            return [self._predict_proba(matrices[0])]
+        probabilities = self._predict_proba(np.concatenate(matrices))
+        return np.split(probabilities, np.cumsum([len(m) for m in matrices[:-1]]))
 
     def _predict_proba(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         # The protocol layer already checked shapes and finiteness; scikit-learn's

@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import kserve
+import numpy as np
 import numpy.typing as npt
 from kserve import InferRequest, InferResponse
+from prometheus_client import Histogram
 
 from common import answers
+from common.batching import MicroBatcher
 from transformer import protocol
 from transformer.client import PredictorClient, forwarded_headers
 from transformer.errors import PredictorFailed
@@ -22,6 +25,13 @@ __all__ = ["SalesQuantityTransformer"]
 
 log = logging.getLogger(__name__)
 
+PREDICTOR_CALL_REQUESTS = Histogram(
+    "transformer_predictor_call_requests",
+    "Requests per predictor call: above 1 when concurrent requests share a call.",
+    ["model_name"],
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+
 
 @dataclass(frozen=True)
 class PredictorCall:
@@ -31,6 +41,9 @@ class PredictorCall:
     request_id: str
     features: dict[str, npt.NDArray[Any]]
     headers: dict[str, str]
+
+    def rows(self) -> int:
+        return len(next(iter(self.features.values())))
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,15 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
             timeout_seconds=settings.predictor_request_timeout_seconds,
             max_connections=settings.predictor_max_connections,
         )
+        self._batcher: MicroBatcher[PredictorCall, answers.Prediction] = MicroBatcher(
+            self._call_predictor,
+            rows=PredictorCall.rows,
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=0,  # the calls in flight are the wait
+            concurrency=settings.predictor_concurrency,
+            # Callers' credentials never share a call.
+            key=lambda call: call.headers.get("authorization"),
+        )
         self.ready = True
 
     async def preprocess(
@@ -91,30 +113,53 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
     ) -> Answer:
-        """Send the features to the predictor in its protocol; read its answer."""
+        """Ask the predictor, in one call with concurrent requests when they queue up."""
+        return Answer(payload, await self._batcher.submit(payload))
+
+    async def _call_predictor(self, calls: list[PredictorCall]) -> list[answers.Prediction]:
+        """Send the features of ``calls`` in one request, in the predictor's protocol.
+
+        The call carries the first caller's trace headers; the others are logged.
+        """
         s = self.settings
+        first = calls[0]
+        PREDICTOR_CALL_REQUESTS.labels(self.name).observe(len(calls))
+        features = first.features
+        if len(calls) > 1:
+            features = {
+                name: np.concatenate([c.features[name] for c in calls]) for name in features
+            }
+            log.debug(
+                "one predictor call for requests %s",
+                ", ".join(c.request_id for c in calls),
+                extra={"request_id": first.request_id},
+            )
         if s.predictor_protocol == "v2":
             path, parse = f"/v2/models/{s.model_name}/infer", answers.parse_v2
             content, described = protocol.to_predictor_v2(
-                payload.features,
-                payload.request_id,
-                binary=s.predictor_binary_data,
+                features, first.request_id, binary=s.predictor_binary_data
             )
         else:
             path, parse = f"/v1/models/{s.model_name}:predict", answers.parse_v1
-            content, described = protocol.to_predictor_v1(payload.features)
-        reply = await self.client.post(path, content, {**described, **payload.headers})
+            content, described = protocol.to_predictor_v1(features)
+        reply = await self.client.post(path, content, {**described, **first.headers})
         try:
             prediction = parse(reply.body)
         except ValueError as exc:
             raise PredictorFailed(f"the predictor's answer is unreadable: {exc}") from exc
+        rows = [c.rows() for c in calls]
+        if len(prediction.probabilities) != sum(rows):
+            raise PredictorFailed(
+                f"the predictor answered {len(prediction.probabilities)} row(s) "
+                f"for {sum(rows)} sent"
+            )
         log.debug(
             "predicted %d row(s) with version %s",
-            len(prediction.probabilities),
+            sum(rows),
             prediction.model_version,
-            extra={"request_id": payload.request_id},
+            extra={"request_id": first.request_id},
         )
-        return Answer(payload, prediction)
+        return prediction.split(rows)
 
     async def postprocess(
         self,

@@ -49,3 +49,9 @@ class TransformerSettings(ServerSettings):
     """How long to wait for the predictor before answering 504."""
     predictor_max_connections: int = Field(100, ge=1)
     """Pooled keep-alive connections to the predictor."""
+    predictor_concurrency: int = Field(4, ge=1)
+    """Predictor calls in flight at once; requests that come while all are in flight
+    are sent together in the next one. About the predictor's replica count."""
+    max_batch_size: int = Field(64, ge=1)
+    """Most rows one predictor call gathers from concurrent requests; 1 turns gathering
+    off (every request its own call)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable
@@ -276,3 +277,49 @@ def test_several_workers_serve_and_log_json_lines(
     assert all(line.startswith("{") for line in lines), [
         line for line in lines if not line.startswith("{")
     ][:3]
+
+
+def test_concurrent_requests_share_predictor_calls_and_each_get_their_own_answer(
+    predictor: Server, start_transformer: Callable[..., Server]
+) -> None:
+    # One call in flight at a time: whatever comes meanwhile must share the next.
+    transformer = start_transformer(
+        f"127.0.0.1:{predictor.port}", "--predictor_concurrency", "1", "--log_level", "DEBUG"
+    )
+    requests = [
+        [record(store_id=f"S{i:03d}", item_id=f"I{i:04d}", unit_price=1.0 + i)] * (1 + i % 3)
+        for i in range(24)
+    ]
+
+    def post(client: httpx.Client | httpx.AsyncClient, i: int) -> Any:
+        path, body = (V1, {"instances": requests[i]}) if i % 2 else (V2, columnar(requests[i]))
+        return client.post(path, json=body, headers={"x-request-id": f"concurrent-{i}"})
+
+    def probabilities(response: httpx.Response) -> list[float]:
+        body = response.json()
+        if "predictions" in body:
+            return [p for row in body["predictions"] for p in row["probabilities"].values()]
+        return {o["name"]: o for o in body["outputs"]}["probabilities"]["data"]
+
+    with httpx.Client(base_url=transformer.url) as client:
+        alone = [post(client, i) for i in range(len(requests))]
+
+    async def together() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=transformer.url) as client:
+            return list(await asyncio.gather(*(post(client, i) for i in range(len(requests)))))
+
+    for response, single in zip(asyncio.run(together()), alone, strict=True):
+        assert response.status_code == 200, response.text
+        assert response.headers["x-request-id"] == single.headers["x-request-id"]
+        assert probabilities(response) == pytest.approx(probabilities(single), rel=1e-12)
+
+    metrics = httpx.get(f"{transformer.url}/metrics").text
+    found = {
+        kind: float(match[1])
+        for kind in ("count", "sum")
+        if (match := re.search(rf"transformer_predictor_call_requests_{kind}{{.*}} (\S+)", metrics))
+    }
+    # 24 alone (24 calls), then 24 together in fewer calls.
+    assert found["sum"] == 48
+    assert found["count"] < 48
+    assert "one predictor call for requests concurrent-" in transformer.log()

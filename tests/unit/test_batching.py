@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-from predictor.batching import MicroBatcher
+from common.batching import MicroBatcher
+
+Matrix = npt.NDArray[np.float64]
+Model = Callable[[Matrix], Matrix]
 
 
 class CountingModel:
@@ -15,9 +20,23 @@ class CountingModel:
     def __init__(self) -> None:
         self.calls: list[int] = []
 
-    def __call__(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    def __call__(self, matrix: Matrix) -> Matrix:
         self.calls.append(len(matrix))
         return matrix * 2
+
+
+def batcher_of(
+    model: Model, *, max_batch_size: int, max_wait_ms: float, **options: Any
+) -> MicroBatcher[Matrix, Matrix]:
+    """A batcher calling ``model`` once per batch, as the predictor does."""
+
+    async def run(matrices: list[Matrix]) -> list[Matrix]:
+        result = model(np.concatenate(matrices))
+        return np.split(result, np.cumsum([len(m) for m in matrices[:-1]]))
+
+    return MicroBatcher(
+        run, rows=len, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, **options
+    )
 
 
 def rows(*values: float) -> npt.NDArray[np.float64]:
@@ -26,10 +45,10 @@ def rows(*values: float) -> npt.NDArray[np.float64]:
 
 def test_concurrent_requests_share_one_model_call_and_get_their_own_rows() -> None:
     model = CountingModel()
-    batcher = MicroBatcher(model, max_batch_size=64, max_wait_ms=0)
+    batcher = batcher_of(model, max_batch_size=64, max_wait_ms=0)
 
     async def scenario() -> list[npt.NDArray[np.float64]]:
-        return list(await asyncio.gather(*(batcher.predict(rows(i, i + 0.5)) for i in range(8))))
+        return list(await asyncio.gather(*(batcher.submit(rows(i, i + 0.5)) for i in range(8))))
 
     results = asyncio.run(scenario())
     assert model.calls == [16]
@@ -39,17 +58,17 @@ def test_concurrent_requests_share_one_model_call_and_get_their_own_rows() -> No
 
 def test_a_lone_request_does_not_wait() -> None:
     model = CountingModel()
-    batcher = MicroBatcher(model, max_batch_size=64, max_wait_ms=0)
-    assert asyncio.run(batcher.predict(rows(3))).tolist() == [[6]]
+    batcher = batcher_of(model, max_batch_size=64, max_wait_ms=0)
+    assert asyncio.run(batcher.submit(rows(3))).tolist() == [[6]]
     assert model.calls == [1]
 
 
 def test_batches_never_exceed_the_maximum_size() -> None:
     model = CountingModel()
-    batcher = MicroBatcher(model, max_batch_size=4, max_wait_ms=0)
+    batcher = batcher_of(model, max_batch_size=4, max_wait_ms=0)
 
     async def scenario() -> list[npt.NDArray[np.float64]]:
-        return list(await asyncio.gather(*(batcher.predict(rows(i, i)) for i in range(5))))
+        return list(await asyncio.gather(*(batcher.submit(rows(i, i)) for i in range(5))))
 
     results = asyncio.run(scenario())
     assert max(model.calls) <= 4
@@ -59,23 +78,23 @@ def test_batches_never_exceed_the_maximum_size() -> None:
 
 def test_a_request_as_large_as_a_batch_is_predicted_on_its_own() -> None:
     model = CountingModel()
-    batcher = MicroBatcher(model, max_batch_size=4, max_wait_ms=0)
-    assert asyncio.run(batcher.predict(rows(1, 2, 3, 4, 5))).shape == (5, 1)
+    batcher = batcher_of(model, max_batch_size=4, max_wait_ms=0)
+    assert asyncio.run(batcher.submit(rows(1, 2, 3, 4, 5))).shape == (5, 1)
     assert model.calls == [5]
 
 
 def test_after_a_shared_batch_the_next_waits_for_as_much_company() -> None:
     model = CountingModel()
-    batcher = MicroBatcher(model, max_batch_size=64, max_wait_ms=10_000)
+    batcher = batcher_of(model, max_batch_size=64, max_wait_ms=10_000)
 
     async def late(value: float) -> npt.NDArray[np.float64]:
         await asyncio.sleep(0.02)
-        return await batcher.predict(rows(value))
+        return await batcher.submit(rows(value))
 
     async def scenario() -> None:
-        await asyncio.gather(batcher.predict(rows(1)), batcher.predict(rows(2)))
+        await asyncio.gather(batcher.submit(rows(1)), batcher.submit(rows(2)))
         # Two requests came together; the next batch waits for a second one.
-        await asyncio.wait_for(asyncio.gather(batcher.predict(rows(3)), late(4)), timeout=5)
+        await asyncio.wait_for(asyncio.gather(batcher.submit(rows(3)), late(4)), timeout=5)
 
     asyncio.run(scenario())
     assert model.calls == [2, 2]
@@ -84,10 +103,10 @@ def test_after_a_shared_batch_the_next_waits_for_as_much_company() -> None:
 def test_a_lone_client_never_waits_for_company() -> None:
     model = CountingModel()
     # Were a lone request made to wait, it would wait 10 s and miss the 5 s bound.
-    batcher = MicroBatcher(model, max_batch_size=64, max_wait_ms=10_000)
+    batcher = batcher_of(model, max_batch_size=64, max_wait_ms=10_000)
 
     async def scenario() -> list[list[list[float]]]:
-        return [(await batcher.predict(rows(i))).tolist() for i in range(3)]
+        return [(await batcher.submit(rows(i))).tolist() for i in range(3)]
 
     assert asyncio.run(asyncio.wait_for(scenario(), timeout=5)) == [[[0]], [[2]], [[4]]]
     assert model.calls == [1, 1, 1]
@@ -95,12 +114,12 @@ def test_a_lone_client_never_waits_for_company() -> None:
 
 def test_when_company_stops_coming_the_batch_runs_at_the_deadline() -> None:
     model = CountingModel()
-    batcher = MicroBatcher(model, max_batch_size=64, max_wait_ms=50)
+    batcher = batcher_of(model, max_batch_size=64, max_wait_ms=50)
 
     async def scenario() -> None:
-        await asyncio.gather(batcher.predict(rows(1)), batcher.predict(rows(2)))
-        await batcher.predict(rows(3))  # expected company never comes
-        await batcher.predict(rows(4))  # and is no longer expected
+        await asyncio.gather(batcher.submit(rows(1)), batcher.submit(rows(2)))
+        await batcher.submit(rows(3))  # expected company never comes
+        await batcher.submit(rows(4))  # and is no longer expected
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=5))
     assert model.calls == [2, 1, 1]
@@ -110,12 +129,12 @@ def test_a_failing_model_call_fails_every_request_in_the_batch() -> None:
     def broken(matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         raise ValueError("model exploded")
 
-    batcher = MicroBatcher(broken, max_batch_size=64, max_wait_ms=0)
+    batcher = batcher_of(broken, max_batch_size=64, max_wait_ms=0)
 
     async def scenario() -> list[object]:
         return list(
             await asyncio.gather(
-                *(batcher.predict(rows(i)) for i in range(3)), return_exceptions=True
+                *(batcher.submit(rows(i)) for i in range(3)), return_exceptions=True
             )
         )
 
@@ -132,11 +151,57 @@ def test_the_batcher_keeps_working_after_a_failure() -> None:
             raise ValueError("first call fails")
         return matrix
 
-    batcher = MicroBatcher(flaky, max_batch_size=64, max_wait_ms=0)
+    batcher = batcher_of(flaky, max_batch_size=64, max_wait_ms=0)
 
     async def scenario() -> npt.NDArray[np.float64]:
         with pytest.raises(ValueError):
-            await batcher.predict(rows(1))
-        return await batcher.predict(rows(2))
+            await batcher.submit(rows(1))
+        return await batcher.submit(rows(2))
 
     assert asyncio.run(scenario()).tolist() == [[2]]
+
+
+def test_items_of_different_keys_never_share_a_batch() -> None:
+    seen: list[list[str]] = []
+
+    async def run(items: list[str]) -> list[str]:
+        seen.append(items)
+        return [item.upper() for item in items]
+
+    batcher = MicroBatcher(
+        run, rows=lambda _: 1, max_batch_size=64, max_wait_ms=0, key=lambda item: item[0]
+    )
+
+    async def scenario() -> list[str]:
+        return list(await asyncio.gather(*(batcher.submit(i) for i in ["a1", "a2", "b1", "a3"])))
+
+    assert asyncio.run(scenario()) == ["A1", "A2", "B1", "A3"]
+    assert all(len({item[0] for item in batch}) == 1 for batch in seen)
+    assert sorted(item for batch in seen for item in batch) == ["a1", "a2", "a3", "b1"]
+
+
+def test_items_queue_only_while_every_slot_is_busy() -> None:
+    """Two slots: two items go at once, alone; those that come next share one batch."""
+    sizes: list[int] = []
+
+    async def scenario() -> list[int]:
+        release = asyncio.Event()
+
+        async def run(items: list[int]) -> list[int]:
+            sizes.append(len(items))
+            await release.wait()
+            return items
+
+        batcher = MicroBatcher(
+            run, rows=lambda _: 1, max_batch_size=64, max_wait_ms=0, concurrency=2
+        )
+        calls = []
+        for i in range(6):
+            calls.append(asyncio.ensure_future(batcher.submit(i)))
+            for _ in range(10):  # let a free slot take it
+                await asyncio.sleep(0)
+        release.set()
+        return list(await asyncio.wait_for(asyncio.gather(*calls), timeout=5))
+
+    assert asyncio.run(scenario()) == list(range(6))
+    assert sizes == [1, 1, 4]
