@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from common.errors import ServingError
 from common.tensors import HEADER_LENGTH
 from tests.servers import free_port
+from tests.unit.records import VALID
 from transformer.client import PredictorClient, PredictorReply, forwarded_headers
 from transformer.errors import (
     PredictorFailed,
@@ -26,6 +27,9 @@ from transformer.errors import (
     PredictorTimeout,
     PredictorUnavailable,
 )
+from transformer.model import PredictorCall, SalesQuantityTransformer
+from transformer.schema import validate_records
+from transformer.settings import TransformerSettings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 JSON = {"content-type": "application/json"}
@@ -155,3 +159,41 @@ def test_only_allow_listed_headers_are_forwarded() -> None:
     headers = {"X-Request-Id": "r1", "Cookie": "secret", "Authorization": "Bearer t", "Host": "x"}
     assert forwarded_headers(headers) == {"x-request-id": "r1", "authorization": "Bearer t"}
     assert forwarded_headers(None) == {}
+
+
+def test_an_answer_with_the_wrong_number_of_rows_is_a_502() -> None:
+    """Rows are split back to their requests by position: a miscount must not be."""
+    one_row = {
+        "model_name": "m",
+        "model_version": "1",
+        "outputs": [
+            {
+                "name": "probabilities",
+                "datatype": "FP64",
+                "shape": [1, 2],
+                "parameters": {"classes": "low,high"},
+                "data": [0.4, 0.6],
+            }
+        ],
+    }
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_post("/v2/models/m/infer", answer(200, one_row))
+        server = TestServer(app, host="127.0.0.1", port=free_port())
+        await server.start_server()
+        settings = TransformerSettings(
+            model_name="m",
+            predictor_host=f"127.0.0.1:{server.port}",
+            predictor_binary_data=False,
+        )
+        transformer = SalesQuantityTransformer(settings)
+        records = validate_records([VALID, VALID])
+        try:
+            await transformer.predict(PredictorCall("v2", "r1", records, {}))
+        finally:
+            await transformer.client.aclose()
+            await server.close()
+
+    with pytest.raises(PredictorFailed, match="answered 1 row"):
+        asyncio.run(scenario())
