@@ -65,10 +65,40 @@ def _ratio(
     >>> _ratio([fast, fast], [slow, slow], _RPS)
     3.0
     """
+    per_round = _round_ratios(runs, base, metric)
+    return None if per_round is None else statistics.median(per_round)
+
+
+def _round_ratios(
+    runs: Sequence[Measurement] | None, base: Sequence[Measurement] | None, metric: Metric
+) -> list[float] | None:
     if not runs or not base or _error(runs) or _error(base) or len(runs) != len(base):
         return None
     pairs = [(metric(r), metric(b)) for r, b in zip(runs, base, strict=True)]
-    return statistics.median(a / b if b else float("inf") for a, b in pairs)
+    return [a / b if b else float("inf") for a, b in pairs]
+
+
+def _median_and_range(values: Sequence[float] | None, unit: str = "x") -> str:
+    """The median and, over several rounds, their spread: on a noisy machine a
+    median near its target says little without it.
+
+    Examples
+    --------
+    >>> _median_and_range([1.4, 1.6, 1.5])
+    '1.50x (rounds 1.40x-1.60x)'
+    >>> _median_and_range([0.5], unit="%")
+    '50%'
+    """
+    if not values:
+        return "-"
+
+    def show(value: float) -> str:
+        return f"{value:.0%}" if unit == "%" else f"{value:.2f}x"
+
+    text = show(statistics.median(values))
+    if len(values) > 1:
+        text += f" (rounds {show(min(values))}-{show(max(values))})"
+    return text
 
 
 def _times(value: float | None) -> str:
@@ -112,7 +142,8 @@ def batch_section(designs: Sequence[Design], results: Results) -> str:
         if error:
             lines.append(f"{label} {error}")
             continue
-        share = _share(runs, limit, rows)
+        shares = _shares(runs, limit, rows)
+        share = None if shares is None else statistics.median(shares)
         lines.append(
             f"{label} {_median(runs, _RPS) * rows:>9.0f} {_median(runs, _P50):>10.1f} "
             f"{'-' if share is None else f'{share:.0%}':>13}"
@@ -127,11 +158,11 @@ def batch_section(designs: Sequence[Design], results: Results) -> str:
     return "\n".join(lines)
 
 
-def _share(runs: Sequence[Measurement], limit: Sequence[float], rows: int) -> float | None:
+def _shares(runs: Sequence[Measurement], limit: Sequence[float], rows: int) -> list[float] | None:
     # Per round: the path's rows/s over the in-process rows/s measured in that round.
     if not runs or len(runs) != len(limit) or _error(runs):
         return None
-    return statistics.median(r.rps * rows / lim for r, lim in zip(runs, limit, strict=True))
+    return [r.rps * rows / lim for r, lim in zip(runs, limit, strict=True)]
 
 
 def verdicts(results: Results, concurrencies: Sequence[int]) -> list[str]:
@@ -145,38 +176,42 @@ def verdicts(results: Results, concurrencies: Sequence[int]) -> list[str]:
 
     for protocol in ("v2", "v1"):
         full = f"full-{protocol}"
-        p50 = _ratio(single.get((full, 1)), single.get((BASELINE, 1)), _P50)
+        p50 = _round_ratios(single.get((full, 1)), single.get((BASELINE, 1)), _P50)
         verdict(
             f"full path {protocol.upper()} single-row p50 <= 1.5x baseline p50 (conc 1)",
-            None if p50 is None else p50 <= 1.5,
-            f"{_times(p50)}",
+            None if p50 is None else statistics.median(p50) <= 1.5,
+            _median_and_range(p50),
         )
     for protocol in ("v2", "v1"):
         ratios = [
-            _ratio(single.get((f"predictor-{protocol}", c)), single.get(("mlflow-serve", c)), _RPS)
+            _round_ratios(
+                single.get((f"predictor-{protocol}", c)), single.get(("mlflow-serve", c)), _RPS
+            )
             for c in (1, 8)
         ]
-        known = [r for r in ratios if r is not None]
+        known = [statistics.median(r) for r in ratios if r is not None]
         verdict(
             f"predictor alone {protocol.upper()} req/s >= 1.5x mlflow models serve (conc 1 and 8)",
             None if len(known) < 2 else all(r >= 1.5 for r in known),
-            " and ".join(_times(r) for r in ratios),
+            " and ".join(_median_and_range(r) for r in ratios),
         )
     for protocol in ("v2", "v1"):
         path, base = single.get((f"full-{protocol}", 8)), single.get((BASELINE, 8))
-        rps, p99 = _ratio(path, base, _RPS), _ratio(path, base, _P99)
+        rps, p99 = _round_ratios(path, base, _RPS), _round_ratios(path, base, _P99)
         verdict(
             f"full path {protocol.upper()} conc 8 req/s >= 2x baseline, p99 <= baseline's",
-            None if rps is None or p99 is None else rps >= 2 and p99 <= 1,
-            f"req/s {_times(rps)}, p99 {_times(p99)}",
+            None
+            if rps is None or p99 is None
+            else statistics.median(rps) >= 2 and statistics.median(p99) <= 1,
+            f"req/s {_median_and_range(rps)}, p99 {_median_and_range(p99)}",
         )
     limit = [results.batch_rows / s for s in results.in_process]
     for protocol in ("v2", "v1"):
-        share = _share(results.batch.get(f"full-{protocol}", []), limit, results.batch_rows)
+        shares = _shares(results.batch.get(f"full-{protocol}", []), limit, results.batch_rows)
         verdict(
             f"{results.batch_rows}-row batch {protocol.upper()} rows/s >= 50% of in-process",
-            None if share is None else share >= 0.5,
-            "-" if share is None else f"{share:.0%}",
+            None if shares is None else statistics.median(shares) >= 0.5,
+            _median_and_range(shares, unit="%"),
         )
     if not set(concurrencies) >= {1, 8}:
         lines.append("  (targets are defined at concurrency 1 and 8; measure both to judge them)")

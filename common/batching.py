@@ -101,6 +101,8 @@ class MicroBatcher(Generic[Item, Result]):
             batch = await self._collect()
             try:
                 results = await self._run([p.item for p in batch])
+                if len(results) != len(batch):
+                    raise RuntimeError(f"{len(results)} result(s) for {len(batch)} item(s)")
             except Exception as exc:  # noqa: BLE001 - every waiting caller gets the error
                 for pending in batch:
                     if not pending.result.done():

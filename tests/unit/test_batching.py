@@ -205,3 +205,20 @@ def test_items_queue_only_while_every_slot_is_busy() -> None:
 
     assert asyncio.run(scenario()) == list(range(6))
     assert sizes == [1, 1, 4]
+
+
+def test_a_run_returning_too_few_results_fails_its_batch_not_the_batcher() -> None:
+    calls = {"n": 0}
+
+    async def run(items: list[int]) -> list[int]:
+        calls["n"] += 1
+        return items[:-1] if calls["n"] == 1 else items
+
+    batcher = MicroBatcher(run, rows=lambda _: 1, max_batch_size=64, max_wait_ms=0)
+
+    async def scenario() -> int:
+        with pytest.raises(RuntimeError, match="0 result"):
+            await batcher.submit(1)
+        return await asyncio.wait_for(batcher.submit(2), timeout=5)
+
+    assert asyncio.run(scenario()) == 2
