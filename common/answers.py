@@ -65,8 +65,8 @@ class Prediction:
 
     @property
     def predicted_class(self) -> list[str]:
-        winners = np.asarray(self.classes, dtype=object)[self.probabilities.argmax(axis=1)]
-        return [str(w) for w in winners]
+        classes = self.classes
+        return [classes[i] for i in self.probabilities.argmax(axis=1).tolist()]
 
 
 def to_v1(prediction: Prediction, **extra: Any) -> dict[str, Any]:
