@@ -125,17 +125,13 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
         s = self.settings
         first = calls[0]
         PREDICTOR_CALL_REQUESTS.labels(self.name).observe(len(calls))
-        records = first.records
         if len(calls) > 1:
-            records = {
-                name: list(chain.from_iterable(c.records[name] for c in calls)) for name in records
-            }
             log.debug(
                 "one predictor call for requests %s",
                 ", ".join(c.request_id for c in calls),
                 extra={"request_id": first.request_id},
             )
-        features = compute_features(records)
+        features = compute_features(_joined_records(calls))
         if s.predictor_protocol == "v2":
             path, parse = f"/v2/models/{s.model_name}/infer", answers.parse_v2
             content, described = protocol.to_predictor_v2(
@@ -177,3 +173,12 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
         if call.caller_protocol == "v2":
             return answers.to_v2(prediction, request_id=call.request_id)
         return answers.to_v1(prediction, request_id=call.request_id)
+
+
+def _joined_records(calls: list[PredictorCall]) -> dict[str, list[Any]]:
+    """The records of ``calls`` as one set of columns, in call order."""
+    if len(calls) == 1:
+        return calls[0].records
+    return {
+        name: list(chain.from_iterable(c.records[name] for c in calls)) for name in calls[0].records
+    }
