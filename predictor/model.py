@@ -53,7 +53,7 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
         self.registered_model = ""
         self._estimator: Any = None
         self._classes: list[str] = []
-        self._batcher: MicroBatcher[npt.NDArray[np.float64], npt.NDArray[np.float64]]
+        self._batcher: MicroBatcher[npt.NDArray[np.float64], answers.Prediction]
         self._batcher = MicroBatcher(
             self._predict_batch,
             rows=len,
@@ -109,22 +109,23 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
     async def _predict(
         self, matrix: npt.NDArray[np.float64], request_id: str | None
     ) -> answers.Prediction:
-        probabilities = await self._batcher.submit(matrix)
+        prediction = await self._batcher.submit(matrix)
         log.debug("predicted %d row(s)", len(matrix), extra={"request_id": request_id})
-        return answers.Prediction(self._classes, probabilities, self.name, self.version)
+        return prediction
 
     async def _predict_batch(
         self, matrices: list[npt.NDArray[np.float64]]
-    ) -> list[npt.NDArray[np.float64]]:
+    ) -> list[answers.Prediction]:
         """One model call for the rows of concurrent requests; each gets its slice.
 
         Synchronous inside: the model holds the event loop, and requests arriving
         meanwhile form the next batch.
         """
-        if len(matrices) == 1:
-            return [self._predict_proba(matrices[0])]
-        probabilities = self._predict_proba(np.concatenate(matrices))
-        return np.split(probabilities, np.cumsum([len(m) for m in matrices[:-1]]))
+        matrix = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
+        whole = answers.Prediction(
+            self._classes, self._predict_proba(matrix), self.name, self.version
+        )
+        return whole.split([len(m) for m in matrices])
 
     def _predict_proba(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         # The protocol layer already checked shapes and finiteness; scikit-learn's
