@@ -7,6 +7,11 @@ the features with :mod:`transformer.features`, calls the scikit-learn model load
 in-process and answers each row's class and probabilities, as the seed's
 ``app.main:app`` did.
 
+``--compile_model`` makes it score with the predictor's checked NumPy copy of
+``predict_proba`` (:mod:`predictor.scorer`) instead: not the seed's design, but a
+reference that shows what the transformer → predictor hop costs once both sides
+score alike.
+
 Run it as the seed ran, one uvicorn process::
 
     python -m benchmarks.baseline_app --tracking_uri http://127.0.0.1:5000 --port 8000
@@ -24,6 +29,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from predictor.scorer import scorer_for
 from transformer.errors import InvalidRecord
 from transformer.features import compute_features, feature_matrix
 from transformer.schema import validate_records
@@ -33,7 +39,7 @@ __all__ = ["create_app", "main"]
 DEFAULT_MODEL_URI = "models:/sales-quantity-classifier@production"
 
 
-def create_app(model_uri: str) -> FastAPI:
+def create_app(model_uri: str, *, compile_model: bool = False) -> FastAPI:
     """Load the model in this process and return the app that serves it.
 
     Parameters
@@ -41,6 +47,8 @@ def create_app(model_uri: str) -> FastAPI:
     model_uri : str
         An MLflow model URI, e.g. ``models:/sales-quantity-classifier@production``;
         MLflow is found through ``MLFLOW_TRACKING_URI``.
+    compile_model : bool
+        Score with the predictor's NumPy copy of ``predict_proba``, not the model's own.
 
     Returns
     -------
@@ -49,6 +57,7 @@ def create_app(model_uri: str) -> FastAPI:
     """
     model = mlflow.sklearn.load_model(model_uri)
     classes = [str(c) for c in model.classes_]
+    predict_proba = scorer_for(model).predict_proba if compile_model else model.predict_proba
     app = FastAPI(title="sales-quantity-classifier (seed design)")
 
     @app.get("/health")
@@ -67,7 +76,7 @@ def create_app(model_uri: str) -> FastAPI:
         except (ValueError, KeyError, InvalidRecord) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         features: dict[str, Any] = compute_features(columns)
-        probabilities = np.asarray(model.predict_proba(feature_matrix(features)))
+        probabilities = np.asarray(predict_proba(feature_matrix(features)))
         winners = probabilities.argmax(axis=1)
         return {
             "predictions": [
@@ -92,11 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking_uri", help="MLflow server (else MLFLOW_TRACKING_URI)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--compile_model",
+        action="store_true",
+        help="score with the predictor's NumPy copy of predict_proba (a reference, not the seed)",
+    )
     args = parser.parse_args(argv)
     if args.tracking_uri:
         # MLflow's models:/ download reads the environment, not a passed tracking URI.
         os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
-    app = create_app(args.model_uri)
+    app = create_app(args.model_uri, compile_model=args.compile_model)
     # No access log: the servers it is compared with log nothing per request either.
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0

@@ -12,7 +12,15 @@ from typing import Any, Final
 from benchmarks.bodies import BodyMaker, mlflow_split, predictor_v1, predictor_v2, raw_v1, raw_v2
 from benchmarks.stack import MODEL
 
-__all__ = ["BASELINE", "BATCH_DESIGNS", "DESIGNS", "NOBATCH", "Design", "answer_rows"]
+__all__ = [
+    "BASELINE",
+    "BASELINE_NUMPY",
+    "BATCH_DESIGNS",
+    "DESIGNS",
+    "NOBATCH",
+    "Design",
+    "answer_rows",
+]
 
 _V1: Final = f"/v1/models/{MODEL}:predict"
 _V2: Final = f"/v2/models/{MODEL}/infer"
@@ -34,11 +42,21 @@ class Design:
 
 
 BASELINE: Final = "baseline"
+#: A reference, not a target: the baseline scoring with the predictor's NumPy copy.
+BASELINE_NUMPY: Final = "baseline-numpy"
 #: Present only when the predictor has the ``--max_batch_size`` flag.
 NOBATCH: Final = "predictor-v2-nobatch"
 
 DESIGNS: Final[tuple[Design, ...]] = (
     Design(BASELINE, "baseline: seed FastAPI, in-process", "JSON", "baseline", "/predict", raw_v1),
+    Design(
+        BASELINE_NUMPY,
+        "baseline + NumPy scorer (ref.)",
+        "JSON",
+        "baseline-numpy",
+        "/predict",
+        raw_v1,
+    ),
     Design(
         "mlflow-serve",
         "mlflow models serve",

@@ -38,6 +38,7 @@ _READY: Final = f"/v2/models/{MODEL}/ready"
 #: What :meth:`Stack.start` can start.
 SERVER_KEYS: Final = (
     "baseline",
+    "baseline-numpy",
     "mlflow-serve",
     "predictor",
     "predictor-nobatch",
@@ -166,8 +167,10 @@ class Stack:
 
     def _spec(self, key: str, port: int) -> tuple[list[str], str, dict[str, str]]:
         env = {"MLFLOW_TRACKING_URI": self.tracking_uri}
-        if key == "baseline":
+        if key in ("baseline", "baseline-numpy"):
             args = ["python", "-m", "benchmarks.baseline_app", "--model_uri", MODEL_URI]
+            if key == "baseline-numpy":
+                args.append("--compile_model")
             return [*args, "--port", str(port)], "/health", env
         if key == "mlflow-serve":
             # MLflow execs `uvicorn` by name: this interpreter's must come first on PATH.

@@ -8,13 +8,13 @@ from typing import Any
 import kserve
 import numpy as np
 import numpy.typing as npt
-import sklearn
 from kserve import InferRequest, InferResponse
 from prometheus_client import Gauge, Histogram
 
 from common import answers
 from common.batching import MicroBatcher
 from predictor import protocol, registry
+from predictor.scorer import Scorer, scorer_for
 from predictor.settings import PredictorSettings
 from transformer.features import FEATURES
 
@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 
 MODEL_INFO = Gauge(
     "predictor_model_info",
-    "The registry model version this predictor serves (value is always 1).",
-    ["model_name", "registered_model", "model_version"],
+    "The registry model version this predictor serves, and how it scores it: scorer is "
+    '"numpy" (the checked copy of predict_proba) or "scikit-learn" (value is always 1).',
+    ["model_name", "registered_model", "model_version", "scorer"],
 )
 
 MODEL_CALL_ROWS = Histogram(
@@ -51,7 +52,7 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
         self.settings = settings
         self.version = ""
         self.registered_model = ""
-        self._estimator: Any = None
+        self._scorer: Scorer | None = None
         self._classes: list[str] = []
         self._batcher: MicroBatcher[npt.NDArray[np.float64], answers.Prediction]
         self._batcher = MicroBatcher(
@@ -75,17 +76,19 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
             initial_wait=s.retry_initial_seconds,
             max_wait=s.retry_max_seconds,
         )
-        self._estimator = loaded.estimator
+        self._scorer = scorer_for(loaded.estimator, compile_model=s.compile_model)
         self._classes = [str(c) for c in loaded.estimator.classes_]
         self.registered_model, self.version = loaded.name, loaded.version
-        MODEL_INFO.labels(self.name, loaded.name, loaded.version).set(1)
+        scorer = "numpy" if self._scorer.compiled else "scikit-learn"
+        MODEL_INFO.labels(self.name, loaded.name, loaded.version, scorer).set(1)
         log.info(
-            "serving %s version %s (run %s) as %s; classes %s",
+            "serving %s version %s (run %s) as %s; classes %s; scoring with %s",
             loaded.name,
             loaded.version,
             loaded.run_id,
             self.name,
             self._classes,
+            self._scorer.note,
         )
         self.ready = True
         return self.ready
@@ -128,11 +131,9 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
         return whole.split([len(m) for m in matrices])
 
     def _predict_proba(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        # The protocol layer already checked shapes and finiteness; scikit-learn's
-        # own checks would double the cost of a small batch.
+        assert self._scorer is not None, "predict before load"
         MODEL_CALL_ROWS.labels(self.name).observe(len(matrix))
-        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            return np.asarray(self._estimator.predict_proba(matrix), dtype=np.float64)
+        return self._scorer.predict_proba(matrix)
 
     def get_input_types(self) -> list[dict[str, Any]]:
         """V2 metadata: one input per feature, from ``transformer.features``."""

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import numpy as np
 import orjson
+import pandas as pd
 import pytest
 
 from common.tensors import HEADER_LENGTH, binary_request, read_binary
@@ -19,7 +20,7 @@ from tests.servers import Server
 from tests.unit.records import VALID, record
 from transformer.features import compute_features
 from transformer.protocol import RAW_DATATYPES, to_predictor_v2
-from transformer.schema import validate_records
+from transformer.schema import RAW_FIELDS, validate_records
 
 pytestmark = pytest.mark.integration
 
@@ -186,7 +187,7 @@ def test_the_predictor_reports_its_version_in_metadata_headers_and_metrics(
     metrics = httpx.get(f"{predictor.url}/metrics").text
     assert (
         f'predictor_model_info{{model_name="{MODEL}",model_version="{registry.version}",'
-        f'registered_model="{MODEL}"}} 1.0'
+        f'registered_model="{MODEL}",scorer="numpy"}} 1.0'
     ) in metrics
     # A two-row request is at least one model call of at least two rows.
     calls = re.search(rf'predictor_model_call_rows_count{{model_name="{MODEL}"}} (\S+)', metrics)
@@ -222,6 +223,33 @@ def test_the_predictor_answers_binary_and_json_features_bit_for_bit_alike(
     assert probabilities["parameters"] == json_outputs["probabilities"]["parameters"]
     expected = np.asarray(json_outputs["probabilities"]["data"]).reshape(2, 3)
     assert probabilities["data"].tobytes() == expected.tobytes()
+
+
+def test_the_numpy_scorer_answers_held_out_rows_as_scikit_learn_does_to_the_bit(
+    predictor: Server, registry: Registry, start_predictor: Callable[..., Server]
+) -> None:
+    # The version the session's predictor serves: other tests may promote newer ones.
+    with_sklearn = start_predictor(
+        registry.tracking_uri,
+        "--model_uri",
+        f"models:/{MODEL}/{registry.version}",
+        "--compile_model",
+        "false",
+    )
+    rows = pd.read_csv(registry.data_dir / "test.csv").sample(300, random_state=1)
+    records = rows[list(RAW_FIELDS)].to_dict(orient="records")
+    features = compute_features(validate_records(records))
+    answers = []
+    for server in (predictor, with_sklearn):
+        content, headers = to_predictor_v2(features, "scorers", binary=True)
+        response = httpx.post(f"{server.url}{V2}", content=content, headers=headers)
+        assert response.status_code == 200, response.text
+        answers.append(read_binary(response.content, response.headers[HEADER_LENGTH], "outputs"))
+        scorer = "numpy" if server is predictor else "scikit-learn"
+        assert f'scorer="{scorer}"' in httpx.get(f"{server.url}/metrics").text
+    numpy_scored, sklearn_scored = (a["outputs"][0]["data"] for a in answers)
+    assert numpy_scored.shape == (300, 3)
+    assert numpy_scored.tobytes() == sklearn_scored.tobytes()
 
 
 def test_an_unknown_requested_output_is_a_400(predictor: Server) -> None:
