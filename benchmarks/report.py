@@ -191,7 +191,7 @@ def verdicts(results: Results, concurrencies: Sequence[int]) -> list[str]:
             None if p50 is None else statistics.median(p50) <= 1.5,
             _median_and_range(p50)
             + (
-                f"; {_median_and_range(reference)} the baseline's with the NumPy scorer"
+                f"; against the baseline with the NumPy scorer {_median_and_range(reference)}"
                 if reference
                 else ""
             ),
@@ -230,7 +230,7 @@ def verdicts(results: Results, concurrencies: Sequence[int]) -> list[str]:
             None if shares is None else statistics.median(shares) >= 0.5,
             _median_and_range(shares, unit="%")
             + (
-                f"; {_median_and_range(reference, unit='%')} of in-process with the NumPy scorer"
+                f"; of in-process with the NumPy scorer {_median_and_range(reference, unit='%')}"
                 if reference
                 else ""
             ),
