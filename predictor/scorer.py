@@ -263,9 +263,10 @@ def _softmax_of(model: LogisticRegression) -> _Softmax:
 
 
 def probe_rows(estimator: Any) -> Matrix:
-    """Rows that reach every known category of every target encoder, and an unknown one.
+    """Rows that reach every known category of the first step's target encoders (where
+    the project's pipeline has them), and an unknown one.
 
-    Columns no encoder reads get spread-out values from a fixed seed. Raises
+    Other columns get spread-out values from a fixed seed. Raises
     :class:`NotCompiled` when the estimator does not say how many features it takes.
     """
     width = getattr(estimator, "n_features_in_", None)
