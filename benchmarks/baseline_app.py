@@ -57,7 +57,12 @@ def create_app(model_uri: str, *, compile_model: bool = False) -> FastAPI:
     """
     model = mlflow.sklearn.load_model(model_uri)
     classes = [str(c) for c in model.classes_]
-    predict_proba = scorer_for(model).predict_proba if compile_model else model.predict_proba
+    predict_proba = model.predict_proba
+    if compile_model:
+        scorer = scorer_for(model)
+        if not scorer.compiled:  # a reference that scored with scikit-learn would mislead
+            raise SystemExit(f"no NumPy copy of this model: {scorer.note}")
+        predict_proba = scorer.predict_proba
     app = FastAPI(title="sales-quantity-classifier (seed design)")
 
     @app.get("/health")

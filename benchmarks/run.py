@@ -22,11 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import httpx
 
@@ -138,7 +137,7 @@ def _run(args: argparse.Namespace, work_dir: Path, cleanup: contextlib.ExitStack
 
     print(_header(args, generator, pinning, stack), flush=True)
     results = report.Results(batch_rows=args.batch_rows)
-    estimator = _load_estimator() if batch else None
+    limits = _in_process_limits(big, results) if batch else []
     for number in range(args.rounds):
         shift = number % len(designs)  # each design takes each place in the order in turn
         for design in (*designs[shift:], *designs[:shift]):
@@ -150,8 +149,8 @@ def _run(args: argparse.Namespace, work_dir: Path, cleanup: contextlib.ExitStack
             run = _measure(generator, batches[design.name], 1, args)
             results.batch.setdefault(design.name, []).append(run)
             _progress(f"round {number + 1}/{args.rounds} batch {design.name}", run)
-        if estimator is not None:
-            _measure_in_process(estimator, big, args.inprocess_repeats, pinning, results)
+        if limits:
+            _measure_in_process(limits, args.inprocess_repeats, pinning)
     _print_report(designs, batch, args, results)
     print(f"\nwall time {time.monotonic() - started:.0f} s; load average {_load_average()}")
     failed = any(r.error for runs in results.single.values() for r in runs) or any(
@@ -283,28 +282,35 @@ def _measure(
         return Measurement(0, 0.0, 0.0, 0.0, error=f"load generator failed: {reason}")
 
 
-def _load_estimator() -> Any:
+def _in_process_limits(
+    records: Sequence[Record], results: report.Results
+) -> list[tuple[list[float], Callable[[], object]]]:
+    """The in-process calls timed each round, each with the list its timings go to."""
     import mlflow.sklearn  # only when the batch section needs it: a slow import
 
-    return mlflow.sklearn.load_model(MODEL_URI)
+    estimator = mlflow.sklearn.load_model(MODEL_URI)
+    limits = [
+        (results.in_process, inprocess.features_and_predict(estimator, records)),
+        (results.in_process_validated, inprocess.validate_features_predict(estimator, records)),
+    ]
+    # The predictor's scorer has predict_proba too: the limit of our own design.
+    numpy_scorer = scorer_for(estimator)
+    if numpy_scorer.compiled:
+        limits.append(
+            (results.in_process_numpy, inprocess.features_and_predict(numpy_scorer, records))
+        )
+    else:
+        _progress(f"no in-process NumPy limit: {numpy_scorer.note}")
+    return limits
 
 
 def _measure_in_process(
-    estimator: Any,
-    records: Sequence[Record],
-    repeats: int,
-    pinning: Pinning,
-    results: report.Results,
+    limits: Sequence[tuple[list[float], Callable[[], object]]], repeats: int, pinning: Pinning
 ) -> None:
     # On the servers' CPUs: the limit is what one server CPU could do without HTTP.
     with inprocess.on_cpus(pinning.server):
-        plain = inprocess.features_and_predict(estimator, records)
-        results.in_process.append(inprocess.median_seconds(plain, repeats))
-        validated = inprocess.validate_features_predict(estimator, records)
-        results.in_process_validated.append(inprocess.median_seconds(validated, repeats))
-        # The predictor's scorer has predict_proba too: the limit of our own design.
-        numpy_scored = inprocess.features_and_predict(scorer_for(estimator), records)
-        results.in_process_numpy.append(inprocess.median_seconds(numpy_scored, repeats))
+        for timings, call in limits:
+            timings.append(inprocess.median_seconds(call, repeats))
 
 
 def _header(

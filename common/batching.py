@@ -1,7 +1,7 @@
 """Micro-batching: concurrent requests share one call of something costly.
 
-The predictor batches rows into one model call (a scikit-learn ``predict_proba``
-on one row costs nearly what it costs on a hundred); the transformer batches
+The predictor batches rows into one model call (a call on one row costs nearly
+what it costs on a hundred); the transformer batches
 requests into one predictor call (each HTTP exchange costs both sides more than
 the rows it carries).
 

@@ -79,8 +79,7 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
         self._scorer = scorer_for(loaded.estimator, compile_model=s.compile_model)
         self._classes = [str(c) for c in loaded.estimator.classes_]
         self.registered_model, self.version = loaded.name, loaded.version
-        scorer = "numpy" if self._scorer.compiled else "scikit-learn"
-        MODEL_INFO.labels(self.name, loaded.name, loaded.version, scorer).set(1)
+        MODEL_INFO.labels(self.name, loaded.name, loaded.version, self._scorer.kind).set(1)
         log.info(
             "serving %s version %s (run %s) as %s; classes %s; scoring with %s",
             loaded.name,

@@ -22,7 +22,7 @@ converts TargetEncoder only for two classes and in float32.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -35,6 +35,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler, TargetEncoder
 
 __all__ = [
+    "CompiledPipeline",
     "NotCompiled",
     "Scorer",
     "compile_pipeline",
@@ -64,6 +65,11 @@ class Scorer:
     note: str
     """What was chosen and why, for the log."""
 
+    @property
+    def kind(self) -> str:
+        """``numpy`` or ``scikit-learn``: the ``scorer`` label of the predictor's metrics."""
+        return "numpy" if self.compiled else "scikit-learn"
+
 
 def scorer_for(estimator: Any, *, compile_model: bool = True) -> Scorer:
     """The NumPy copy of ``estimator.predict_proba`` if it is exact, else scikit-learn's.
@@ -73,8 +79,8 @@ def scorer_for(estimator: Any, *, compile_model: bool = True) -> Scorer:
     >>> from sklearn.dummy import DummyClassifier
     >>> X = np.zeros((3, 1))
     >>> scorer = scorer_for(DummyClassifier().fit(X, ["a", "b", "b"]))
-    >>> scorer.compiled, scorer.note
-    (False, 'scikit-learn predict_proba: DummyClassifier is not a Pipeline')
+    >>> scorer.kind, scorer.note
+    ('scikit-learn', 'scikit-learn predict_proba: DummyClassifier is not a Pipeline')
     >>> scorer.predict_proba(X[:1]).round(2).tolist()
     [[0.33, 0.67]]
     """
@@ -83,7 +89,8 @@ def scorer_for(estimator: Any, *, compile_model: bool = True) -> Scorer:
         return Scorer(reference, False, "scikit-learn predict_proba: compile_model is off")
     try:
         compiled = compile_pipeline(estimator)
-        difference = first_difference(compiled, reference, probe_rows(estimator))
+        probe = probe_rows(compiled, estimator.n_features_in_)
+        difference = first_difference(compiled, reference, probe)
     except NotCompiled as exc:
         return Scorer(reference, False, f"scikit-learn predict_proba: {exc}")
     if difference:
@@ -109,7 +116,9 @@ class _SklearnPredictProba:
 
 
 @dataclass(frozen=True)
-class _Chain:
+class CompiledPipeline:
+    """The copied steps, applied in order; not yet checked against scikit-learn."""
+
     steps: tuple[Step, ...]
 
     def __call__(self, matrix: Matrix) -> Matrix:
@@ -118,7 +127,7 @@ class _Chain:
         return matrix
 
 
-def compile_pipeline(estimator: Any) -> Step:
+def compile_pipeline(estimator: Any) -> CompiledPipeline:
     """Rebuild ``estimator.predict_proba`` from its fitted attributes.
 
     Raises :class:`NotCompiled` naming the first step it has no copy of. The result
@@ -130,7 +139,7 @@ def compile_pipeline(estimator: Any) -> Step:
     if type(last) is not LogisticRegression:
         raise NotCompiled(f"the last step is {type(last).__name__}, not LogisticRegression")
     steps = [_transform(t) for _, t in transforms if t not in (None, "passthrough")]
-    return _Chain((*steps, _softmax_of(last)))
+    return CompiledPipeline((*steps, _softmax_of(last)))
 
 
 def _transform(transformer: Any) -> Step:
@@ -262,17 +271,13 @@ def _softmax_of(model: LogisticRegression) -> _Softmax:
     return _Softmax(model.coef_.T, model.intercept_)
 
 
-def probe_rows(estimator: Any) -> Matrix:
-    """Rows that reach every known category of the first step's target encoders (where
-    the project's pipeline has them), and an unknown one.
+def probe_rows(compiled: CompiledPipeline, width: int) -> Matrix:
+    """``width``-column rows that reach every known category of the first step's target
+    encoders (where the project's pipeline has them), and an unknown one.
 
-    Other columns get spread-out values from a fixed seed. Raises
-    :class:`NotCompiled` when the estimator does not say how many features it takes.
+    Other columns get spread-out values from a fixed seed.
     """
-    width = getattr(estimator, "n_features_in_", None)
-    if not isinstance(width, int):
-        raise NotCompiled("the estimator does not say how many features it takes")
-    encoded = dict(_encoded_columns(estimator))
+    encoded = dict(_encoded_columns(compiled))
     height = max((len(c) + 1 for c in encoded.values()), default=1)
     rows = np.random.default_rng(0).standard_normal((height, width)) * _PROBE_SCALE
     for column, categories in encoded.items():
@@ -282,20 +287,17 @@ def probe_rows(estimator: Any) -> Matrix:
     return rows
 
 
-def _encoded_columns(estimator: Any) -> list[tuple[int, Matrix]]:
-    first: Any = estimator.steps[0][1] if type(estimator) is Pipeline else None
-    if type(first) is ColumnTransformer:
-        return [
-            (column, categories.astype(np.float64))
-            for name, encoder, columns in first.transformers_
-            if type(encoder) is TargetEncoder
-            for column, categories in zip(
-                _positions(columns, name), encoder.categories_, strict=True
-            )
-        ]
-    if type(first) is TargetEncoder:
-        return [(i, c.astype(np.float64)) for i, c in enumerate(first.categories_)]
-    return []
+def _encoded_columns(compiled: CompiledPipeline) -> Iterator[tuple[int, Matrix]]:
+    """Each input column the first step target-encodes, with its known categories."""
+    first = compiled.steps[0]
+    if isinstance(first, _Encode):
+        for column, (categories, _) in enumerate(first.lookups):
+            yield column, categories
+    elif isinstance(first, _Columns):
+        for columns, step in first.parts:
+            if isinstance(step, _Encode):
+                for column, (categories, _) in zip(columns, step.lookups, strict=True):
+                    yield column, categories
 
 
 def first_difference(compiled: Step, reference: Step, rows: Matrix) -> str:

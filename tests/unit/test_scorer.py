@@ -41,6 +41,10 @@ def pipeline(split: tuple[pd.DataFrame, pd.DataFrame]) -> Pipeline:
     return fit_model(*split, seed=0).pipeline
 
 
+def probe_of(pipeline: Pipeline) -> np.ndarray[Any, Any]:
+    return probe_rows(compile_pipeline(pipeline), pipeline.n_features_in_)
+
+
 def test_the_project_pipeline_is_scored_by_the_copy(pipeline: Pipeline) -> None:
     chosen = scorer_for(pipeline)
     assert chosen.compiled, chosen.note
@@ -79,7 +83,7 @@ def test_unknown_stores_and_items_get_what_scikit_learn_gives_them(
 
 
 def test_the_probe_reaches_every_known_category_and_one_unknown(pipeline: Pipeline) -> None:
-    probe = probe_rows(pipeline)
+    probe = probe_of(pipeline)
     encoder = pipeline.named_steps["encode"].named_transformers_["codes"]
     for column, categories in zip(CODES, encoder.categories_, strict=True):
         assert set(categories) < set(probe[:, column])
@@ -173,6 +177,6 @@ def test_a_copy_that_differs_by_one_bit_is_refused(
     assert not chosen.compiled
     assert chosen.note.startswith("scikit-learn predict_proba: the copy differs on ")
     # ... and what is served is scikit-learn's own answer.
-    probe = probe_rows(pipeline)
+    probe = probe_of(pipeline)
     np.testing.assert_array_equal(chosen.predict_proba(probe), pipeline.predict_proba(probe))
     assert not np.array_equal(compile_pipeline(pipeline)(probe), pipeline.predict_proba(probe))
