@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up down status train test test-unit lint format bench
+.PHONY: up down status train test test-unit lint format bench system-deps
 
 # Reinstall when the dependencies change.
 $(STAMP): pyproject.toml
@@ -26,7 +26,10 @@ status:
 train: $(STAMP)  ## train, register and promote a new version on the running stack
 	scripts/stack.sh train
 
-test: $(STAMP)  ## every tier: unit, then integration against real servers
+system-deps:  ## the Debian packages the tests need (only those missing)
+	scripts/system-deps.sh
+
+test: $(STAMP) system-deps  ## every tier: unit, then integration against real servers
 	$(BIN)/python -m pytest
 
 test-unit: $(STAMP)
