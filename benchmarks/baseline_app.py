@@ -29,9 +29,10 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from common.contract import feature_matrix
 from predictor.scorer import scorer_for
 from transformer.errors import InvalidRecord
-from transformer.features import compute_features, feature_matrix
+from transformer.features import compute_features
 from transformer.schema import validate_records
 
 __all__ = ["create_app", "main"]

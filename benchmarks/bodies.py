@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from common.contract import FEATURE_NAMES, FEATURES
 from training.dataset import generate_sales
-from transformer.features import FEATURE_NAMES, FEATURES, compute_features
+from transformer.features import compute_features
 from transformer.protocol import RAW_DATATYPES
 from transformer.schema import RAW_FIELDS
 

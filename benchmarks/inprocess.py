@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from benchmarks.bodies import Record
-from transformer.features import compute_features, feature_matrix
+from common.contract import feature_matrix
+from transformer.features import compute_features
 from transformer.schema import RAW_FIELDS, validate_records
 
 __all__ = ["features_and_predict", "median_seconds", "on_cpus", "validate_features_predict"]

@@ -1,24 +1,21 @@
 """Start what the benchmarks measure: MLflow, a trained model and the servers of each design.
 
-Mirrors ``tests/integration/conftest.py`` and reuses ``tests.servers``: every
+Mirrors ``tests/integration/conftest.py`` and uses :mod:`harness.servers`: every
 process listens on a free 127.0.0.1 port, logs to its own file and is stopped,
 with its process group, when the :class:`Stack` closes, also on error or Ctrl-C.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from tests.servers import Server, free_port, start_mlflow, start_server
+from harness.servers import Server, free_port, start_mlflow, start_server, stop_group
 
 __all__ = [
     "MODEL",
@@ -197,32 +194,3 @@ class Stack:
             args += [*_TRANSFORMER_FLAGS[key], "--http_port", str(port)]
             return args, _READY, env
         raise ValueError(f"server {key!r} is unknown: expected one of {', '.join(SERVER_KEYS)}")
-
-
-def stop_group(server: Server, timeout: float = 15.0) -> None:
-    """Stop ``server``, then anything left in its process group (it leads its own session).
-
-    ``mlflow server`` (job consumers) and ``mlflow models serve`` (uvicorn) run
-    children; stopping the parent alone could leave them running.
-    """
-    server.stop(timeout)
-    group = server.process.pid
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not _group_alive(group):
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, sig)
-        deadline = time.monotonic() + timeout / 3
-        while _group_alive(group) and time.monotonic() < deadline:
-            time.sleep(0.1)
-
-
-def _group_alive(group: int) -> bool:
-    # Zombies do not count: in a container nobody may reap them, yet they serve nothing.
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            # The command name is in parentheses and may hold spaces: split after it.
-            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
-            if int(pgrp) == group and state != "Z":
-                return True
-    return False

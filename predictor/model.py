@@ -13,10 +13,10 @@ from prometheus_client import Gauge, Histogram
 
 from common import answers
 from common.batching import MicroBatcher
+from common.contract import FEATURES
 from predictor import protocol, registry
 from predictor.scorer import Scorer, scorer_for
 from predictor.settings import PredictorSettings
-from transformer.features import FEATURES
 
 __all__ = ["SalesQuantityPredictor"]
 
@@ -135,7 +135,7 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
         return self._scorer.predict_proba(matrix)
 
     def get_input_types(self) -> list[dict[str, Any]]:
-        """V2 metadata: one input per feature, from ``transformer.features``."""
+        """V2 metadata: one input per feature, from ``common.contract``."""
         return [{"name": f.name, "datatype": f.datatype, "shape": [-1]} for f in FEATURES]
 
     def get_output_types(self) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """Feature payloads in, class predictions out, for the V1 and V2 protocols.
 
 V1 request:  ``{"instances": [{"store_index": 12, ...}, ...]}`` (objects keyed by
-             feature name, or lists in the order of ``transformer.features.FEATURES``).
+             feature name, or lists in the order of ``common.contract.FEATURES``).
 V2 request:  one input per feature, named as in FEATURES, shape ``[n]`` or ``[n, 1]``.
 
 Answers are shaped by ``common.answers``, which the transformer reads too.
@@ -17,8 +17,8 @@ import numpy.typing as npt
 from kserve import InferRequest
 
 from common.bodies import json_body
+from common.contract import FEATURE_NAMES, FEATURES
 from predictor.errors import InvalidFeatures
-from transformer.features import FEATURE_NAMES, FEATURES
 
 __all__ = ["from_v1", "from_v2"]
 

@@ -21,8 +21,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model as MlflowModel
 from mlflow.tracking import MlflowClient
 
+from common.contract import FEATURES
 from predictor.errors import ModelLoadError
-from transformer.features import FEATURES
 
 __all__ = ["LoadedModel", "ModelRef", "load_model", "parse_model_uri", "with_retries"]
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ref>[^/]+))$")
-# MLflow column types for the V2 datatypes of transformer.features.
+# MLflow column types for the V2 datatypes of common.contract.
 _MLFLOW_TYPES = {"INT32": "integer", "FP64": "double"}
 
 
@@ -156,7 +156,7 @@ def _check_signature(model: MlflowModel, label: str) -> None:
     actual = [(c.name, getattr(c.type, "name", str(c.type))) for c in model.signature.inputs.inputs]
     if actual != expected:
         raise ModelLoadError(
-            f"{label} expects inputs {actual}, but transformer.features produces {expected}"
+            f"{label} expects inputs {actual}, but the feature contract is {expected}"
         )
 
 

@@ -2,7 +2,7 @@
 
 The run holds what the other parts read back: the model (skops format, with an
 exact trusted-types list and a signature naming every feature of
-``transformer.features.FEATURES``), its test metrics, the feature and class
+``common.contract.FEATURES``), its test metrics, the feature and class
 specification (``model_spec.json``), and a sample of the training features
 (``baseline/features.parquet``) that drift monitoring compares served features with.
 """
@@ -29,8 +29,8 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from sklearn.pipeline import Pipeline
 
+from common.contract import FEATURE_NAMES, FEATURES
 from training.dataset import CLASSES, LABEL, QUANTITY_THRESHOLDS
-from transformer.features import FEATURE_NAMES, FEATURES
 
 __all__ = [
     "BASELINE_PATH",

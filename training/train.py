@@ -1,8 +1,8 @@
 """Fit and evaluate the sales-quantity-classifier on the shared features.
 
 Features come only from :func:`transformer.features.compute_features`, stacked by
-:func:`transformer.features.feature_matrix`: the model is fitted on exactly the
-float64 matrix the predictor receives, columns in :data:`transformer.features.FEATURES`
+:func:`common.contract.feature_matrix`: the model is fitted on exactly the
+float64 matrix the predictor receives, columns in :data:`common.contract.FEATURES`
 order. Columns are selected by position because the model gets a NumPy array, not a
 DataFrame.
 
@@ -29,8 +29,9 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler, TargetEncoder
 
+from common.contract import FEATURE_NAMES, feature_matrix
 from training.dataset import CLASSES, LABEL
-from transformer.features import FEATURE_NAMES, compute_features, feature_matrix
+from transformer.features import compute_features
 from transformer.schema import RAW_FIELDS
 
 __all__ = [

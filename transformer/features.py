@@ -2,9 +2,8 @@
 
 Serving (the transformer) and training both call :func:`compute_features`, so the
 model sees at prediction time exactly the columns it was fitted on: no
-training-serving skew. The feature list and its types are declared once, in
-:data:`FEATURES`; the predictor derives its V2 tensor metadata from it and
-checks the model's MLflow signature against it.
+training-serving skew. The feature list and its types, the contract both
+containers share, live in :mod:`common.contract`; this module computes them.
 
 Only NumPy is imported here: the transformer image carries no scikit-learn.
 """
@@ -12,11 +11,13 @@ Only NumPy is imported here: the transformer image carries no scikit-learn.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+
+# Re-exported: code that computes features usually wants their names beside them.
+from common.contract import FEATURE_NAMES, FEATURES, Feature, feature_matrix
 
 __all__ = [
     "CATEGORIES",
@@ -27,21 +28,6 @@ __all__ = [
     "feature_matrix",
 ]
 
-
-@dataclass(frozen=True)
-class Feature:
-    """One model input: its name, its V2 datatype and the NumPy dtype that carries it."""
-
-    name: str
-    datatype: str  # Open Inference Protocol tensor datatype
-    description: str
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        return np.dtype(_NUMPY_DTYPES[self.datatype])
-
-
-_NUMPY_DTYPES: Final = {"INT32": "int32", "FP64": "float64"}
 
 #: Product categories the model knows, in the order of their codes.
 CATEGORIES: Final[tuple[str, ...]] = (
@@ -54,25 +40,6 @@ CATEGORIES: Final[tuple[str, ...]] = (
     "produce",
     "snacks",
 )
-
-#: The model's inputs, in the column order of the feature matrix.
-FEATURES: Final[tuple[Feature, ...]] = (
-    Feature("store_index", "INT32", "store number: S012 -> 12"),
-    Feature("item_index", "INT32", "item number: I0457 -> 457"),
-    Feature("category_code", "INT32", "position of the category in CATEGORIES"),
-    Feature("day_of_week", "INT32", "0 = Monday ... 6 = Sunday"),
-    Feature("month", "INT32", "1 ... 12"),
-    Feature("is_weekend", "INT32", "1 on Saturday and Sunday"),
-    Feature("day_of_year_sin", "FP64", "yearly season, sine of the day's angle"),
-    Feature("day_of_year_cos", "FP64", "yearly season, cosine of the day's angle"),
-    Feature("unit_price", "FP64", "list price of one unit"),
-    Feature("discount_pct", "FP64", "discount as a fraction, 0 ... 1"),
-    Feature("effective_price", "FP64", "unit_price * (1 - discount_pct)"),
-    Feature("on_promotion", "INT32", "1 when the item is promoted"),
-    Feature("is_holiday", "INT32", "1 on a public holiday"),
-)
-
-FEATURE_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in FEATURES)
 
 _CATEGORY_CODES: Final = {name: code for code, name in enumerate(CATEGORIES)}
 
@@ -129,19 +96,6 @@ def compute_features(records: Mapping[str, Sequence[Any]]) -> dict[str, npt.NDAr
         "is_holiday": records["is_holiday"],
     }
     return {f.name: np.asarray(columns[f.name], dtype=f.dtype) for f in FEATURES}
-
-
-def feature_matrix(features: Mapping[str, Sequence[Any]]) -> npt.NDArray[np.float64]:
-    """Stack feature columns into the 2-D float matrix the model is fitted on.
-
-    Columns follow :data:`FEATURES`; integer features are exact in float64.
-
-    Examples
-    --------
-    >>> feature_matrix({name: [1] for name in FEATURE_NAMES}).shape
-    (1, 13)
-    """
-    return np.column_stack([np.asarray(features[name], dtype=np.float64) for name in FEATURE_NAMES])
 
 
 def _id_numbers(ids: Sequence[str]) -> list[int]:

@@ -26,8 +26,8 @@ from kserve import InferInput, InferRequest
 
 from common import tensors
 from common.bodies import json_body
+from common.contract import FEATURES
 from transformer.errors import InvalidRecord
-from transformer.features import FEATURES
 from transformer.schema import RAW_FIELDS, validate_columns, validate_records
 
 __all__ = [

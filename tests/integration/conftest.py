@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Server, free_port, start_mlflow, start_server
+from harness.servers import Server, free_port, start_mlflow, start_server
 
 MODEL = "sales-quantity-classifier"
 READY = f"/v2/models/{MODEL}/ready"

@@ -7,10 +7,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from harness.servers import Server
 from tests.integration.conftest import MODEL, Registry
 from tests.integration.recording import recording_predictor
 from tests.integration.test_serving import V1, V2, columnar
-from tests.servers import Server
 from tests.unit.records import VALID
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.servers import Server, free_port
 from tests.integration.conftest import MODEL, READY, Registry, train
 from tests.integration.test_serving import V1, V2, columnar
-from tests.servers import Server, free_port
 from tests.unit.records import VALID
 
 pytestmark = pytest.mark.integration

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.contract import FEATURE_NAMES, FEATURES
+from harness.servers import Server
 from tests.integration.conftest import Registry
 from tests.integration.recording import recording_predictor
 from tests.integration.test_serving import V1
-from tests.servers import Server
 from training.train import features_of
-from transformer.features import FEATURE_NAMES, FEATURES
 from transformer.schema import RAW_FIELDS
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from common.tensors import HEADER_LENGTH, binary_request, read_binary
+from harness.servers import Server
 from tests.integration.conftest import MODEL, Registry
-from tests.servers import Server
 from tests.unit.records import VALID, record
 from transformer.features import compute_features
 from transformer.protocol import RAW_DATATYPES, to_predictor_v2

@@ -2,14 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from common.contract import FEATURE_NAMES, FEATURES, feature_matrix
 from tests.unit.records import VALID, record
-from transformer.features import (
-    CATEGORIES,
-    FEATURE_NAMES,
-    FEATURES,
-    compute_features,
-    feature_matrix,
-)
+from transformer.features import CATEGORIES, compute_features
 from transformer.schema import validate_records
 
 

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from common.errors import ServingError
 from common.tensors import HEADER_LENGTH
-from tests.servers import free_port
+from harness.servers import free_port
 from tests.unit.records import VALID
 from transformer.client import PredictorClient, PredictorReply, forwarded_headers
 from transformer.errors import (

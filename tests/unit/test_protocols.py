@@ -10,12 +10,13 @@ import pytest
 from kserve import InferInput, InferRequest
 
 from common import answers, tensors
+from common.contract import FEATURE_NAMES, FEATURES
 from predictor import protocol as predictor_protocol
 from predictor.errors import InvalidFeatures
 from tests.unit.records import VALID, record
 from transformer import protocol
 from transformer.errors import InvalidRecord
-from transformer.features import FEATURE_NAMES, FEATURES, compute_features
+from transformer.features import compute_features
 from transformer.protocol import RAW_DATATYPES
 from transformer.schema import RAW_FIELDS, validate_records
 

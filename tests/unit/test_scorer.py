@@ -14,11 +14,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
+from common.contract import FEATURE_NAMES
 from predictor import scorer
 from predictor.scorer import compile_pipeline, probe_rows, scorer_for
 from training.dataset import LABEL, generate_sales, split_by_time
 from training.train import features_of, fit_model
-from transformer.features import FEATURE_NAMES
 
 CODES = [FEATURE_NAMES.index(n) for n in ("store_index", "item_index", "category_code")]
 

@@ -1,7 +1,8 @@
 """Start real servers as processes on free 127.0.0.1 ports, and stop them.
 
 Used by the integration tests and the benchmarks; each server logs to its own
-file so a failing test can show why a server did not come up.
+file so a failing test can show why a server did not come up, and leads its own
+process group so that :func:`stop_group` can stop whatever it started itself.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["Server", "free_port", "start_mlflow", "start_server"]
+__all__ = ["Server", "free_port", "running", "start_mlflow", "start_server", "stop_group"]
 
 
 def free_port() -> int:
@@ -142,3 +143,32 @@ def start_mlflow(
         ready_path="/health",
         timeout=180,
     )
+
+
+def stop_group(server: Server, timeout: float = 15.0) -> None:
+    """Stop ``server``, then anything left in its process group (it leads its own session).
+
+    ``mlflow server`` (job consumers) and ``mlflow models serve`` (uvicorn) run
+    children; stopping the parent alone could leave them running.
+    """
+    server.stop(timeout)
+    group = server.process.pid
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not _group_alive(group):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, sig)
+        deadline = time.monotonic() + timeout / 3
+        while _group_alive(group) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def _group_alive(group: int) -> bool:
+    # Zombies do not count: in a container nobody may reap them, yet they serve nothing.
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # The command name is in parentheses and may hold spaces: split after it.
+            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            if int(pgrp) == group and state != "Z":
+                return True
+    return False
