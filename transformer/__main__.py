@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     # kserve parses sys.argv when first imported, with its own types and
     # defaults; it must not see ours (it rejects --predictor_request_timeout_seconds 0.5).
     sys.argv = sys.argv[:1]
-    from common.serving import ServerOptions, serve
+    from common.model_server import ServerOptions, serve
     from transformer.model import SalesQuantityTransformer
 
     serve(

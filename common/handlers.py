@@ -1,0 +1,75 @@
+"""The V1 and V2 inference handlers, and the answer to a :class:`ServingError`.
+
+They do what KServe's V1 ``:predict`` and V2 ``/infer`` routes do (check the
+model is ready, decode, infer, encode), reading the V2 binary tensor extension
+with :mod:`common.tensors` and answering with orjson (:mod:`common.v2_json`).
+:mod:`common.routes` sends requests to them.
+"""
+
+from __future__ import annotations
+
+import fastapi
+import pydantic
+from fastapi.responses import JSONResponse
+from kserve.errors import ModelNotReady
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.infer_type import InferRequest, InferResponse
+from kserve.protocol.rest.v2_datamodels import InferenceRequest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from common import tensors
+from common.errors import ClientError, ServingError
+from common.v2_json import dumps, json_answer_wanted, v2_json
+
+__all__ = ["infer_v2", "predict_v1", "serving_error_handler"]
+
+
+async def serving_error_handler(_: fastapi.Request, exc: Exception) -> JSONResponse:
+    """Answer a :class:`ServingError` with its own status and ``{"error": reason}``."""
+    assert isinstance(exc, ServingError)
+    return JSONResponse(status_code=int(exc.status_code), content={"error": exc.reason})
+
+
+async def infer_v2(dataplane: DataPlane, raw_request: Request, model_name: str) -> Response:
+    """``POST /v2/models/{model_name}/infer``: JSON or binary tensors in, JSON or binary out."""
+    if not await dataplane.model_ready(model_name, True):
+        raise ModelNotReady(model_name)
+    headers = dict(raw_request.headers)
+    body = await raw_request.body()
+    if tensors.HEADER_LENGTH in headers:
+        infer_request = tensors.read_binary_request(body, headers, model_name)
+    else:
+        try:
+            request = InferenceRequest.model_validate_json(body)
+        except pydantic.ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "body"
+            raise ClientError(f"not a V2 inference request: {where}: {first['msg']}") from None
+        infer_request = InferRequest.from_inference_request(request, model_name)
+    answer, response_headers = await dataplane.infer(model_name, infer_request, headers)
+    if isinstance(answer, InferResponse) and json_answer_wanted(infer_request, headers):
+        content = dumps(v2_json(answer))
+        return Response(content, media_type="application/json", headers=response_headers)
+    answer, encoding_headers = dataplane.encode(model_name, answer, headers, req_attributes={})
+    response_headers.update(encoding_headers)
+    for computed in ("content-length", "content-type"):
+        response_headers.pop(computed, None)
+    if isinstance(answer, bytes):
+        return Response(answer, media_type="application/octet-stream", headers=response_headers)
+    return Response(dumps(answer), media_type="application/json", headers=response_headers)
+
+
+async def predict_v1(dataplane: DataPlane, raw_request: Request, model_name: str) -> Response:
+    """``POST /v1/models/{model_name}:predict``, answered with orjson."""
+    if not await dataplane.model_ready(model_name, True):
+        raise ModelNotReady(model_name)
+    headers = dict(raw_request.headers)
+    infer_request, attributes = dataplane.decode(await raw_request.body(), headers)
+    answer, response_headers = await dataplane.infer(model_name, infer_request, headers)
+    answer, encoding_headers = dataplane.encode(model_name, answer, headers, attributes)
+    response_headers.update(encoding_headers)
+    response_headers.pop("content-length", None)
+    if isinstance(answer, bytes | str):
+        return Response(answer, headers=response_headers)
+    return Response(dumps(answer), media_type="application/json", headers=response_headers)
