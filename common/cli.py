@@ -29,7 +29,7 @@ def parse_settings(
     argv: Sequence[str] | None,
     *,
     prog: str,
-    tolerated: frozenset[str] = frozenset(),
+    tolerated: frozenset[str] | None = None,
 ) -> S:
     """Parse ``argv`` into ``settings_cls``; flags win over environment variables.
 
@@ -41,9 +41,10 @@ def parse_settings(
         Arguments without the program name; ``None`` reads ``sys.argv``.
     prog : str
         Program name shown in help and errors.
-    tolerated : frozenset of str
+    tolerated : frozenset of str, optional
         Flags another tool may pass that this part ignores (KServe appends its
-        own to custom containers); any other unknown flag is an error.
+        own to custom containers); any other unknown flag is an error. Defaults
+        to the class's ``tolerated_flags``, if it declares them.
 
     Raises
     ------
@@ -51,6 +52,9 @@ def parse_settings(
         With status 2 and a message naming the flag, on an unknown flag or an
         invalid value.
     """
+    ignorable: frozenset[str] = (
+        getattr(settings_cls, "tolerated_flags", frozenset()) if tolerated is None else tolerated
+    )
     prefix = str(settings_cls.model_config.get("env_prefix", ""))
     parser = argparse.ArgumentParser(
         prog=prog, description=settings_cls.__doc__, allow_abbrev=False
@@ -64,7 +68,7 @@ def parse_settings(
             metavar=name.upper(),
             help=f"{field.description or ''} (env {prefix}{name.upper()}; {default})",
         )
-    for flag in sorted(tolerated):
+    for flag in sorted(ignorable):
         parser.add_argument(
             f"--{flag}", dest=f"_ignored_{flag}", default=None, help=argparse.SUPPRESS
         )

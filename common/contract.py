@@ -2,8 +2,8 @@
 
 The two containers agree on one thing: the model's inputs, their names, their
 order and their types. This module declares them once, in :data:`FEATURES`;
-everything else (the V2 tensor metadata, the column order of the feature
-matrix, the MLflow signature a model must carry) is derived from it. Both
+everything else (the V2 tensor metadata, the NumPy dtypes, the column order of
+the feature matrix, the MLflow signature a model must carry) is derived from it. Both
 servers and training import it; the predictor image carries it without the
 transformer's code.
 
@@ -38,8 +38,14 @@ class Feature:
         """The NumPy dtype of the feature's column."""
         return np.dtype(_NUMPY_DTYPES[self.datatype])
 
+    @property
+    def mlflow_type(self) -> str:
+        """The MLflow column type of the feature in a model's signature."""
+        return _MLFLOW_TYPES[self.datatype]
+
 
 _NUMPY_DTYPES: Final = {"INT32": "int32", "FP64": "float64"}
+_MLFLOW_TYPES: Final = {"INT32": "integer", "FP64": "double"}
 
 #: The model's inputs, in the column order of the feature matrix.
 FEATURES: Final[tuple[Feature, ...]] = (

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Final, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ServerSettings"]
+__all__ = ["KSERVE_SERVER_FLAGS", "ServerSettings"]
+
+#: Flags KServe's controller, or users of stock KServe images, may pass to any
+#: model server; ours accept and ignore them (they configure those concerns themselves).
+KSERVE_SERVER_FLAGS: Final = frozenset(
+    {
+        "max_threads",
+        "max_asyncio_workers",
+        "enable_docs_url",
+        "enable_latency_logging",
+        "configure_logging",
+        "log_config_file",
+        "access_log_format",
+    }
+)
 
 
 class ServerSettings(BaseSettings):
@@ -17,6 +31,9 @@ class ServerSettings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(use_attribute_docstrings=True)
+
+    tolerated_flags: ClassVar[frozenset[str]] = KSERVE_SERVER_FLAGS
+    """Flags the command line accepts and ignores (see :func:`common.cli.parse_settings`)."""
 
     bind_host: str = "127.0.0.1"
     """Address to listen on; 0.0.0.0 in a container."""

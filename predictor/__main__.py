@@ -5,20 +5,20 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
 
 from common.cli import parse_settings
+from common.launch import serve_models
 from common.logs import configure_logging
 from predictor.errors import ModelLoadError
-from predictor.settings import KSERVE_FLAGS, PredictorSettings
+from predictor.settings import PredictorSettings
 
 log = logging.getLogger("predictor")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, load the model (retrying MLflow), then serve until stopped."""
-    settings = parse_settings(
-        PredictorSettings, argv, prog="python -m predictor", tolerated=KSERVE_FLAGS
-    )
+    settings = parse_settings(PredictorSettings, argv, prog="python -m predictor")
     configure_logging(settings.log_level)
     if settings.tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
@@ -31,22 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
-    # kserve parses sys.argv when first imported, with its own types and
-    # defaults; it must not see ours (it rejects --predictor_request_timeout_seconds 0.5).
-    sys.argv = sys.argv[:1]
-    from common.model_server import ServerOptions, serve
-    from predictor.model import SalesQuantityPredictor
+    def loaded_model() -> list[Any]:
+        from predictor.model import SalesQuantityPredictor
 
-    model = SalesQuantityPredictor(settings)
-    try:
+        model = SalesQuantityPredictor(settings)
         model.load()
+        return [model]
+
+    try:
+        serve_models(settings, loaded_model)
     except ModelLoadError as exc:
         log.error("cannot serve: %s", exc)
         return 1
-    serve(
-        [model],
-        ServerOptions.from_settings(settings),
-    )
     return 0
 
 

@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ref>[^/]+))$")
-# MLflow column types for the V2 datatypes of common.contract.
-_MLFLOW_TYPES = {"INT32": "integer", "FP64": "double"}
 
 
 @dataclass(frozen=True)
@@ -152,7 +150,7 @@ def _check_signature(model: MlflowModel, label: str) -> None:
     # A model trained on other features would answer nonsense: refuse to serve it.
     if model.signature is None:
         raise ModelLoadError(f"{label} has no signature; log it with one")
-    expected = [(f.name, _MLFLOW_TYPES[f.datatype]) for f in FEATURES]
+    expected = [(f.name, f.mlflow_type) for f in FEATURES]
     actual = [(c.name, getattr(c.type, "name", str(c.type))) for c in model.signature.inputs.inputs]
     if actual != expected:
         raise ModelLoadError(

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from common.settings import ServerSettings
+from common.settings import KSERVE_SERVER_FLAGS, ServerSettings
 
 __all__ = ["KSERVE_FLAGS", "PredictorSettings"]
-
-# Flags KServe's controller or users of stock KServe images may pass that this
-# server accepts and ignores (it configures those concerns itself).
-KSERVE_FLAGS = frozenset(
-    {
-        "max_threads",
-        "max_asyncio_workers",
-        "enable_docs_url",
-        "enable_latency_logging",
-        "configure_logging",
-        "log_config_file",
-        "access_log_format",
-        "model_dir",
-    }
-)
 
 
 class PredictorSettings(ServerSettings):
     """Serve the sales-quantity-classifier from the MLflow model registry (KServe predictor)."""
 
     model_config = SettingsConfigDict(env_prefix="PREDICTOR_", use_attribute_docstrings=True)
+
+    tolerated_flags: ClassVar[frozenset[str]] = KSERVE_SERVER_FLAGS | {"model_dir"}
 
     model_name: str = "sales-quantity-classifier"
     """Name the model is served under: /v1/models/NAME:predict, /v2/models/NAME/infer."""
@@ -52,3 +41,7 @@ class PredictorSettings(ServerSettings):
     max_batch_wait_ms: float = Field(2.0, ge=0)
     """Longest a batch waits for as many requests as the previous batch gathered (a lone
     client never waits); 0 batches only what is already queued."""
+
+
+#: The KServe flags ``python -m predictor`` accepts and ignores.
+KSERVE_FLAGS = PredictorSettings.tolerated_flags

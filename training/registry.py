@@ -49,7 +49,6 @@ PRODUCTION_STAGE: Final = "Production"
 #: Artifact path of the drift baseline within the run.
 BASELINE_PATH: Final = "baseline/features.parquet"
 _MODEL_NAME_IN_RUN: Final = "model"
-_COLUMN_TYPES: Final = {"INT32": "integer", "FP64": "double"}
 _FEATURE_NAMES_IGNORED: Final = "X has feature names, but .* was fitted without feature names"
 
 
@@ -73,7 +72,7 @@ def model_signature() -> ModelSignature:
     >>> model_signature().inputs.input_names()[:2]
     ['store_index', 'item_index']
     """
-    inputs = Schema([ColSpec(_COLUMN_TYPES[f.datatype], f.name) for f in FEATURES])
+    inputs = Schema([ColSpec(f.mlflow_type, f.name) for f in FEATURES])
     return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("string", LABEL)]))
 
 

@@ -2,37 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from common.settings import ServerSettings
+from common.settings import KSERVE_SERVER_FLAGS, ServerSettings
 
 __all__ = ["KSERVE_FLAGS", "TransformerSettings"]
-
-# Flags KServe's controller or users of stock KServe images may pass that this
-# server accepts and ignores (it configures those concerns itself).
-KSERVE_FLAGS = frozenset(
-    {
-        "max_threads",
-        "max_asyncio_workers",
-        "enable_docs_url",
-        "enable_latency_logging",
-        "configure_logging",
-        "log_config_file",
-        "access_log_format",
-        "protocol",
-        "predictor_request_retries",
-        "enable_predictor_health_check",
-    }
-)
 
 
 class TransformerSettings(ServerSettings):
     """Validate raw sales records, compute features, ask the predictor (KServe transformer)."""
 
     model_config = SettingsConfigDict(env_prefix="TRANSFORMER_", use_attribute_docstrings=True)
+
+    # The transformer configures its calls to the predictor with its own flags.
+    tolerated_flags: ClassVar[frozenset[str]] = KSERVE_SERVER_FLAGS | {
+        "protocol",
+        "predictor_request_retries",
+        "enable_predictor_health_check",
+    }
 
     model_name: str = "sales-quantity-classifier"
     """Name the model is served under, here and on the predictor."""
@@ -55,3 +45,7 @@ class TransformerSettings(ServerSettings):
     max_batch_size: int = Field(64, ge=1)
     """Most rows one predictor call gathers from concurrent requests; 1 turns gathering
     off (every request its own call)."""
+
+
+#: The KServe flags ``python -m transformer`` accepts and ignores.
+KSERVE_FLAGS = TransformerSettings.tolerated_flags

@@ -1,0 +1,30 @@
+"""Start a model server from a part's ``main``: the steps both entry points share.
+
+Nothing here imports KServe: the part's flags must be parsed, and hidden from
+KServe, before KServe is first imported.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from common.settings import ServerSettings
+
+__all__ = ["serve_models"]
+
+
+def serve_models(settings: ServerSettings, make_models: Callable[[], Sequence[Any]]) -> None:
+    """Build the models with ``make_models``, then serve them until the process is stopped.
+
+    ``import kserve`` parses ``sys.argv`` with KServe's own flag types and
+    defaults, and rejects values it reads differently
+    (``--predictor_request_timeout_seconds 0.5``). The part's flags are parsed by
+    now, so they are hidden from KServe first; ``make_models`` runs after that and
+    may import KServe (the model classes do).
+    """
+    sys.argv = sys.argv[:1]
+    from common.model_server import ServerOptions, serve
+
+    serve(make_models(), ServerOptions.from_settings(settings))
