@@ -1,10 +1,18 @@
 """Command lines built from a settings class: one flag per field, env fallbacks.
 
 Each part declares its configuration once, as a pydantic-settings class whose
-fields carry docstrings. :func:`parse_settings` turns that class into an
-argparse parser with the same names (``--model_uri`` for ``model_uri``, read from
-``PREDICTOR_MODEL_URI`` when the flag is absent), so code, manifests, chart values
-and the README use one vocabulary.
+fields carry docstrings. :func:`parse_settings` reads it with pydantic-settings'
+own command-line source, with the same names (``--model_uri`` for ``model_uri``,
+read from ``PREDICTOR_MODEL_URI`` when the flag is absent), so code, manifests,
+chart values and the README use one vocabulary.
+
+What pydantic-settings does not do by itself, and this module adds:
+
+- tolerate a known list of flags another tool passes (KServe appends its own to
+  custom containers) while any other unknown flag stays an error: they are
+  declared, hidden, on the root parser handed to pydantic-settings;
+- answer an invalid value as a usage error (exit status 2) naming the flag and
+  the value, rather than with a ``ValidationError`` traceback.
 """
 
 from __future__ import annotations
@@ -15,13 +23,15 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from pydantic import ValidationError
-from pydantic_settings import BaseSettings
+from pydantic_settings import BaseSettings, CliSettingsSource
 
 __all__ = ["parse_settings"]
 
 log = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=BaseSettings)
+
+_IGNORED = "_ignored_"
 
 
 def parse_settings(
@@ -55,34 +65,24 @@ def parse_settings(
     ignorable: frozenset[str] = (
         getattr(settings_cls, "tolerated_flags", frozenset()) if tolerated is None else tolerated
     )
-    prefix = str(settings_cls.model_config.get("env_prefix", ""))
     parser = argparse.ArgumentParser(
         prog=prog, description=settings_cls.__doc__, allow_abbrev=False
     )
-    for name, field in settings_cls.model_fields.items():
-        default = "required" if field.is_required() else f"default {field.default!r}"
-        parser.add_argument(
-            f"--{name}",
-            dest=name,
-            default=argparse.SUPPRESS,
-            metavar=name.upper(),
-            help=f"{field.description or ''} (env {prefix}{name.upper()}; {default})",
-        )
     for flag in sorted(ignorable):
-        parser.add_argument(
-            f"--{flag}", dest=f"_ignored_{flag}", default=None, help=argparse.SUPPRESS
-        )
-    namespace = parser.parse_args(argv)
-    given = {k: v for k, v in vars(namespace).items() if not k.startswith("_ignored_")}
+        parser.add_argument(f"--{flag}", dest=f"{_IGNORED}{flag}", help=argparse.SUPPRESS)
+    source: CliSettingsSource[S] = CliSettingsSource(
+        settings_cls, root_parser=parser, cli_show_env_vars=True
+    )
+    source = source(args=True if argv is None else list(argv))
     ignored = sorted(
-        k.removeprefix("_ignored_")
-        for k, v in vars(namespace).items()
-        if k.startswith("_ignored_") and v is not None
+        name.removeprefix(_IGNORED)
+        for name, value in source.env_vars.items()
+        if name.startswith(_IGNORED) and value is not None
     )
     if ignored:
         log.info("ignoring flags this part does not use: %s", ", ".join(ignored))
     try:
-        return settings_cls(**given)
+        return settings_cls(_cli_settings_source=source)
     except ValidationError as exc:
         problems = "; ".join(
             f"--{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}"

@@ -7,16 +7,16 @@ version until restarted, so every answer can say which version produced it.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import mlflow
+import tenacity
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model as MlflowModel
 from mlflow.tracking import MlflowClient
@@ -106,31 +106,51 @@ def with_retries(
 
     A :class:`ModelLoadError` (a bad URI, a model that does not fit the features)
     is final; anything else, such as MLflow being unreachable or the model not
-    registered yet, is retried until ``timeout_seconds`` have passed.
+    registered yet, is retried until ``timeout_seconds`` have passed. The wait
+    starts at ``initial_wait``, doubles up to ``max_wait``, and never runs past
+    the deadline; each failed attempt but the last logs a warning.
     """
-    deadline = time.monotonic() + timeout_seconds
-    wait = initial_wait
-    for number in itertools.count(1):
-        try:
-            return attempt()
-        except ModelLoadError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any other failure is worth a retry
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ModelLoadError(
-                    f"gave up on {what} after {number} attempts in {timeout_seconds:g}s: {exc}"
-                ) from exc
-            log.warning(
-                "waiting for %s: attempt %d failed: %s; next in %.1fs",
-                what,
-                number,
-                _first_line(exc),
-                min(wait, left),
-            )
-            time.sleep(min(wait, left))
-            wait = min(wait * 2, max_wait)
-    raise AssertionError("itertools.count never ends")
+    exponential = tenacity.wait_exponential(multiplier=initial_wait, max=max_wait)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        return min(exponential(state), max(timeout_seconds - _elapsed(state), 0.0))
+
+    def log_attempt(state: tenacity.RetryCallState) -> None:
+        assert state.outcome is not None and state.next_action is not None
+        log.warning(
+            "waiting for %s: attempt %d failed: %s; next in %.1fs",
+            what,
+            state.attempt_number,
+            _first_line(_failure(state)),
+            state.next_action.sleep,
+        )
+
+    def give_up(state: tenacity.RetryCallState) -> NoReturn:
+        exc = _failure(state)
+        raise ModelLoadError(
+            f"gave up on {what} after {state.attempt_number} attempts "
+            f"in {timeout_seconds:g}s: {exc}"
+        ) from exc
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_not_exception_type(ModelLoadError),
+        stop=tenacity.stop_after_delay(timeout_seconds),
+        wait=wait,
+        before_sleep=log_attempt,
+        retry_error_callback=give_up,
+    )
+    return retrying(attempt)
+
+
+def _elapsed(state: tenacity.RetryCallState) -> float:
+    return time.monotonic() - state.start_time
+
+
+def _failure(state: tenacity.RetryCallState) -> BaseException:
+    assert state.outcome is not None
+    exc = state.outcome.exception()
+    assert exc is not None
+    return exc
 
 
 def _resolve_version(ref: ModelRef, client: MlflowClient) -> Any:

@@ -16,10 +16,10 @@ applied to the discount, and noise.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -274,7 +274,7 @@ def split_by_time(df: pd.DataFrame, test_fraction: float) -> tuple[pd.DataFrame,
     return train, test
 
 
-_CSV_DTYPES: Final[dict[str, Any]] = {
+_CSV_DTYPES: Final[Mapping[Hashable, type[str]]] = {
     "date": str,
     "store_id": str,
     "item_id": str,

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from common.cli import parse_settings
@@ -44,3 +46,32 @@ def test_the_transformer_needs_a_predictor_host(
     with pytest.raises(SystemExit):
         parse_settings(TransformerSettings, [], prog="t")
     assert "--predictor_host" in capsys.readouterr().err
+
+
+def test_the_help_names_each_flags_environment_variable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse_settings(PredictorSettings, ["--help"], prog="p")
+    assert info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--model_uri str" in help_text
+    assert "PREDICTOR_MODEL_URI" in help_text
+    assert "--max_threads" not in help_text  # tolerated, not offered
+
+
+def test_the_tolerated_flags_given_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    argv = ["--predictor_host", "h", "--protocol", "v2", "--max_threads", "4"]
+    with caplog.at_level(logging.INFO, logger="common.cli"):
+        parse_settings(TransformerSettings, argv, prog="t")
+    assert caplog.messages == ["ignoring flags this part does not use: max_threads, protocol"]
+
+
+def test_a_flag_another_part_tolerates_is_an_error_here(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--predictor_host", "h", "--model_dir", "/m"]
+    with pytest.raises(SystemExit) as info:
+        parse_settings(TransformerSettings, argv, prog="t")
+    assert info.value.code == 2
+    assert "unrecognized arguments: --model_dir" in capsys.readouterr().err
