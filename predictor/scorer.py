@@ -1,9 +1,9 @@
 """The model's ``predict_proba`` as a few NumPy operations, checked bit for bit at load.
 
-A one-row ``predict_proba`` of the sales pipeline takes about 1.2 ms, nearly all of
-it scikit-learn's per-call checks and dispatch (``validate_data`` in every step, the
-ColumnTransformer's ``Parallel``, the TargetEncoder's category checks); its
-arithmetic takes about 30 µs. :func:`scorer_for` rebuilds that arithmetic from the
+A one-row ``predict_proba`` of the sales pipeline spends nearly all its time in
+scikit-learn's per-call checks and dispatch (``validate_data`` in every step, the
+ColumnTransformer's ``Parallel``, the TargetEncoder's category checks), little in
+its arithmetic. :func:`scorer_for` rebuilds that arithmetic from the
 fitted attributes, step by step and in scikit-learn's own floating-point operations,
 for the steps it knows:
 

@@ -33,8 +33,8 @@ class PredictorSettings(ServerSettings):
     retry_max_seconds: float = Field(30.0, gt=0)
     """Longest wait between MLflow attempts."""
     compile_model: bool = True
-    """Score with a NumPy copy of the fitted pipeline's predict_proba (about 40x faster on
-    a row), used only when it equals scikit-learn's bit for bit on probe rows at load;
+    """Score with a NumPy copy of the fitted pipeline's predict_proba (much faster on a
+    row), used only when it equals scikit-learn's bit for bit on probe rows at load;
     false, or a pipeline it has no copy of, scores with scikit-learn."""
     max_batch_size: int = Field(64, ge=1)
     """Most rows one model call gathers from concurrent requests; 1 turns batching off."""

@@ -54,7 +54,7 @@ class PredictorClient:
     """A pooled keep-alive HTTP client for one predictor.
 
     aiohttp rather than httpx: on the transformer's hot path httpx's request
-    machinery took about a third of the transformer's CPU (py-spy, concurrency 8).
+    machinery was the largest single cost (the README's Performance section).
 
     Parameters
     ----------
