@@ -96,7 +96,7 @@ def unknown_env(env: Mapping[str, str], prefix: str, fields: set[str]) -> set[st
 class Substitutions:
     """Host, port and path substitutions from the pod's world to 127.0.0.1."""
 
-    http_port: int
+    http_port: int | None
     tracking_uri: str
     predictor_host: str | None = None
     mounts: Mapping[str, Path] | None = None
@@ -113,6 +113,8 @@ def substitute(
 ) -> tuple[list[str], dict[str, str]]:
     args = list(args)
     for flag, value in (("--http_port", str(subs.http_port)), ("--predictor_host", None)):
+        if flag == "--http_port" and subs.http_port is None:
+            continue
         if flag in args:
             i = args.index(flag) + 1
             args[i] = value or subs.predictor_host or args[i]
@@ -120,7 +122,7 @@ def substitute(
     env = {k: subs.path(v) for k, v in env.items()}
     if f"{prefix}BIND_HOST" in env:
         env[f"{prefix}BIND_HOST"] = "127.0.0.1"
-    if "--http_port" not in args:
+    if subs.http_port is not None and "--http_port" not in args:
         env[f"{prefix}HTTP_PORT"] = str(subs.http_port)  # the pod's default port, moved
     for key in ("MLFLOW_TRACKING_URI", f"{prefix}TRACKING_URI"):
         if key in env:

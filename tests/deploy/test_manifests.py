@@ -99,6 +99,8 @@ def test_helm_lint_finds_nothing_to_warn_about(values: Path | None) -> None:
         ({"canary": {"enabled": True}}, "modelVersion"),
         ({"canary": {"enabled": True, "modelVersion": 3, "trafficPercent": 120}}, "trafficPercent"),
         ({"predictor": {"modelUri": "s3://bucket/model"}}, "modelUri"),
+        ({"monitoring": {"drift": {"alpha": 2}}}, "alpha"),
+        ({"monitoring": {"drift": {"criticalFeatures": "a b"}}}, "criticalFeatures"),
     ],
 )
 def test_values_schema_rejects_a_wrong_type_or_unknown_key(values: Obj, says: str) -> None:
