@@ -266,7 +266,7 @@ def job_command(
 
 
 @needs_monitoring
-@pytest.mark.parametrize("case", ["standard", "helm-operations"])
+@pytest.mark.parametrize("case", ["standard", "helm-knative"])
 def test_the_cronjobs_commands_report_on_what_the_transformer_captured(
     case: str,
     run_pods: Callable[..., tuple[Server, Server]],
