@@ -95,6 +95,13 @@ def helm_render(values: Obj | None = None, *, tests: bool = False) -> list[Obj]:
     return objects
 
 
+def helm_notes(values: Obj | None = None) -> str:
+    """NOTES.txt as `helm install` prints it."""
+    rendered = helm.Chart.load(CHART).render(values or {}, name=RELEASE, namespace=NAMESPACE)
+    (notes,) = [text for path, text in rendered.items() if path.endswith("NOTES.txt")]
+    return notes
+
+
 def one(objects: list[Obj], kind: str, name: str | None = None) -> Obj:
     """The single object of ``kind`` (and ``name``)."""
     found = [

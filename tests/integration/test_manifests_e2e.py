@@ -28,6 +28,7 @@ from tests.deploy.manifests import (
     CHART,
     ROOT,
     Obj,
+    helm_notes,
     helm_render,
     one,
     overlay,
@@ -196,6 +197,29 @@ def test_the_helm_test_pod_passes_against_the_service_and_fails_on_a_wrong_answe
     assert passed.returncode == 0 and passed.stdout.startswith("OK: sales-quantity-classifier")
     failed = helm_test({"MODEL_NAME": "another-model"})
     assert failed.returncode == 1 and "model_name='sales-quantity-classifier'" in failed.stdout
+
+
+def test_the_curl_that_notes_txt_prints_gets_an_answer(
+    run_pods: Callable[..., tuple[Server, Server]], registry: Registry
+) -> None:
+    _, transformer = run_pods(rendering("helm-standard"))
+    notes = helm_notes(values_of(CHART / "ci" / "standard-values.yaml"))
+    start = notes.index("curl -s ")
+    lines = []
+    for line in notes[start:].splitlines():
+        lines.append(line.strip())
+        if not line.endswith("\\"):
+            break
+    in_cluster = "http://sales-quantity-classifier-transformer.ml.svc.cluster.local"
+    assert in_cluster in lines[0]
+    command = "\n".join(lines).replace(in_cluster, transformer.url)  # host substituted
+    done = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["model_version"] == registry.version
+    assert answer["outputs"][0]["data"][0] in {"low", "medium", "high"}
 
 
 def _with(objects: list[Obj], component: str, change: Callable[[Obj], None]) -> list[Obj]:
