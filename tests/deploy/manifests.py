@@ -62,6 +62,8 @@ def kustomize(directory: Path) -> list[Obj]:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    # Kustomize warns on stderr about deprecated fields (commonLabels, patchesStrategicMerge...).
+    assert "deprecated" not in done.stderr.lower(), done.stderr
     return [d for d in yaml.safe_load_all(done.stdout) if d]
 
 
