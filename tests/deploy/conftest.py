@@ -16,5 +16,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 @pytest.fixture()
-def namespace(cluster: Cluster) -> str:
-    return cluster.namespace()
+def namespace(cluster: Cluster) -> Iterator[str]:
+    """A fresh namespace, emptied afterwards (and deleted, on a cluster that has them)."""
+    name = cluster.namespace()
+    yield name
+    cluster.kubectl("delete", "inferenceservices", "--all", "-n", name, "--wait=false", check=False)
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
