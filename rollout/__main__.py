@@ -24,6 +24,12 @@ from rollout.errors import RolloutError
 
 __all__ = ["main"]
 
+STANDARD_CANARY_LIMITS = (
+    "in Standard mode KServe 0.21 routes spec.canary[]'s share from the gateway straight to "
+    "the canary predictor, around the transformer, and its webhook refuses a canary for a "
+    "predictor without a storage URI; use Knative mode for canaries (README, Canary rollouts)"
+)
+
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -107,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rollout: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(patch, indent=2))
+    if args.action == "start" and plan.mode_of(isvc) == "Standard":
+        print(f"rollout: warning: {STANDARD_CANARY_LIMITS}", file=sys.stderr)
     try:
         patched = services.patch(args.name, patch, dry_run=args.dry_run)
     except RolloutError as exc:

@@ -51,8 +51,9 @@ def uri(predictor: Obj) -> str:
 def test_start_shift_promote_change_the_stored_object_as_intended(
     cluster: Cluster, namespace: str, deployed: str, capsys: Any
 ) -> None:
-    code, out, _ = run(cluster, namespace, "start", "2", "--percent", "10", capsys=capsys)
+    code, out, err = run(cluster, namespace, "start", "2", "--percent", "10", capsys=capsys)
     assert code == 0
+    assert ("around the transformer" in err) == (deployed == "standard")
     assert json.loads(out)[0]["op"] == "test"  # the patch printed, guarded
     spec = stored(cluster, namespace)["spec"]
     if deployed == "knative":
