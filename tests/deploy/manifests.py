@@ -82,13 +82,15 @@ def values_of(path: Path) -> Obj:
     return values
 
 
-def helm_render(values: Obj | None = None, *, tests: bool = False) -> list[Obj]:
+def helm_render(
+    values: Obj | None = None, *, tests: bool = False, release: str = RELEASE
+) -> list[Obj]:
     """The chart rendered as `helm template` would, release `sales-quantity-classifier`.
 
     ``tests=False`` leaves out the `helm test` hook Pod, as `helm install` does.
     """
     chart = helm.Chart.load(CHART)
-    rendered = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    rendered = chart.render(values or {}, name=release, namespace=NAMESPACE, is_install=True)
     objects = []
     for path, text in sorted(rendered.items()):
         if not path.endswith(".yaml") or ("/tests/" in path and not tests):

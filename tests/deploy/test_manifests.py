@@ -414,3 +414,43 @@ def test_a_chart_canary_pins_one_registry_version_and_keeps_the_stable_uri(
         assert canary["trafficPercent"] == 25 and canary["predictor"]["name"] == "v2"
         assert uri(canary["predictor"]["containers"][0]) == "models:/sales-quantity-classifier/2"
         assert "canaryTrafficPercent" not in spec["predictor"]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        *every_rendering(),
+        pytest.param("release:prod", id="helm-release-prod"),
+        pytest.param("release:sqc-staging", id="helm-release-sqc-staging"),
+    ],
+)
+def test_every_reference_names_an_object_of_the_same_rendering(case: str | Path) -> None:
+    if isinstance(case, str) and case.startswith("release:"):
+        objects = helm_render(tests=True, release=case.split(":", 1)[1])
+    else:
+        objects = render(case)
+    names = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    external_claims = {"shared-data"}  # ci/operations-values.yaml's existingClaim
+    isvc_name = one(objects, "InferenceService")["metadata"]["name"]
+    for obj in objects:
+        for where, pod in pod_specs(obj):
+            at = f"{obj['kind']} {obj['metadata']['name']} {where}"
+            assert ("ServiceAccount", pod["serviceAccountName"]) in names, at
+            for volume in pod.get("volumes", []):
+                claim = volume.get("persistentVolumeClaim", {}).get("claimName")
+                if claim and claim not in external_claims:
+                    assert ("PersistentVolumeClaim", claim) in names, at
+            for container in pod["containers"]:
+                mounted = {m["name"] for m in container.get("volumeMounts", [])}
+                assert mounted <= {v["name"] for v in pod.get("volumes", [])}, at
+                for env in container.get("env", []):
+                    ref = env.get("valueFrom", {}).get("configMapKeyRef")
+                    if ref:
+                        assert ("ConfigMap", ref["name"]) in names, (at, env["name"])
+    policy = one(objects, "NetworkPolicy")
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector["serving.kserve.io/inferenceservice"] == isvc_name
+    if isinstance(case, str) and case.startswith("release:"):
+        (test_pod,) = [o for o in objects if o["kind"] == "Pod"]
+        url = next(e["value"] for e in test_pod["spec"]["containers"][0]["env"])
+        assert url.startswith(f"http://{isvc_name}-transformer.")
