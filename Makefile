@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up down status train test test-unit lint format bench system-deps
+.PHONY: up down status train test test-unit lint format bench system-deps checkov
 
 # Reinstall when the dependencies change.
 $(STAMP): pyproject.toml
@@ -29,7 +29,17 @@ train: $(STAMP)  ## train, register and promote a new version on the running sta
 system-deps:  ## the Debian packages the tests need (only those missing)
 	scripts/system-deps.sh
 
-test: $(STAMP) system-deps  ## every tier: unit, then integration against real servers
+# checkov in its own virtualenv: its pins (packaging, platformdirs, ...) clash with MLflow's.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==3.3.30
+	@touch $@
+
+checkov: $(CHECKOV_VENV)/.installed  ## the venv tests/deploy/test_checkov.py runs checkov from
+
+test: $(STAMP) system-deps checkov  ## every tier: unit, then integration against real servers
 	$(BIN)/python -m pytest
 
 test-unit: $(STAMP)

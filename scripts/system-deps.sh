@@ -7,6 +7,10 @@ set -euo pipefail
 NEEDED=(
   make:make
   curl:curl
+  # The real API server of the deploy tests (../shared/tools/kube-apiserver/start.sh).
+  etcd:etcd-server
+  openssl:openssl
+  xz:xz-utils
 )
 
 missing=()

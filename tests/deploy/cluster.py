@@ -1,0 +1,145 @@
+"""A Kubernetes API server for the deploy tests, reached through a kubeconfig.
+
+By default the tests start the project's real API server (``shared/tools/kube-apiserver``:
+etcd + kube-apiserver's CRD-serving half on 127.0.0.1, on free ports, state in a temporary
+directory) and stop it after the session. With ``DEPLOY_KUBECONFIG=/path`` they use that
+cluster instead (kind, a cloud cluster with KServe), unchanged: every object goes into a
+fresh namespace per test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.deploy.manifests import CRD_FILE, kubectl, shared_dir
+
+__all__ = ["Cluster", "started_cluster"]
+
+CRD_NAME = "inferenceservices.serving.kserve.io"
+
+
+def _free_port_pair() -> int:
+    """A port p with p and p + 1 both free (etcd's client and peer ports)."""
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two adjacent free ports")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where the API server is, and kubectl pointed at it."""
+
+    kubeconfig: Path
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [kubectl(), f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr}")
+        return done
+
+    def namespace(self) -> str:
+        """A fresh namespace (created where the server has a core API, as a cluster does)."""
+        name = f"sqc-test-{uuid.uuid4().hex[:8]}"
+        self.kubectl("create", "namespace", name, check=False)
+        return name
+
+    def get_json(self, *args: str) -> dict[str, object]:
+        loaded: dict[str, object] = json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+        return loaded
+
+    def _established(self) -> bool:
+        crd = self.get_json("crd", CRD_NAME)
+        return _conditions(crd).get("Established") == "True"
+
+    def install_kserve_crd(self) -> None:
+        """Server-side apply KServe's CRD (2 MB: too big for client-side apply's annotation),
+        then wait until it is Established and its schema is published."""
+        crd = shared_dir() / CRD_FILE
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd), timeout=120)
+        deadline = time.monotonic() + 60
+        while not self._established():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{CRD_NAME} not Established in 60 s")
+            time.sleep(0.2)
+        while time.monotonic() < deadline:
+            published = self.kubectl(
+                "get", "--raw", "/openapi/v3/apis/serving.kserve.io/v1beta1", check=False
+            )
+            if published.returncode == 0 and "InferenceService" in published.stdout:
+                return
+            time.sleep(0.3)
+        raise TimeoutError("the InferenceService schema never showed in /openapi/v3")
+
+
+def _conditions(crd: dict[str, object]) -> dict[str, str]:
+    status = crd.get("status")
+    conditions = status.get("conditions") if isinstance(status, dict) else None
+    return {c["type"]: c["status"] for c in conditions or []}
+
+
+def _start_script() -> Path:
+    return shared_dir() / "tools" / "kube-apiserver" / "start.sh"
+
+
+@contextlib.contextmanager
+def started_cluster(state_dir: Path) -> Iterator[Cluster]:
+    """The cluster of DEPLOY_KUBECONFIG, or a real API server started for the session."""
+    if "DEPLOY_KUBECONFIG" in os.environ:
+        cluster = Cluster(Path(os.environ["DEPLOY_KUBECONFIG"]))
+        cluster.install_kserve_crd()
+        yield cluster
+        return
+    env = {
+        **os.environ,
+        "KAPI_DIR": str(state_dir),
+        "KAPI_PORT": str(_free_port_pair()),
+        "KAPI_ETCD_PORT": str(_free_port_pair()),
+        # start.sh looks for kubectl on PATH: the pinned one beside this interpreter.
+        "PATH": f"{Path(kubectl()).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    script = _start_script()
+
+    def run(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(script), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+
+    started = run([])
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        cluster = Cluster(state_dir / "kubeconfig")
+        cluster.install_kserve_crd()
+        yield cluster
+    finally:
+        run(["stop"])

@@ -1,0 +1,149 @@
+"""Turn a rendered container into the process the kubelet would start, on 127.0.0.1.
+
+The command, args and env come from the manifest, plus the arguments KServe's controller
+appends to a custom transformer (kserve/kserve pkg/apis/serving/v1beta1/transformer_custom.go,
+``GetContainer``: ``--model_name``, ``--predictor_host <isvc>-predictor.<namespace>``,
+``--http_port 8080``, ``--workers`` with containerConcurrency, each only if absent; nothing
+for a custom predictor). Only hosts, ports and mount paths are substituted. Every
+environment variable must be a setting the process knows, so a misspelt name fails here
+rather than being ignored in a pod.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.servers import Server
+from tests.deploy.manifests import ROOT, Obj
+
+# What the images run when a container names no command (issue 12's entry points; read from
+# the Dockerfile's ENTRYPOINT once it exists).
+ENTRYPOINTS = {
+    "predictor": ["python", "-m", "predictor"],
+    "transformer": ["python", "-m", "transformer"],
+    "monitoring": ["python", "-m", "monitoring"],
+}
+# Read by MLflow's client itself, not by the parts' settings.
+MLFLOW_ENV = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
+
+
+def entrypoint(part: str) -> list[str]:
+    dockerfile = ROOT / f"Dockerfile.{part}"
+    if dockerfile.exists():
+        match = re.search(r"^ENTRYPOINT\s+(\[.*\])\s*$", dockerfile.read_text(), re.M)
+        if match:
+            command: list[str] = json.loads(match[1])
+            return command
+    return ENTRYPOINTS[part]
+
+
+def kserve_args(container: Obj, component: str, isvc: Obj, namespace: str) -> list[str]:
+    """The container's args as KServe's controller leaves them."""
+    args = list(container.get("args", []))
+    if component != "transformer":
+        return args
+    name = isvc["metadata"]["name"]
+    for flag, value in (
+        ("--model_name", name),
+        ("--predictor_host", f"{name}-predictor.{namespace}"),
+        ("--http_port", "8080"),
+    ):
+        if flag not in args:
+            args += [flag, value]
+    concurrency = isvc["spec"][component].get("containerConcurrency")
+    if concurrency is not None and "--workers" not in args:
+        args += ["--workers", str(concurrency)]
+    return args
+
+
+def resolve_env(container: Obj, config: Mapping[str, str]) -> dict[str, str]:
+    """The container's env as the kubelet sets it: ConfigMap keys resolved, optional
+    Secret keys absent (no Secret exists here), a missing required key an error."""
+    env: dict[str, str] = {}
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+            continue
+        source = item["valueFrom"]
+        if "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
+            if ref["key"] in config:
+                env[item["name"]] = config[ref["key"]]
+            elif not ref.get("optional"):
+                raise KeyError(f"{item['name']}: ConfigMap key {ref['key']} missing")
+        elif "secretKeyRef" in source:
+            if not source["secretKeyRef"].get("optional"):
+                raise KeyError(f"{item['name']}: needs Secret {source['secretKeyRef']['name']}")
+        else:
+            raise KeyError(f"{item['name']}: unsupported valueFrom {source}")
+    return env
+
+
+def unknown_env(env: Mapping[str, str], prefix: str, fields: set[str]) -> set[str]:
+    """Variables the part would silently ignore: not PREFIX + one of its settings."""
+    known = {prefix + f.upper() for f in fields} | MLFLOW_ENV
+    return set(env) - known
+
+
+@dataclass
+class Substitutions:
+    """Host, port and path substitutions from the pod's world to 127.0.0.1."""
+
+    http_port: int | None
+    tracking_uri: str
+    predictor_host: str | None = None
+    mounts: Mapping[str, Path] | None = None
+
+    def path(self, value: str) -> str:
+        for mount, local in (self.mounts or {}).items():
+            if value == mount or value.startswith(mount + "/"):
+                return str(local) + value[len(mount) :]
+        return value
+
+
+def substitute(
+    args: list[str], env: dict[str, str], prefix: str, subs: Substitutions
+) -> tuple[list[str], dict[str, str]]:
+    args = list(args)
+    for flag, value in (("--http_port", str(subs.http_port)), ("--predictor_host", None)):
+        if flag == "--http_port" and subs.http_port is None:
+            continue
+        if flag in args:
+            i = args.index(flag) + 1
+            args[i] = value or subs.predictor_host or args[i]
+    args = [subs.path(a) for a in args]
+    env = {k: subs.path(v) for k, v in env.items()}
+    if f"{prefix}BIND_HOST" in env:
+        env[f"{prefix}BIND_HOST"] = "127.0.0.1"
+    if subs.http_port is not None and "--http_port" not in args:
+        env[f"{prefix}HTTP_PORT"] = str(subs.http_port)  # the pod's default port, moved
+    for key in ("MLFLOW_TRACKING_URI", f"{prefix}TRACKING_URI"):
+        if key in env:
+            env[key] = subs.tracking_uri
+    return args, env
+
+
+def start(
+    name: str, command: list[str], env: Mapping[str, str], port: int, log_dir: Path
+) -> Server:
+    """Start with exactly ``env`` (plus PATH and HOME): nothing leaks from the test's own."""
+    log_path = log_dir / f"{name}-{port}.log"
+    base = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    argv = [sys.executable if c == "python" else c for c in command]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            argv,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**base, **env},
+            cwd=ROOT,
+            start_new_session=True,
+        )
+    return Server(name, process, port, log_path)
