@@ -43,7 +43,7 @@ test: $(STAMP) system-deps checkov  ## every tier: unit, then integration agains
 	$(BIN)/python -m pytest
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not integration"
+	$(BIN)/python -m pytest -m "not integration and not images"
 
 bench: $(STAMP)  ## every serving design side by side on 127.0.0.1; one table (minutes)
 	$(BIN)/python -m benchmarks
@@ -57,3 +57,18 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Images and release (issue 12): README "Images and release".
+.PHONY: lock images release
+LOCK_PARTS := predictor transformer monitoring
+UV_LOCK := $(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' --quiet
+
+lock: $(STAMP)  ## requirements/<part>.txt: each image's exact versions and hashes, from its extra
+	for part in $(LOCK_PARTS); do $(UV_LOCK) --extra $$part -o requirements/$$part.txt || exit 1; done
+
+images: $(STAMP) system-deps  ## the Debian base (cached), then the three images, with buildah
+	scripts/images.sh
+
+release: $(STAMP) system-deps  ## test, build, tag, push to $$RELEASE_REGISTRY, deploy (scripts/release.sh)
+	scripts/release.sh

@@ -11,6 +11,12 @@ NEEDED=(
   etcd:etcd-server
   openssl:openssl
   xz:xz-utils
+  # images (issue 12): build and run container images without a Docker engine, make the
+  # Debian base, push to and inspect a local OCI registry
+  buildah:buildah
+  debootstrap:debootstrap
+  skopeo:skopeo
+  docker-registry:docker-registry
 )
 
 missing=()
