@@ -53,6 +53,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile.predictor Dockerfile.transformer Dockerfile.monitoring
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

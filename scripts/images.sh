@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Builds the images with buildah, no Docker engine needed: `make images`, or
+#   scripts/images.sh [--tag TAG] [predictor|transformer|monitoring ...]   (default: all three)
+# Each is tagged localhost/sales-quantity-classifier-PART:TAG (default TAG: VERSION-REVISION,
+# e.g. 0.1.0-1a2b3c4) and :latest, and its name printed on stdout, one line each.
+#
+# BASE_IMAGE unset: the Debian 12 base is made with debootstrap once and cached
+# (scripts/base-image.sh); set it (e.g. python:3.11-slim) where base images can be pulled.
+# Layers are cached by buildah (--layers), and the wheels in a cache mount outside the
+# images (/var/tmp/buildah-cache here), checked against the lock's hashes at every install:
+# a rebuild with unchanged lock files redoes only what changed. SSL_CERT_FILE, when set, goes to the build as the secret "ca" for a TLS-intercepting proxy; it is not kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# buildah's storage driver: its own configuration's unless STORAGE_DRIVER names one (vfs
+# works everywhere; overlay, where the kernel allows it, is faster and smaller on disk).
+buildah() { command buildah ${STORAGE_DRIVER:+--storage-driver "$STORAGE_DRIVER"} "$@"; }
+export BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
+PREFIX=${IMAGE_PREFIX:-localhost/sales-quantity-classifier}
+
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
+revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+[[ -z $(git status --porcelain 2>/dev/null) ]] || revision="$revision-dirty"
+# The commit's time, not the clock's: the same revision builds the same labels.
+created=$(git log -1 --format=%cd --date=format:%Y-%m-%dT%H:%M:%SZ 2>/dev/null \
+  || date -u +%Y-%m-%dT%H:%M:%SZ)
+source_url=$(git config --get remote.origin.url 2>/dev/null || echo unknown)
+tag="$version-${revision:0:7}"
+
+parts=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --tag) tag=$2; shift 2 ;;
+    predictor|transformer|monitoring) parts+=("$1"); shift ;;
+    *) echo "usage: $0 [--tag TAG] [predictor|transformer|monitoring ...]" >&2; exit 2 ;;
+  esac
+done
+[[ ${#parts[@]} -gt 0 ]] || parts=(predictor transformer monitoring)
+
+base=${BASE_IMAGE:-$(scripts/base-image.sh)}
+secret=()
+[[ -n ${SSL_CERT_FILE:-} && -s ${SSL_CERT_FILE:-} ]] && secret=(--secret "id=ca,src=$SSL_CERT_FILE")
+
+for part in "${parts[@]}"; do
+  image="$PREFIX-$part"
+  echo "images: building $image:$tag from $base" >&2
+  start=$SECONDS
+  buildah bud --layers -f "Dockerfile.$part" "${secret[@]}" \
+    --build-arg "BASE_IMAGE=$base" --build-arg "VERSION=$version" \
+    --build-arg "REVISION=$revision" --build-arg "CREATED=$created" \
+    --build-arg "SOURCE=$source_url" \
+    -t "$image:$tag" -t "$image:latest" . >&2
+  size=$(buildah images --format '{{.Size}}' "$image:$tag" | head -1)
+  echo "images: $image:$tag built in $((SECONDS - start)) s, $size" >&2
+  echo "$image:$tag"
+done
