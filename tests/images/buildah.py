@@ -1,0 +1,154 @@
+"""Build the images and run commands and servers inside them, with buildah.
+
+No Docker engine here: ``scripts/images.sh`` builds, and ``buildah run --isolation chroot``
+runs a command in a working container made from an image, on the host's network (so a
+server in it listens on 127.0.0.1 and reaches MLflow there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+PARTS = ("predictor", "transformer", "monitoring")
+
+
+def buildah(*args: str) -> list[str]:
+    """The buildah command line, with the storage driver that scripts/images.sh uses."""
+    driver = os.environ.get("STORAGE_DRIVER")
+    return ["buildah", *(["--storage-driver", driver] if driver else []), *args]
+
+
+def check_output(*args: str, timeout: float = 120) -> str:
+    done = subprocess.run(
+        buildah(*args), capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"buildah {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def build_images() -> dict[str, str]:
+    """Run ``scripts/images.sh`` (cached layers make a rebuild cheap); part -> image name."""
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "images.sh")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"scripts/images.sh failed:\n{done.stderr[-6000:]}")
+    names = done.stdout.split()
+    return {part: next(n for n in names if f"-{part}:" in n) for part in PARTS}
+
+
+def image_config(image: str) -> dict[str, Any]:
+    """The OCI config of ``image``: ``User``, ``Env``, ``Entrypoint``, ``Labels``, ..."""
+    config: dict[str, Any] = json.loads(check_output("inspect", "--type", "image", image))["OCIv1"][
+        "config"
+    ]
+    return config
+
+
+@dataclass
+class Container:
+    """A buildah working container made from an image."""
+
+    name: str
+    image: str
+
+    def command(
+        self, argv: Sequence[str], *, volumes: Sequence[str] = (), env: Sequence[str] = ()
+    ) -> list[str]:
+        """``buildah run`` of ``argv`` as the image's user, on the host's network."""
+        flags = ["--isolation", "chroot", "--network", "host"]
+        for volume in volumes:
+            flags += ["--volume", volume]
+        for pair in env:
+            flags += ["--env", pair]
+        return buildah("run", *flags, self.name, "--", *argv)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        volumes: Sequence[str] = (),
+        env: Sequence[str] = (),
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.command(argv, volumes=volumes, env=env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def python(self, code: str) -> subprocess.CompletedProcess[str]:
+        """Run ``python -c code`` with the image's interpreter and environment."""
+        return self.run(["python", "-c", code])
+
+    def rootfs(self) -> Path:
+        """Where the container's root filesystem is mounted on the host."""
+        return Path(check_output("mount", self.name).strip())
+
+
+@contextlib.contextmanager
+def container(image: str) -> Iterator[Container]:
+    """A fresh working container of ``image``, removed on leaving the block."""
+    name = check_output("from", "--pull-never", image).strip()
+    try:
+        yield Container(name, image)
+    finally:
+        subprocess.run(buildah("rm", name), capture_output=True, timeout=120, check=False)
+
+
+@dataclass
+class Process:
+    """A server started with ``buildah run``, in its own process group."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 20) -> None:
+        """SIGTERM to the whole group (buildah and the server), then SIGKILL."""
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout)
+        # The server may outlive buildah for a moment; give the group time to go.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+
+
+def start(command: Sequence[str], log_path: Path) -> Process:
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            list(command), stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return Process(process, log_path)

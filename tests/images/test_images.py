@@ -1,0 +1,240 @@
+"""The images, built and run for real: what they carry, who runs them, and serving through both.
+
+The predictor and transformer serve from their images (see conftest.py); the monitoring
+image runs its command. ``STORAGE_DRIVER`` picks buildah's storage driver, as for
+``scripts/images.sh``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.images.buildah import PARTS, ROOT, container, image_config
+from tests.images.conftest import MODEL, Served
+from tests.integration.conftest import Registry
+
+pytestmark = pytest.mark.images
+
+RECORD = {
+    "date": "2026-03-14",
+    "store_id": "S012",
+    "item_id": "I0457",
+    "category": "dairy",
+    "unit_price": 3.49,
+    "discount_pct": 0.1,
+    "on_promotion": True,
+    "is_holiday": False,
+}
+# Paths a run may write: the mounted writable ones, and what buildah itself mounts or
+# creates for a run (kernel file systems, /etc/hosts and /etc/resolv.conf).
+RUNTIME_PATHS = ("tmp", "data", "proc", "sys", "dev", "run", "etc/hosts", "etc/resolv.conf")
+
+
+def _missing(image: str, modules: list[str]) -> dict[str, bool]:
+    """Which of ``modules`` the image's Python cannot find (without importing them)."""
+    code = (
+        "import importlib.util, json, sys\n"
+        "def missing(name):\n"
+        "    try:\n"
+        "        return importlib.util.find_spec(name) is None\n"
+        "    except ModuleNotFoundError:\n"
+        "        return True\n"
+        f"print(json.dumps({{m: missing(m) for m in {modules!r}}}))\n"
+    )
+    with container(image) as ctr:
+        done = ctr.python(code)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, bool] = json.loads(done.stdout)
+    return result
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_image_config_names_user_port_entry_point_and_labels(
+    images: dict[str, str], part: str
+) -> None:
+    config = image_config(images[part])
+    assert config["User"] == "1000:1000"
+    assert config["Entrypoint"] == ["python", "-m", part]
+    labels = config["Labels"]
+    revision = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert labels["org.opencontainers.image.revision"].startswith(revision)
+    assert labels["org.opencontainers.image.version"] in images[part]
+    assert labels["org.opencontainers.image.created"].endswith("Z")
+    assert "org.opencontainers.image.source" in labels
+    assert set(config["Volumes"]) == {"/tmp", "/data"}
+    if part == "monitoring":
+        assert "ExposedPorts" not in config  # a batch job serves nothing
+    else:
+        assert set(config["ExposedPorts"]) == {"8080/tcp"}
+        assert f"{part.upper()}_BIND_HOST=0.0.0.0" in config["Env"]
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_images_run_as_numeric_non_root_user_with_only_tmp_and_data_writable(
+    images: dict[str, str], part: str
+) -> None:
+    script = (
+        "id -u; id -g; "
+        "for d in /tmp /data /app /opt/venv /etc /; do "
+        '  if touch "$d/.probe" 2>/dev/null; then echo "$d writable"; rm "$d/.probe"; fi; '
+        "done"
+    )
+    with container(images[part]) as ctr:
+        done = ctr.run(["sh", "-c", script])
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split("\n")
+    assert lines[:2] == ["1000", "1000"]
+    assert [line for line in lines[2:] if line] == ["/tmp writable", "/data writable"]
+
+
+def test_final_stages_hold_no_installer_compiler_or_tests(images: dict[str, str]) -> None:
+    for part in PARTS:
+        with container(images[part]) as ctr:
+            done = ctr.run(
+                [
+                    "sh",
+                    "-c",
+                    "command -v gcc cc pip pip3 || true; ls /app; "
+                    "find /opt/venv -path '*site-packages/*' -type d -name tests | head -3",
+                ]
+            )
+        assert done.returncode == 0, done.stderr
+        found = done.stdout.split()
+        expected = {"common", part} | ({"transformer"} if part != "transformer" else set())
+        assert set(found) <= expected, f"{part}: {found}"
+        assert part in found and "common" in found
+
+
+def test_transformer_image_has_no_mlflow_nor_scikit_learn(images: dict[str, str]) -> None:
+    missing = _missing(
+        images["transformer"],
+        ["mlflow", "sklearn", "scipy", "skops", "predictor", "kserve", "transformer.model"],
+    )
+    assert missing == {
+        "mlflow": True,
+        "sklearn": True,
+        "scipy": True,
+        "skops": True,
+        "predictor": True,
+        "kserve": False,
+        "transformer.model": False,
+    }
+
+
+def test_predictor_image_has_no_transformer_code(images: dict[str, str]) -> None:
+    modules = ["transformer", "transformer.model", "transformer.client", "transformer.schema"]
+    missing = _missing(images["predictor"], [*modules, "predictor.model", "mlflow", "sklearn"])
+    assert not missing["predictor.model"] and not missing["mlflow"] and not missing["sklearn"]
+    assert missing["transformer.model"] and missing["transformer.client"]
+    assert missing["transformer.schema"]
+    if (ROOT / "common" / "contract.py").exists():
+        # Issue 9: the contract is shared from common/, so no transformer/ at all.
+        assert missing["transformer"]
+
+
+def test_monitoring_image_carries_the_jobs_and_feature_code_but_no_server(
+    images: dict[str, str], tmp_path: Path
+) -> None:
+    missing = _missing(
+        images["monitoring"],
+        ["monitoring", "transformer.features", "mlflow", "pyarrow", "scipy", "pandas"]
+        + ["kserve", "transformer.model", "predictor", "sklearn"],
+    )
+    assert [m for m, gone in missing.items() if gone] == [
+        "kserve",
+        "transformer.model",
+        "predictor",
+        "sklearn",
+    ]
+    if not (ROOT / "monitoring" / "__main__.py").exists():
+        pytest.skip("monitoring/ has no command yet (issue 11): its --help is not checked")
+    entrypoint = image_config(images["monitoring"])["Entrypoint"]
+    with container(images["monitoring"]) as ctr:
+        done = ctr.run([*entrypoint, "--help"])
+    assert done.returncode == 0, done.stderr
+    assert "drift" in done.stdout
+
+
+def test_v2_and_v1_requests_go_through_transformer_and_predictor_images(
+    transformer_image_server: Served, predictor_image_server: Served, registry: Registry
+) -> None:
+    columns = {
+        "date": "BYTES",
+        "store_id": "BYTES",
+        "item_id": "BYTES",
+        "category": "BYTES",
+        "unit_price": "FP64",
+        "discount_pct": "FP64",
+        "on_promotion": "BOOL",
+        "is_holiday": "BOOL",
+    }
+    v2 = {
+        "inputs": [
+            {"name": name, "datatype": datatype, "shape": [1], "data": [RECORD[name]]}
+            for name, datatype in columns.items()
+        ]
+    }
+    with httpx.Client(base_url=transformer_image_server.url, timeout=30) as client:
+        answer = client.post(
+            f"/v2/models/{MODEL}/infer", json=v2, headers={"x-request-id": "images-v2"}
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        print("V2 answered from the images:", answer.text)  # for the closing note
+        assert body["model_version"] == registry.version
+        assert answer.headers["x-model-version"] == registry.version
+        assert body["id"] == "images-v2"
+        outputs = {o["name"]: o for o in body["outputs"]}
+        assert outputs["predicted_class"]["data"][0] in {"low", "medium", "high"}
+        assert sum(outputs["probabilities"]["data"]) == pytest.approx(1.0)
+
+        answer = client.post(f"/v1/models/{MODEL}:predict", json={"instances": [RECORD] * 2})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["model_version"] == registry.version
+        assert len(body["predictions"]) == 2
+
+        bad = client.post(
+            f"/v1/models/{MODEL}:predict", json={"instances": [{**RECORD, "discount_pct": 1.7}]}
+        )
+        assert bad.status_code == 400
+        assert "discount_pct" in bad.json()["error"]
+
+    metadata = httpx.get(f"{predictor_image_server.url}/v2/models/{MODEL}", timeout=10).json()
+    assert registry.version in json.dumps(metadata)
+
+
+def test_serving_from_the_images_writes_nothing_outside_tmp_and_data(
+    transformer_image_server: Served, predictor_image_server: Served
+) -> None:
+    # Runs after the requests above (and sends one more), so loading, serving and logging
+    # have all happened by now.
+    answer = httpx.post(
+        f"{transformer_image_server.url}/v1/models/{MODEL}:predict",
+        json={"instances": [RECORD]},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    for served in (predictor_image_server, transformer_image_server):
+        rootfs = served.container.rootfs()
+        changed = []
+        for directory, dirs, files in os.walk(rootfs):
+            relative = os.path.relpath(directory, rootfs)
+            if relative.split(os.sep)[0] in RUNTIME_PATHS:
+                dirs.clear()
+                continue
+            for name in files + dirs:
+                path = os.path.join(directory, name)
+                if os.path.relpath(path, rootfs) in RUNTIME_PATHS:
+                    continue
+                if os.lstat(path).st_mtime > served.started_at:
+                    changed.append(os.path.relpath(path, rootfs))
+        assert changed == [], f"{served.container.image} wrote {changed[:20]}"
