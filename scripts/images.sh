@@ -45,12 +45,16 @@ for part in "${parts[@]}"; do
   image="$PREFIX-$part"
   echo "images: building $image:$tag from $base" >&2
   start=$SECONDS
-  buildah bud --layers -f "Dockerfile.$part" "${secret[@]}" \
-    --build-arg "BASE_IMAGE=$base" --build-arg "VERSION=$version" \
-    --build-arg "REVISION=$revision" --build-arg "CREATED=$created" \
-    --build-arg "SOURCE=$source_url" \
+  oci=org.opencontainers.image
+  # The Dockerfile's LABEL reads the build args. buildah 1.28 reuses a cached LABEL step
+  # whatever the args' values, so the same labels are also set at commit (--label).
+  buildah bud --layers -f "Dockerfile.$part" "${secret[@]}" --build-arg "BASE_IMAGE=$base" \
+    --build-arg "VERSION=$version" --label "$oci.version=$version" \
+    --build-arg "REVISION=$revision" --label "$oci.revision=$revision" \
+    --build-arg "CREATED=$created" --label "$oci.created=$created" \
+    --build-arg "SOURCE=$source_url" --label "$oci.source=$source_url" \
     -t "$image:$tag" -t "$image:latest" . >&2
-  size=$(buildah images --format '{{.Size}}' "$image:$tag" | head -1)
+  size=$(buildah images --format '{{.Size}}' "$image:$tag" | awk 'NR == 1')
   echo "images: $image:$tag built in $((SECONDS - start)) s, $size" >&2
   echo "$image:$tag"
 done

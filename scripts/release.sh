@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The release pipeline: `make release`, or
+#   scripts/release.sh [--dry-run] [--only STEP,...] [--canary MODEL_VERSION] [--canary_percent N]
+# Steps, in order: test (make test) -> build (scripts/images.sh) -> tag (VERSION and
+# VERSION-REVISION, under $RELEASE_REGISTRY) -> push -> deploy (helm upgrade --install; printed
+# only while helm/ or helm is missing) -> canary (python -m rollout start MODEL_VERSION, with
+# --canary only; printed only while rollout/ is missing). Each step says what it does and the
+# first failure stops the release. --dry-run prints the commands and runs none.
+#
+# Environment: RELEASE_REGISTRY (required for tag/push/deploy, e.g. registry.example:5000/team),
+# RELEASE_TLS_VERIFY (true; false for a plain-HTTP registry such as a local test one),
+# RELEASE_NAMESPACE (helm's namespace, default sales-quantity-classifier), and those of
+# scripts/images.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# buildah's storage driver: its own configuration's unless STORAGE_DRIVER names one (vfs
+# works everywhere; overlay, where the kernel allows it, is faster and smaller on disk).
+buildah() { command buildah ${STORAGE_DRIVER:+--storage-driver "$STORAGE_DRIVER"} "$@"; }
+PARTS=(predictor transformer monitoring)
+LOCAL=${IMAGE_PREFIX:-localhost/sales-quantity-classifier}
+REGISTRY=${RELEASE_REGISTRY:-}
+TLS_VERIFY=${RELEASE_TLS_VERIFY:-true}
+NAMESPACE=${RELEASE_NAMESPACE:-sales-quantity-classifier}
+ALL_STEPS=test,build,tag,push,deploy,canary
+
+dry_run=false
+steps=$ALL_STEPS
+canary_version=""
+canary_percent=10
+usage() {
+  echo "usage: $0 [--dry-run] [--only STEP,...] [--canary MODEL_VERSION] [--canary_percent N]" >&2
+  echo "steps: $ALL_STEPS" >&2
+  exit 2
+}
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --dry-run) dry_run=true; shift ;;
+    --only) [[ $# -ge 2 ]] || usage; steps=$2; shift 2 ;;
+    --canary) [[ $# -ge 2 ]] || usage; canary_version=$2; shift 2 ;;
+    --canary_percent) [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || usage; canary_percent=$2; shift 2 ;;
+    -h|--help) usage ;;
+    *) echo "unknown argument: $1" >&2; usage ;;
+  esac
+done
+IFS=, read -ra wanted <<<"$steps"
+for step in "${wanted[@]}"; do
+  [[ ,$ALL_STEPS, == *",$step,"* ]] || { echo "unknown step: $step" >&2; usage; }
+done
+wants() { [[ ,$steps, == *",$1,"* ]]; }
+
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
+revision=$(git rev-parse HEAD)
+# The tag scripts/images.sh gives by default.
+build_tag="$version-${revision:0:7}"
+
+say() { echo "release: $*" >&2; }
+# Print a command, then run it unless --dry-run.
+run() {
+  printf '+' >&2; printf ' %q' "$@" >&2; echo >&2
+  $dry_run || "$@"
+}
+need_registry() {
+  [[ -n $REGISTRY ]] || { echo "RELEASE_REGISTRY is not set (e.g. 127.0.0.1:5000)" >&2; exit 2; }
+}
+
+if wants test; then
+  say "test: every tier (make test)"
+  run make test
+fi
+
+if wants build; then
+  say "build: the images, tagged $build_tag"
+  run scripts/images.sh --tag "$build_tag" "${PARTS[@]}"
+fi
+
+if wants tag; then
+  need_registry
+  say "tag: $REGISTRY/sales-quantity-classifier-PART:{$version,$build_tag}"
+  for part in "${PARTS[@]}"; do
+    run buildah tag "$LOCAL-$part:$build_tag" \
+      "$REGISTRY/sales-quantity-classifier-$part:$version" \
+      "$REGISTRY/sales-quantity-classifier-$part:$build_tag"
+  done
+fi
+
+declare -A digests=()
+if wants push; then
+  need_registry
+  say "push: to $REGISTRY (tls-verify=$TLS_VERIFY)"
+  digest_dir=$(mktemp -d)
+  trap 'rm -rf "$digest_dir"' EXIT
+  for part in "${PARTS[@]}"; do
+    for tag in "$build_tag" "$version"; do
+      ref="$REGISTRY/sales-quantity-classifier-$part:$tag"
+      run buildah push --tls-verify="$TLS_VERIFY" --digestfile "$digest_dir/$part" \
+        "$ref" "docker://$ref"
+    done
+    if ! $dry_run; then
+      digests[$part]=$(cat "$digest_dir/$part")
+      # The one line on stdout per image: what was released, by digest.
+      echo "$REGISTRY/sales-quantity-classifier-$part@${digests[$part]}"
+    fi
+  done
+fi
+
+if wants deploy; then
+  need_registry
+  deploy=(helm upgrade --install sales-quantity-classifier helm/sales-quantity-classifier
+    --namespace "$NAMESPACE" --create-namespace --wait)
+  for part in "${PARTS[@]}"; do
+    deploy+=(--set-string "$part.image.repository=$REGISTRY/sales-quantity-classifier-$part")
+    if [[ -n ${digests[$part]:-} ]]; then
+      deploy+=(--set-string "$part.image.digest=${digests[$part]}")
+    fi
+    deploy+=(--set-string "$part.image.tag=$build_tag")
+  done
+  if [[ -d helm/sales-quantity-classifier ]] && command -v helm >/dev/null; then
+    say "deploy: helm upgrade --install into namespace $NAMESPACE"
+    run "${deploy[@]}"
+  else
+    say "deploy: no chart at helm/sales-quantity-classifier (or no helm) yet; would run:"
+    printf '+' >&2; printf ' %q' "${deploy[@]}" >&2; echo >&2
+  fi
+fi
+
+if wants canary && [[ -n $canary_version ]]; then
+  canary=(.venv/bin/python -m rollout start "$canary_version" --percent "$canary_percent")
+  if [[ -f rollout/__main__.py ]]; then
+    say "canary: model version $canary_version at $canary_percent %"
+    run "${canary[@]}"
+  else
+    say "canary: no rollout/ package yet; would run:"
+    printf '+' >&2; printf ' %q' "${canary[@]}" >&2; echo >&2
+  fi
+fi
+say "done"

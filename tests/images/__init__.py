@@ -1,0 +1,1 @@
+"""Image tier: builds the container images and runs them with buildah."""
