@@ -8,7 +8,8 @@
 # (scripts/base-image.sh); set it (e.g. python:3.11-slim) where base images can be pulled.
 # Layers are cached by buildah (--layers), and the wheels in a cache mount outside the
 # images (/var/tmp/buildah-cache here), checked against the lock's hashes at every install:
-# a rebuild with unchanged lock files redoes only what changed. SSL_CERT_FILE, when set, goes to the build as the secret "ca" for a TLS-intercepting proxy; it is not kept.
+# a rebuild with unchanged lock files redoes only what changed. SSL_CERT_FILE, when set,
+# goes to the build as the secret "ca" for a TLS-intercepting proxy; it is not kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,13 +19,16 @@ buildah() { command buildah ${STORAGE_DRIVER:+--storage-driver "$STORAGE_DRIVER"
 export BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
 PREFIX=${IMAGE_PREFIX:-localhost/sales-quantity-classifier}
 
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
+version=$(awk -F'"' '/^version = /{print $2; exit}' pyproject.toml)
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 [[ -z $(git status --porcelain 2>/dev/null) ]] || revision="$revision-dirty"
 # The commit's time, not the clock's: the same revision builds the same labels.
-created=$(git log -1 --format=%cd --date=format:%Y-%m-%dT%H:%M:%SZ 2>/dev/null \
+created=$(TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null \
   || date -u +%Y-%m-%dT%H:%M:%SZ)
-source_url=$(git config --get remote.origin.url 2>/dev/null || echo unknown)
+# The repository's public address: IMAGE_SOURCE, else the origin's if it is a URL (a clone's
+# local path says nothing outside this machine).
+source_url=${IMAGE_SOURCE:-$(git config --get remote.origin.url 2>/dev/null || true)}
+[[ $source_url == https://* ]] || source_url=unknown
 tag="$version-${revision:0:7}"
 
 parts=()

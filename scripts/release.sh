@@ -49,7 +49,7 @@ for step in "${wanted[@]}"; do
 done
 wants() { [[ ,$steps, == *",$1,"* ]]; }
 
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
+version=$(awk -F'"' '/^version = /{print $2; exit}' pyproject.toml)
 revision=$(git rev-parse HEAD)
 # The tag scripts/images.sh gives by default.
 build_tag="$version-${revision:0:7}"
