@@ -20,7 +20,7 @@ import pytest
 
 from tests.images.buildah import Container, Process, build_images, container, image_config, start
 from tests.integration.conftest import Registry, log_dir, registry  # noqa: F401  (fixtures)
-from tests.servers import free_port
+from harness.servers import free_port
 
 MODEL = "sales-quantity-classifier"
 

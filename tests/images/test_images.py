@@ -108,7 +108,7 @@ def test_final_stages_hold_no_installer_compiler_or_tests(images: dict[str, str]
             )
         assert done.returncode == 0, done.stderr
         found = done.stdout.split()
-        expected = {"common", part} | ({"transformer"} if part != "transformer" else set())
+        expected = {"common", part} | ({"transformer"} if part == "monitoring" else set())
         assert set(found) <= expected, f"{part}: {found}"
         assert part in found and "common" in found
 
@@ -129,15 +129,13 @@ def test_transformer_image_has_no_mlflow_nor_scikit_learn(images: dict[str, str]
     }
 
 
-def test_predictor_image_has_no_transformer_code(images: dict[str, str]) -> None:
+def test_predictor_image_has_no_transformer_code_at_all(images: dict[str, str]) -> None:
     modules = ["transformer", "transformer.model", "transformer.client", "transformer.schema"]
     missing = _missing(images["predictor"], [*modules, "predictor.model", "mlflow", "sklearn"])
     assert not missing["predictor.model"] and not missing["mlflow"] and not missing["sklearn"]
     assert missing["transformer.model"] and missing["transformer.client"]
     assert missing["transformer.schema"]
-    if (ROOT / "common" / "contract.py").exists():
-        # Issue 9: the contract is shared from common/, so no transformer/ at all.
-        assert missing["transformer"]
+    assert missing["transformer"]  # the contract it shares is common/contract.py
 
 
 def test_monitoring_image_carries_the_jobs_and_feature_code_but_no_server(

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.images.buildah import PARTS, ROOT, buildah, check_output
-from tests.servers import free_port
+from harness.servers import free_port
 
 pytestmark = pytest.mark.images
 
