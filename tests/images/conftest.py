@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.servers import free_port
 from tests.images.buildah import Container, Process, build_images, container, image_config, start
 from tests.integration.conftest import Registry, log_dir, registry  # noqa: F401  (fixtures)
-from harness.servers import free_port
 
 MODEL = "sales-quantity-classifier"
 

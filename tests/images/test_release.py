@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.images.buildah import PARTS, ROOT, buildah, check_output
 from harness.servers import free_port
+from tests.images.buildah import PARTS, ROOT, buildah, check_output
 
 pytestmark = pytest.mark.images
 
