@@ -157,8 +157,13 @@ def test_monitoring_image_carries_the_jobs_and_feature_code_but_no_server(
     entrypoint = image_config(images["monitoring"])["Entrypoint"]
     with container(images["monitoring"]) as ctr:
         done = ctr.run([*entrypoint, "--help"])
-    assert done.returncode == 0, done.stderr
-    assert "drift" in done.stdout
+        assert done.returncode == 0, done.stderr
+        usage = done.stdout + done.stderr
+        assert "drift" in usage and "performance" in usage
+        for job in ("drift", "performance"):  # what the CronJobs run
+            done = ctr.run([*entrypoint, job, "--help"])
+            assert done.returncode == 0, done.stderr
+            assert "--output" in done.stdout + done.stderr
 
 
 def test_v2_and_v1_requests_go_through_transformer_and_predictor_images(
