@@ -3,8 +3,8 @@
 #   scripts/release.sh [--dry-run] [--only STEP,...] [--canary MODEL_VERSION] [--canary_percent N]
 # Steps, in order: test (make test) -> build (scripts/images.sh) -> tag (VERSION and
 # VERSION-REVISION, under $RELEASE_REGISTRY) -> push -> deploy (helm upgrade --install; printed
-# only while helm/ or helm is missing) -> canary (python -m rollout start MODEL_VERSION, with
-# --canary only; printed only while rollout/ is missing). Each step says what it does and the
+# only where the helm command or the chart is missing) -> canary (python -m rollout start
+# MODEL_VERSION, with --canary only; printed only while rollout/ is missing). Each step says what it does and the
 # first failure stops the release. --dry-run prints the commands and runs none.
 #
 # Environment: RELEASE_REGISTRY (required for tag/push/deploy, e.g. registry.example:5000/team),
@@ -119,13 +119,14 @@ if wants deploy; then
     say "deploy: helm upgrade --install into namespace $NAMESPACE"
     run "${deploy[@]}"
   else
-    say "deploy: no chart at helm/sales-quantity-classifier (or no helm) yet; would run:"
+    say "deploy: no helm command here (or no chart at helm/sales-quantity-classifier); would run:"
     printf '+' >&2; printf ' %q' "${deploy[@]}" >&2; echo >&2
   fi
 fi
 
 if wants canary && [[ -n $canary_version ]]; then
-  canary=(.venv/bin/python -m rollout start "$canary_version" --percent "$canary_percent")
+  canary=(.venv/bin/python -m rollout start "$canary_version" --percent "$canary_percent"
+    --namespace "$NAMESPACE")
   if [[ -f rollout/__main__.py ]]; then
     say "canary: model version $canary_version at $canary_percent %"
     run "${canary[@]}"
