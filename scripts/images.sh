@@ -52,7 +52,7 @@ for part in "${parts[@]}"; do
   oci=org.opencontainers.image
   # The Dockerfile's LABEL reads the build args. buildah 1.28 reuses a cached LABEL step
   # whatever the args' values, so the same labels are also set at commit (--label).
-  buildah bud --layers -f "Dockerfile.$part" "${secret[@]}" --build-arg "BASE_IMAGE=$base" \
+  buildah bud --layers --force-rm -f "Dockerfile.$part" "${secret[@]}" --build-arg "BASE_IMAGE=$base" \
     --build-arg "VERSION=$version" --label "$oci.version=$version" \
     --build-arg "REVISION=$revision" --label "$oci.revision=$revision" \
     --build-arg "CREATED=$created" --label "$oci.created=$created" \
