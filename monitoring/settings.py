@@ -126,8 +126,9 @@ class SimulateSettings(_Base):
     """Seconds to send for; the run also stops after rate * duration requests."""
     rows_per_request: int = Field(1, ge=1, le=1000)
     """Records per request."""
-    data: str = ".stack/data/test.csv"
-    """Sales rows to sample from: the raw record fields and quantity_class."""
+    data: str = ".stack/data/train.csv"
+    """Sales rows to sample from: the raw record fields and quantity_class (make up writes
+    .stack/data/train.csv and test.csv; test.csv holds later days, so seasons differ)."""
     drift: str = ""
     """Comma-separated: price=1.3 (prices x1.3), category=frozen:0.5 (half the rows
     frozen), season=182 (dates moved by 182 days). Empty: no drift."""

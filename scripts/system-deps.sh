@@ -11,6 +11,8 @@ NEEDED=(
   etcd:etcd-server
   openssl:openssl
   xz:xz-utils
+  # The Pushgateway the monitoring tests push to.
+  prometheus-pushgateway:prometheus-pushgateway
 )
 
 missing=()
