@@ -23,10 +23,10 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;
 .insufficient_data{background:#fff4d6;border-left:8px solid #b7860b}
 table{border-collapse:collapse;margin:12px 0;font-size:.9em}
 th,td{border-bottom:1px solid #ddd;padding:4px 10px;text-align:right}
-th:first-child,td:first-child{text-align:left}
+th:first-child,td:first-child,td:last-child{text-align:left}
 tr.drift td{background:#fde2e1} tr.insufficient_data td{background:#fff4d6}
 .meta td{text-align:left} .plots{display:flex;flex-wrap:wrap;gap:16px}
-.plot{border:1px solid #ddd;border-radius:4px;padding:8px}
+.plot{border:1px solid #ddd;border-radius:4px;padding:8px;width:430px}
 .legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}
 small{color:#666}
 """

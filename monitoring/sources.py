@@ -1,6 +1,6 @@
 """Read served rows in batches: the capture store, a directory, or files; CSV or Parquet.
 
-Files are opened one at a time and read batch by batch (``pyarrow.dataset``), so
+Files are opened one at a time and read batch by batch (pulled, not read ahead), so
 memory holds one batch, never the window. Files whose hour partition
 (``date=YYYY-MM-DD/hour=HH``) lies outside the window are not opened; files named
 ``.*``, ``_*`` or ``*.tmp`` (a writer's temporary names) are never read. A file that
@@ -25,8 +25,10 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from monitoring.errors import BadInput
 from monitoring.features import FEATURE_NAMES, RAW_FIELDS, features_from_raw
@@ -129,23 +131,16 @@ def scan(
     for path in paths:
         rows_before = report.rows_read
         try:
-            dataset = ds.dataset(path, format=_format(path), filesystem=fs)
-            names = set(dataset.schema.names)
-            row_filter = _window_filter(dataset.schema, window)
-            if window is not None and (window.since or window.until) and row_filter is None:
-                report.skipped.append(
-                    SkippedFile(path, f"no {TIMESTAMP!r} column to apply the window to")
-                )
-                continue
-            wanted = [c for c in columns if c in names]
-            for batch in dataset.to_batches(
-                columns=wanted, filter=row_filter, batch_size=batch_rows
-            ):
+            for batch in _read_file(fs, path, columns, window, batch_rows):
                 if batch.num_rows:
                     report.rows_read += batch.num_rows
                     yield batch
             report.files_read += 1
             report.progress()
+        except _NoTimestamp:
+            report.skipped.append(
+                SkippedFile(path, f"no {TIMESTAMP!r} column to apply the window to")
+            )
         except (pa.ArrowException, OSError, ValueError) as exc:
             read = report.rows_read - rows_before
             reason = f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
@@ -153,6 +148,48 @@ def scan(
                 reason += f" after {read} rows"
             log.warning("skipping %s: %s", path, reason)
             report.skipped.append(SkippedFile(path, reason))
+
+
+class _NoTimestamp(Exception):
+    """A window was asked for, and the file has no timestamp column."""
+
+
+def _read_file(
+    fs: pafs.FileSystem,
+    path: str,
+    columns: Sequence[str],
+    window: TimeWindow | None,
+    batch_rows: int,
+) -> Iterator[pa.RecordBatch]:
+    """Batches of one file, pulled one at a time.
+
+    pyarrow.dataset's scanner decodes ahead of a slow consumer (its memory grew with
+    the file here), so Parquet is read with ParquetFile.iter_batches and CSV with the
+    streaming CSV reader: each batch is decoded when asked for.
+    """
+    if _format(path) == "parquet":
+        parquet = pq.ParquetFile(fs.open_input_file(path), pre_buffer=False)
+        schema = parquet.schema_arrow
+        row_filter = _window_filter(schema, window)
+        wanted = [c for c in dict.fromkeys([*columns, TIMESTAMP]) if c in schema.names]
+        batches: Iterator[pa.RecordBatch] = parquet.iter_batches(
+            batch_size=batch_rows, columns=wanted
+        )
+    else:
+        reader = pacsv.open_csv(
+            fs.open_input_stream(path), read_options=pacsv.ReadOptions(block_size=1 << 22)
+        )
+        schema = reader.schema
+        row_filter = _window_filter(schema, window)
+        batches = iter(reader)
+    if window is not None and (window.since or window.until) and row_filter is None:
+        raise _NoTimestamp
+    keep = [c for c in columns if c in schema.names]
+    for batch in batches:
+        if row_filter is not None:
+            table = pa.Table.from_batches([batch]).filter(row_filter)
+            batch = table.combine_chunks().to_batches()[0] if table.num_rows else batch.slice(0, 0)
+        yield batch.select(keep)
 
 
 def feature_batches(
@@ -186,8 +223,9 @@ def feature_batches(
 
 def _floats(column: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.float64]:
     """A column as float64, nulls as NaN."""
-    as_float = pc.cast(column, pa.float64())
-    filled = pc.fill_null(as_float, float("nan"))
+    if column.null_count == 0:
+        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+    filled = pc.fill_null(pc.cast(column, pa.float64()), float("nan"))
     return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 

@@ -41,6 +41,7 @@ EXACT_LIMIT: Final = 10_000
 UNSEEN: Final = "unseen"
 _PLOT_BINS: Final = 30
 _PLOT_CATEGORIES: Final = 20
+_BINCOUNT_LIMIT: Final = 1 << 20
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -118,6 +119,7 @@ class NumericDrift:
         if not values.size:
             return
         m = self.unique.size
+        values = np.sort(values)  # sorted needles: searchsorted walks memory in order
         below = np.searchsorted(self.unique, values, side="left")
         # R = L + 1 where the value equals the reference value at L.
         at = below < m
@@ -232,7 +234,7 @@ class CategoricalDrift:
         self.missing += n_missing
         if not values.size:
             return
-        found, counts = np.unique(values, return_counts=True)
+        found, counts = _counts(values)
         index = np.searchsorted(self.categories, found)
         known = index < self.categories.size
         known[known] = self.categories[index[known]] == found[known]
@@ -309,6 +311,17 @@ def adjust_bh(p_values: list[float]) -> list[float]:
         return []
     adjusted = stats.false_discovery_control(np.asarray(p_values), method="bh")
     return [float(p) for p in np.atleast_1d(adjusted)]
+
+
+def _counts(values: FloatArray) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """Distinct values and their counts; by bincount for small non-negative codes."""
+    codes = values.astype(np.int64)
+    if codes.min() >= 0 and codes.max() < _BINCOUNT_LIMIT and np.array_equal(codes, values):
+        counts = np.bincount(codes)
+        found = np.flatnonzero(counts)
+        return found.astype(np.float64), counts[found]
+    distinct, counted = np.unique(values, return_counts=True)
+    return distinct, counted.astype(np.int64)
 
 
 def _label(value: float) -> str:
