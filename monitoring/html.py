@@ -85,7 +85,7 @@ def drift_page(report: dict[str, Any], histograms: dict[str, Histogram]) -> str:
     )
     plots = "".join(
         f"<div class='plot'><b>{escape(name)}</b> <small>{_status_of(report, name)}</small>"
-        f"{_bars(histograms[name])}</div>"
+        f"{_bars(histograms[name])}<br><small>{escape(histograms[name].note)}</small></div>"
         for name in sorted(order, key=lambda n: _status_of(report, n) != "drift")
     )
     legend = (

@@ -53,6 +53,7 @@ class Histogram:
     labels: list[str]
     reference: list[float]
     current: list[float]
+    note: str = ""
 
 
 @dataclass
@@ -283,20 +284,21 @@ class CategoricalDrift:
         ref_share = reference / reference.sum()
         cur_share = current / current.sum()
         known = self.categories.size
-        order = np.argsort(-(ref_share[:known] + cur_share[:known]), kind="stable")
-        top = np.sort(order[:_PLOT_CATEGORIES])
-        labels = [_label(float(self.categories[i])) for i in top]
-        ref = ref_share[top].tolist()
-        cur = cur_share[top].tolist()
+        note = ""
         if known > _PLOT_CATEGORIES:
-            rest = np.setdiff1d(np.arange(known), top)
-            labels.append(f"{rest.size} others")
-            ref.append(float(ref_share[rest].sum()))
-            cur.append(float(cur_share[rest].sum()))
-        labels.append(UNSEEN)
-        ref.append(0.0)
-        cur.append(float(cur_share[-1]))
-        return Histogram(labels, ref, cur)
+            # Many codes (items): plot those whose share moved most.
+            change = np.abs(ref_share[:known] - cur_share[:known])
+            top = np.sort(np.argsort(-change, kind="stable")[:_PLOT_CATEGORIES])
+            note = f"the {_PLOT_CATEGORIES} of {known} categories whose share changed most"
+        else:
+            top = np.arange(known)
+        labels = [_label(float(self.categories[i])) for i in top]
+        return Histogram(
+            [*labels, UNSEEN],
+            [*ref_share[top].tolist(), 0.0],
+            [*cur_share[top].tolist(), float(cur_share[-1])],
+            note,
+        )
 
 
 def adjust_bh(p_values: list[float]) -> list[float]:
