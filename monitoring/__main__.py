@@ -110,7 +110,19 @@ def _performance(settings: BaseSettings) -> int:
         alert_webhook=settings.alert_webhook,
         alert=report["retrain_recommended"],
     )
-    print(f"{report['status']}; report {written['html']}", file=sys.stderr)
+    latest = report["latest_by_version"].get(str(report["model_version"]))
+    figures = ""
+    if latest is not None:
+        training = report["training_metrics"]
+        figures = (
+            f"; version {report['model_version']}, latest window: accuracy "
+            f"{latest['accuracy']:.3f} [{latest['accuracy_ci'][0]:.3f}, "
+            f"{latest['accuracy_ci'][1]:.3f}], macro-F1 {latest['macro_f1']:.3f} "
+            f"(training {training.get('accuracy', float('nan')):.3f} / "
+            f"{training.get('macro_f1', float('nan')):.3f}), majority-class accuracy "
+            f"{latest['majority_accuracy']:.3f}, coverage {latest['coverage']:.0%}"
+        )
+    print(f"{report['status']}{figures}; report {written['html']}", file=sys.stderr)
     return 1 if settings.fail_on_degradation and report["retrain_recommended"] else 0
 
 
