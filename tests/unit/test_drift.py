@@ -182,3 +182,43 @@ def test_window_flags_select_rows_by_timestamp(tmp_path: Path) -> None:
     settings = _settings(tmp_path, reference, tmp_path / "cur.parquet", window="10h")
     report = run_drift(settings, now=datetime(2026, 3, 14, 12, 0, tzinfo=UTC)).report
     assert report["rows_current"] == 600
+
+
+def test_the_alert_webhook_receives_the_summary_when_the_dataset_drifts(tmp_path: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[dict[str, object]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            length = int(self.headers["content-length"])
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        reference = write_parquet(feature_frame(5000, 20), tmp_path / "ref.parquet")
+        calm = write_parquet(feature_frame(5000, 21), tmp_path / "calm.parquet")
+        moved = write_parquet(
+            feature_frame(5000, 22, price_shift_sigma=0.5), tmp_path / "moved.parquet"
+        )
+        url = f"http://127.0.0.1:{server.server_port}/hook"
+        for current in (calm, moved):
+            args = ["drift", "--reference", str(reference), "--current", str(current)]
+            args += ["--output", str(tmp_path / "out"), "--alert_webhook", url]
+            assert main([*args, "--critical_features", "unit_price"]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert len(received) == 1  # only the drifted run alerts
+    assert received[0]["dataset_drift"] is True
+    assert received[0]["drifted_features"] == ["unit_price"]
+    assert "features" not in received[0]
