@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry, Gauge, generate_latest, push_to_gateway
 
+from monitoring.errors import BadInput
 from monitoring.storage import write_bytes
 
 __all__ = ["drift_metrics", "performance_metrics", "publish"]
@@ -161,8 +162,15 @@ def publish(
     for error in errors:
         log.error("delivery failed: %s", error)
     report["delivery_errors"] = errors
-    return {
-        "json": write_bytes(output, f"{job}_report.json", json.dumps(report, indent=2).encode()),
-        "html": write_bytes(output, f"{job}_report.html", html.encode()),
-        "metrics": write_bytes(output, f"{job}_metrics.prom", generate_latest(metrics)),
+    files = {
+        "json": (f"{job}_report.json", json.dumps(report, indent=2).encode()),
+        "html": (f"{job}_report.html", html.encode()),
+        "metrics": (f"{job}_metrics.prom", generate_latest(metrics)),
     }
+    written = {}
+    for kind, (name, data) in files.items():
+        try:
+            written[kind] = write_bytes(output, name, data)
+        except OSError as exc:
+            raise BadInput(f"--output={output!r}: cannot write {name}: {exc}") from exc
+    return written

@@ -125,10 +125,15 @@ def scan(
     batch_rows: int,
     report: ScanReport,
 ) -> Iterator[pa.RecordBatch]:
-    """Record batches of ``columns`` (those a file has) from every readable file."""
-    fs, paths = list_files(uri, window)
-    report.files_found += len(paths)
-    for path in paths:
+    """Record batches of ``columns`` (those a file has) from every readable file.
+
+    ``uri`` may list several files or directories, separated by commas.
+    """
+    located = [list_files(part.strip(), window) for part in uri.split(",") if part.strip()]
+    if not located:
+        raise BadInput(f"{uri!r}: no file or directory given")
+    report.files_found += sum(len(paths) for _, paths in located)
+    for fs, path in ((fs, path) for fs, paths in located for path in paths):
         rows_before = report.rows_read
         try:
             for batch in _read_file(fs, path, columns, window, batch_rows):

@@ -222,3 +222,19 @@ def test_the_alert_webhook_receives_the_summary_when_the_dataset_drifts(tmp_path
     assert received[0]["dataset_drift"] is True
     assert received[0]["drifted_features"] == ["unit_price"]
     assert "features" not in received[0]
+
+
+def test_several_current_files_are_read_and_an_unwritable_output_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reference = write_parquet(feature_frame(2000, 30), tmp_path / "ref.parquet")
+    first = write_parquet(feature_frame(700, 31), tmp_path / "a.parquet")
+    second = tmp_path / "b.csv"
+    feature_frame(300, 32).to_csv(second, index=False)
+    report = run_drift(_settings(tmp_path, reference, Path(f"{first},{second}"))).report
+    assert report["rows_current"] == 1000
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    args = ["drift", "--reference", str(reference), "--current", str(first)]
+    assert main([*args, "--output", str(blocker / "out")]) == 2
+    assert "cannot write" in capsys.readouterr().err
