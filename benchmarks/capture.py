@@ -3,10 +3,11 @@
 ``python -m benchmarks.capture [--tracking_uri URL]`` starts one predictor and two
 transformers in front of it, one with ``--capture_uri`` (a temporary directory),
 one without, and drives them alternately with ``wrk`` (one row per request) for
-``--rounds`` rounds at each concurrency; ``wrk`` runs on CPU 0, the servers on
-CPU 1 (``taskset``), as in ``python -m benchmarks``. It prints per variant the
-median req/s and p50 over the rounds, the on/off ratios, and the rows captured.
-Without ``--tracking_uri`` it starts MLflow and trains a model first.
+``--rounds`` rounds at each concurrency, the first variant alternating; ``wrk``
+runs on CPU 0, the servers on CPU 1 (``taskset``), as in ``python -m benchmarks``.
+It prints per variant the median req/s and p50 over the rounds, the on/off ratios,
+and the rows served and captured. Without ``--tracking_uri`` it starts MLflow and
+trains a model first.
 """
 
 from __future__ import annotations
@@ -65,9 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         generator = _generator(work)
         results: dict[tuple[str, int], list[tuple[float, float]]] = {}
         served = 0  # requests (one row each) answered by the capturing transformer
-        for _ in range(args.rounds):
+        for number in range(args.rounds):
             for concurrency in args.concurrency or [1, 8]:
-                for name, server in variants.items():
+                # Alternate which variant goes first, so order effects cancel out.
+                order = list(variants.items())[:: 1 if number % 2 == 0 else -1]
+                for name, server in order:
                     run = generator.run(f"{server.url}{_PATH}", bodies, concurrency, args.seconds)
                     if run.error:
                         raise RuntimeError(f"{name}: {run.error}")
