@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pyarrow.dataset as ds
 
 from benchmarks.bodies import raw_v1, sample_records, write_bodies
@@ -38,7 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, action="append")
+    parser.add_argument(
+        "--in_process",
+        action="store_true",
+        help="only time CaptureStore in this process: offer() per call, the writer per row",
+    )
     args = parser.parse_args(argv)
+    if args.in_process:
+        _in_process()
+        return 0
     with (
         tempfile.TemporaryDirectory(prefix="capture-bench-") as tmp,
         contextlib.ExitStack() as stack,
@@ -90,6 +99,35 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(f"rows served with capture on (as wrk counted them): {served}; captured: {captured}")
     return 0
+
+
+def _in_process(calls: int = 20_000) -> None:
+    """CPU time of capture itself: the request path's offer(), the writer's share per row."""
+    import time
+
+    from benchmarks.bodies import sample_records
+    from common.answers import Prediction
+    from transformer.capture import CaptureStore
+    from transformer.features import compute_features
+
+    records = sample_records(1, 3)
+    columns = {name: [value] for name, value in records[0].items()}
+    features = compute_features(columns)
+    prediction = Prediction(["high", "low", "medium"], np.array([[0.2, 0.5, 0.3]]), "m", "1")
+    with tempfile.TemporaryDirectory(prefix="capture-cpu-") as tmp:
+        store = CaptureStore(tmp, queue_rows=calls + 1, flush_seconds=3600, batch_rows=calls + 1)
+        start = time.perf_counter()
+        for number in range(calls):
+            store.offer(columns, features, prediction, [(f"r{number}", 1)])
+        offered = time.perf_counter() - start
+        start = time.process_time()
+        store.close()  # writes the queue: Arrow conversion, Parquet, rename
+        written = time.process_time() - start
+        rows = ds.dataset(tmp, format="parquet").count_rows()
+    print(
+        f"offer(): {offered / calls * 1e6:.1f} us per one-row request (request path); "
+        f"writer: {written / rows * 1e6:.1f} us CPU per row (background); {rows} rows"
+    )
 
 
 def _transformer(predictor: Server, logs: Path, flags: list[str]) -> Server:

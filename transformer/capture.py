@@ -50,7 +50,9 @@ DROPPED_ROWS = Counter(
     "Served rows not captured: queue_full or write_error.",
     ["reason"],
 )
-QUEUED_ROWS = Gauge("transformer_capture_queue_rows", "Rows waiting to be written.")
+QUEUED_ROWS = Gauge(
+    "transformer_capture_queue_rows", "Rows that waited in the queue for the latest write."
+)
 
 _RAW_TYPES: Final = {
     "date": pa.string(),
@@ -153,7 +155,6 @@ class CaptureStore:
                 self._ensure_writer()
                 self._queue.append(served)
                 self._queued += served.rows
-                QUEUED_ROWS.set(self._queued)
                 if self._queued >= self.batch_rows:
                     self._wake.notify()
         except Exception:  # noqa: BLE001 - capture must never fail a request
@@ -192,9 +193,9 @@ class CaptureStore:
                     timeout=self.flush_seconds,
                 )
                 batch = list(self._queue)
+                QUEUED_ROWS.set(self._queued)  # what waited: the gauge is sampled per write
                 self._queue.clear()
                 self._queued = 0
-                QUEUED_ROWS.set(0)
                 closing = self._closed
             if batch:
                 self._write(batch)
