@@ -112,6 +112,7 @@ def performance_page(report: dict[str, Any]) -> str:
     headline = {
         "retrain_recommended": "RETRAIN RECOMMENDED",
         "ok": "Performance within tolerance",
+        "degraded": "Degraded window(s), not yet enough in a row to recommend retraining",
         "insufficient_data": "Insufficient labelled data",
     }.get(status, status)
     rows = []

@@ -128,9 +128,7 @@ def run_performance(settings: PerformanceSettings, now: datetime | None = None) 
         "schema_version": SCHEMA_VERSION,
         "job": "performance",
         "generated_at": datetime.now(UTC).isoformat(),
-        "status": "retrain_recommended"
-        if retrain
-        else ("ok" if any(w["status"] == "ok" for w in windows) else "insufficient_data"),
+        "status": _status(retrain, windows),
         "retrain_recommended": retrain,
         "consecutive_degraded": streak,
         "model_name": name,
@@ -273,6 +271,17 @@ def _scores(labelled: pd.DataFrame, settings: PerformanceSettings) -> dict[str, 
         "majority_macro_f1": majority_f1,
         "classes": [str(c) for c in classes],
     }
+
+
+def _status(retrain: bool, windows: list[dict[str, Any]]) -> str:
+    """retrain_recommended, degraded (some window), ok, or insufficient_data (none evaluated)."""
+    if retrain:
+        return "retrain_recommended"
+    statuses = {w["status"] for w in windows}
+    for status in ("degraded", "ok"):
+        if status in statuses:
+            return status
+    return "insufficient_data"
 
 
 def _latest_version(joined: pd.DataFrame) -> str | None:

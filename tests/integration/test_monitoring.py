@@ -37,6 +37,11 @@ def monitoring(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[
     )
 
 
+def served_model(registry: Registry) -> str:
+    """The version the session's predictor serves (other tests promote newer ones)."""
+    return f"models:/{MODEL}/{registry.version}"
+
+
 @pytest.fixture(scope="module")
 def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     binary = shutil.which("prometheus-pushgateway")
@@ -120,6 +125,8 @@ def test_served_rows_are_all_captured_and_undrifted_traffic_does_not_drift(
         "1h",
         "--tracking_uri",
         registry.tracking_uri,
+        "--model_uri",
+        served_model(registry),
         "--output",
         str(out),
         "--pushgateway",
@@ -157,6 +164,8 @@ def test_served_rows_are_all_captured_and_undrifted_traffic_does_not_drift(
         "1d",
         "--tracking_uri",
         registry.tracking_uri,
+        "--model_uri",
+        served_model(registry),
         "--output",
         str(perf_out),
         "--pushgateway",
@@ -197,6 +206,8 @@ def test_a_price_shift_is_found_in_the_price_features_alone(
         str(capture),
         "--tracking_uri",
         registry.tracking_uri,
+        "--model_uri",
+        served_model(registry),
         "--output",
         str(out),
         "--fail_on_drift",
@@ -236,6 +247,7 @@ def test_degraded_windows_in_a_row_recommend_retraining_and_tag_the_version(
     args += ["--labels", str(tmp_path / "labels.csv"), "--output", str(out)]
     args += ["--since", "2026-03-14T00:00Z", "--until", "2026-03-14T04:00Z", "--step", "1h"]
     args += ["--tracking_uri", registry.tracking_uri, "--fail_on_degradation"]
+    args += ["--model_uri", served_model(registry)]
     done = monitoring(*args)
     assert done.returncode == 1, done.stderr
     report = json.loads((out / "performance_report.json").read_text())
