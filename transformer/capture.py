@@ -21,13 +21,15 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import FrameType
 from typing import Any, Final
 
 import numpy as np
@@ -134,6 +136,29 @@ class CaptureStore:
         self._last_warning = 0.0
         atexit.register(self.close)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Settings only: a server worker started by pickling the model gets its own
+        queue, lock and writer (none of which pickle)."""
+        return {
+            "uri": self.uri,
+            "queue_rows": self.queue_rows,
+            "flush_seconds": self.flush_seconds,
+            "batch_rows": self.batch_rows,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(  # type: ignore[misc]
+            state["uri"],
+            queue_rows=state["queue_rows"],
+            flush_seconds=state["flush_seconds"],
+            batch_rows=state["batch_rows"],
+        )
+        # A worker process (KServe's --workers > 1) is ended by SIGTERM, which uvicorn
+        # re-raises after its graceful shutdown, and dies of it without running atexit:
+        # write the queue first, then die as the signal's previous handler says.
+        if threading.current_thread() is threading.main_thread():
+            _close_before(signal.SIGTERM, self.close)
+
     def offer(
         self,
         records: Mapping[str, Sequence[Any]],
@@ -228,6 +253,21 @@ class CaptureStore:
         if exc is not None or now - self._last_warning > _WARN_EVERY_SECONDS:
             self._last_warning = now
             log.warning("capture dropped %d row(s): %s%s", rows, reason, f" ({exc})" if exc else "")
+
+
+def _close_before(signum: int, close: Callable[[], None]) -> None:
+    """Run ``close`` when ``signum`` arrives, then hand the signal to its previous handler."""
+    previous = signal.getsignal(signum)
+
+    def handler(number: int, frame: FrameType | None) -> None:
+        close()
+        if callable(previous):
+            previous(number, frame)
+            return
+        signal.signal(number, previous if previous is not None else signal.SIG_DFL)
+        signal.raise_signal(number)
+
+    signal.signal(signum, handler)
 
 
 def _table(items: list[_Served]) -> pa.Table:

@@ -89,3 +89,20 @@ def test_rows_are_written_after_the_flush_interval(tmp_path: Path, flush_seconds
         time.sleep(0.02)
     assert list(tmp_path.rglob("*.parquet"))
     store.close()
+
+
+def test_a_pickled_store_gets_its_own_queue_and_writer(tmp_path: Path) -> None:
+    import pickle
+    import signal
+
+    store = CaptureStore(str(tmp_path), queue_rows=100, flush_seconds=60, batch_rows=1000)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        copy = pickle.loads(pickle.dumps(store))  # as a server worker process gets it
+        assert signal.getsignal(signal.SIGTERM) is not before  # it writes before SIGTERM ends it
+        _offer(copy, [2])
+        copy.close()
+        store.close()
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert ds.dataset(tmp_path, format="parquet").count_rows() == 2
