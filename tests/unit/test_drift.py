@@ -238,3 +238,25 @@ def test_several_current_files_are_read_and_an_unwritable_output_is_bad_input(
     args = ["drift", "--reference", str(reference), "--current", str(first)]
     assert main([*args, "--output", str(blocker / "out")]) == 2
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_constant_columns_and_small_samples_are_insufficient_data_with_a_reason(
+    tmp_path: Path,
+) -> None:
+    frame = feature_frame(5000, 40)
+    frame["discount_pct"] = 0.0  # constant in the reference
+    frame["is_holiday"] = 0  # a single category everywhere
+    reference = write_parquet(frame, tmp_path / "ref.parquet")
+    current_frame = feature_frame(50, 41)
+    current_frame["is_holiday"] = 0
+    current = write_parquet(current_frame, tmp_path / "cur.parquet")
+    report = run_drift(_settings(tmp_path, reference, current, min_rows=20)).report
+    by_name = {f["name"]: f for f in report["features"]}
+    assert by_name["discount_pct"]["status"] == "insufficient_data"
+    assert by_name["discount_pct"]["reason"] == "constant in the reference"
+    assert by_name["is_holiday"]["status"] == "insufficient_data"
+    assert "single category" in by_name["is_holiday"]["reason"]
+    assert by_name["unit_price"]["status"] == "ok"
+    small = run_drift(_settings(tmp_path, reference, current, min_rows=100)).report
+    assert {f["status"] for f in small["features"]} == {"insufficient_data"}
+    assert "fewer than min_rows=100" in small["features"][0]["reason"]
