@@ -16,7 +16,14 @@ from typing import Any, Final
 
 from monitoring.errors import BadInput, Unavailable
 
-__all__ = ["BASELINE_ARTIFACT", "ModelVersion", "download_baseline", "resolve", "tag_version"]
+__all__ = [
+    "BASELINE_ARTIFACT",
+    "ModelVersion",
+    "download_baseline",
+    "resolve",
+    "tag_version",
+    "temporary_directory",
+]
 
 #: Where training logs the drift baseline in the model's run (training.registry).
 BASELINE_ARTIFACT: Final = "baseline/features.parquet"
@@ -105,6 +112,7 @@ def tag_version(model: ModelVersion, tracking_uri: str | None, tags: dict[str, s
 
 
 def temporary_directory() -> tempfile.TemporaryDirectory[str]:
+    """Where a downloaded baseline lives while a job reads it."""
     return tempfile.TemporaryDirectory(prefix="monitoring-")
 
 
