@@ -25,7 +25,7 @@ import pyarrow.dataset as ds
 from benchmarks.bodies import raw_v1, sample_records, write_bodies
 from benchmarks.load import LoadGenerator, PythonClient, Wrk, ensure_wrk
 from benchmarks.stack import MODEL, Stack, stop_group, train
-from tests.servers import Server, free_port, start_mlflow, start_server
+from harness.servers import Server, free_port, start_mlflow, start_server
 
 __all__ = ["main"]
 

@@ -19,8 +19,8 @@ import pytest
 from mlflow import MlflowClient
 from sklearn.metrics import accuracy_score, f1_score
 
+from harness.servers import Server, free_port, start_server
 from tests.integration.conftest import MODEL, Registry
-from tests.servers import Server, free_port, start_server
 
 pytestmark = pytest.mark.integration
 
