@@ -59,7 +59,8 @@ up() {
   start predictor "$BIN/python" -m predictor --bind_host 127.0.0.1 --http_port "$PREDICTOR_PORT"
   wait_ready predictor "http://127.0.0.1:$PREDICTOR_PORT/v2/models/$MODEL/ready"
   start transformer "$BIN/python" -m transformer --bind_host 127.0.0.1 \
-    --http_port "$TRANSFORMER_PORT" --predictor_host "127.0.0.1:$PREDICTOR_PORT"
+    --http_port "$TRANSFORMER_PORT" --predictor_host "127.0.0.1:$PREDICTOR_PORT" \
+    --capture_uri "$PWD/$STATE/capture"
   wait_ready transformer "http://127.0.0.1:$TRANSFORMER_PORT/v2/models/$MODEL/ready"
   cat <<EOF
 

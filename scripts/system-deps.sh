@@ -17,6 +17,8 @@ NEEDED=(
   debootstrap:debootstrap
   skopeo:skopeo
   docker-registry:docker-registry
+  # The Pushgateway the monitoring tests push to.
+  prometheus-pushgateway:prometheus-pushgateway
 )
 
 missing=()

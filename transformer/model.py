@@ -15,6 +15,7 @@ from prometheus_client import Histogram
 from common import answers
 from common.batching import MicroBatcher
 from transformer import protocol
+from transformer.capture import CaptureStore
 from transformer.client import PredictorClient, forwarded_headers
 from transformer.errors import PredictorFailed
 from transformer.features import compute_features
@@ -84,7 +85,14 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
             # Callers' credentials never share a call.
             key=lambda call: call.headers.get("authorization"),
         )
+        self._capture = _capture_store(settings)
         self.ready = True
+
+    def stop(self) -> None:
+        """Write the captured rows still queued (KServe calls this on SIGTERM)."""
+        if self._capture is not None:
+            self._capture.close()
+        super().stop()
 
     async def preprocess(
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
@@ -131,7 +139,8 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
                 ", ".join(c.request_id for c in calls),
                 extra={"request_id": first.request_id},
             )
-        features = compute_features(_joined_records(calls))
+        records = _joined_records(calls)
+        features = compute_features(records)
         if s.predictor_protocol == "v2":
             path, parse = f"/v2/models/{s.model_name}/infer", answers.parse_v2
             content, described = protocol.to_predictor_v2(
@@ -150,6 +159,13 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
             raise PredictorFailed(
                 f"the predictor answered {len(prediction.probabilities)} row(s) "
                 f"for {sum(rows)} sent"
+            )
+        if self._capture is not None:
+            self._capture.offer(
+                records,
+                features,
+                prediction,
+                [(c.request_id, n) for c, n in zip(calls, rows, strict=True)],
             )
         log.debug(
             "predicted %d row(s) with version %s",
@@ -173,6 +189,18 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
         if call.caller_protocol == "v2":
             return answers.to_v2(prediction, request_id=call.request_id)
         return answers.to_v1(prediction, request_id=call.request_id)
+
+
+def _capture_store(settings: TransformerSettings) -> CaptureStore | None:
+    """The capture store the settings ask for, or None."""
+    if settings.capture_uri is None:
+        return None
+    return CaptureStore(
+        settings.capture_uri,
+        queue_rows=settings.capture_queue_rows,
+        flush_seconds=settings.capture_flush_seconds,
+        batch_rows=settings.capture_batch_rows,
+    )
 
 
 def _joined_records(calls: list[PredictorCall]) -> dict[str, list[Any]]:

@@ -45,6 +45,16 @@ class TransformerSettings(ServerSettings):
     max_batch_size: int = Field(64, ge=1)
     """Most rows one predictor call gathers from concurrent requests; 1 turns gathering
     off (every request its own call)."""
+    capture_uri: str | None = None
+    """Directory or URI (s3://...) to capture every served row to, as Parquet partitioned
+    date=YYYY-MM-DD/hour=HH; unset turns capture off."""
+    capture_queue_rows: int = Field(100_000, ge=1)
+    """Most served rows waiting in memory to be written; beyond it rows are dropped
+    (transformer_capture_dropped_rows_total) rather than slowing requests."""
+    capture_flush_seconds: float = Field(10.0, gt=0)
+    """Longest a captured row waits before it is written."""
+    capture_batch_rows: int = Field(10_000, ge=1)
+    """Rows that trigger a write before capture_flush_seconds have passed."""
 
 
 #: The KServe flags ``python -m transformer`` accepts and ignores.

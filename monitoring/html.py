@@ -1,0 +1,221 @@
+"""Self-contained HTML reports: verdict first, then the table, then the plots.
+
+No scripts, fonts or images from anywhere: plots are inline SVG, so the page opens
+from a PVC, an object store or an e-mail attachment without a network.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any, Final
+
+from monitoring.stats import Histogram
+
+__all__ = ["drift_page", "performance_page"]
+
+_REFERENCE_COLOUR: Final = "#4c78a8"
+_CURRENT_COLOUR: Final = "#f58518"
+_STYLE: Final = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
+.verdict{padding:16px 20px;border-radius:6px;font-size:1.4em;font-weight:600;margin-bottom:16px}
+.ok{background:#e3f4e1;border-left:8px solid #2e7d32}
+.drift{background:#fde2e1;border-left:8px solid #c62828}
+.insufficient_data{background:#fff4d6;border-left:8px solid #b7860b}
+table{border-collapse:collapse;margin:12px 0;font-size:.9em}
+th,td{border-bottom:1px solid #ddd;padding:4px 10px;text-align:right}
+th:first-child,td:first-child,td:last-child{text-align:left}
+tr.drift td{background:#fde2e1} tr.insufficient_data td{background:#fff4d6}
+.meta td{text-align:left} .plots{display:flex;flex-wrap:wrap;gap:16px}
+.plot{border:1px solid #ddd;border-radius:4px;padding:8px;width:430px}
+.legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}
+small{color:#666}
+"""
+
+
+def drift_page(report: dict[str, Any], histograms: dict[str, Histogram]) -> str:
+    """The drift report as one HTML page."""
+    status = report["status"]
+    if status == "drift":
+        headline = f"DRIFT: {', '.join(report['drifted_features'])}"
+    elif status == "ok":
+        headline = "No drift"
+        if report["drifted_features"]:
+            headline += f" in the dataset (drifted alone: {', '.join(report['drifted_features'])})"
+    else:
+        headline = "Insufficient data: no feature could be tested"
+    s = report["settings"]
+    meta = {
+        "model": f"{report['model_name']} version {report['model_version'] or '?'}",
+        "window": f"{report['window']['since'] or '-'} to {report['window']['until'] or '-'}",
+        "rows": f"current {report['rows_current']:,}, reference {report['rows_reference']:,}",
+        "drifted": f"{len(report['drifted_features'])} of {report['features_tested']} tested "
+        f"({report['drift_share']:.0%}; dataset drift at {s['drift_share']:.0%} or any of "
+        f"{', '.join(s['critical_features']) or 'no critical feature'})",
+        "rule": f"BH-adjusted p < {s['alpha']} and effect size >= {s['numeric_threshold']} (KS D) "
+        f"/ {s['categorical_threshold']} (Jensen-Shannon distance)",
+        "files skipped": _skipped(report["current"]["files_skipped"]),
+        "generated": report["generated_at"],
+    }
+    rows = []
+    for f in report["features"]:
+        quality = []
+        if f["missing_rate"]:
+            quality.append(f"missing {f['missing_rate']:.2%}")
+        if f.get("unseen_share"):
+            quality.append(f"unseen {f['unseen_share']:.2%} ({', '.join(f['unseen_categories'])})")
+        if f.get("out_of_range_share"):
+            quality.append(f"out of range {f['out_of_range_share']:.2%}")
+        if f["reason"]:
+            quality.append(f["reason"])
+        rows.append(
+            f"<tr class='{f['status']}'><td>{escape(f['name'])}{' *' if f['critical'] else ''}</td>"
+            f"<td>{f['kind']}</td><td>{f['test']}</td><td>{_num(f['statistic'])}</td>"
+            f"<td>{_num(f['p_value'])}</td><td>{_num(f['p_value_adjusted'])}</td>"
+            f"<td>{_num(f['effect_size'])}</td><td>{f['status']}</td>"
+            f"<td>{f['rows_current']:,}</td><td>{escape('; '.join(quality))}</td></tr>"
+        )
+    table = (
+        "<table><tr><th>feature</th><th>kind</th><th>test</th><th>statistic</th><th>p</th>"
+        "<th>p adjusted</th><th>effect</th><th>status</th><th>rows</th><th>data quality</th></tr>"
+        + "".join(rows)
+        + "</table><small>* critical feature</small>"
+    )
+    order = sorted(
+        histograms, key=lambda n: next(f for f in report["features"] if f["name"] == n)["status"]
+    )
+    plots = "".join(
+        f"<div class='plot'><b>{escape(name)}</b> <small>{_status_of(report, name)}</small>"
+        f"{_bars(histograms[name])}<br><small>{escape(histograms[name].note)}</small></div>"
+        for name in sorted(order, key=lambda n: _status_of(report, n) != "drift")
+    )
+    legend = (
+        f"<p class='legend'><span style='background:{_REFERENCE_COLOUR}'></span>"
+        "reference (baseline)"
+        f"<span style='background:{_CURRENT_COLOUR}'></span>current (served)</p>"
+    )
+    return _page(
+        "Drift report",
+        status,
+        headline,
+        _meta(meta)
+        + "<h2>Features</h2>"
+        + table
+        + "<h2>Distributions</h2>"
+        + legend
+        + f"<div class='plots'>{plots}</div>",
+    )
+
+
+def performance_page(report: dict[str, Any]) -> str:
+    """The performance report as one HTML page."""
+    status = report["status"]
+    headline = {
+        "retrain_recommended": "RETRAIN RECOMMENDED",
+        "ok": "Performance within tolerance",
+        "degraded": "Degraded window(s), not yet enough in a row to recommend retraining",
+        "insufficient_data": "Insufficient labelled data",
+    }.get(status, status)
+    rows = []
+    for w in report["windows"]:
+        rows.append(
+            f"<tr class='{'drift' if w['degraded'] else w['status']}'>"
+            f"<td>{escape(w['since'])}</td><td>{escape(str(w['model_version']))}</td>"
+            f"<td>{w['predictions']:,}</td><td>{w['labelled']:,}</td><td>{_pct(w['coverage'])}</td>"
+            f"<td>{_ci(w, 'accuracy')}</td><td>{_ci(w, 'macro_f1')}</td>"
+            f"<td>{_num(w['majority_accuracy'])}</td><td>{w['status']}</td></tr>"
+        )
+    training = report["training_metrics"]
+    meta = {
+        "model": f"{report['model_name']} version {report['model_version'] or '?'}",
+        "period": f"{report['window']['since'] or '-'} to {report['window']['until'] or '-'}, "
+        f"step {report['settings']['step']}",
+        "training": f"accuracy {_num(training.get('accuracy'))}, "
+        f"macro-F1 {_num(training.get('macro_f1'))}",
+        "tolerated": f"upper bound >= training - {report['settings']['tolerance']}; "
+        f"retrain after {report['settings']['consecutive']} degraded windows in a row",
+        "labels": f"{report['labels']['rows']:,} rows, {report['rows_joined']:,} joined",
+        "generated": report["generated_at"],
+    }
+    table = (
+        "<table><tr><th>window from</th><th>version</th><th>predictions</th><th>labelled</th>"
+        "<th>coverage</th><th>accuracy [CI]</th><th>macro-F1 [CI]</th><th>majority acc.</th>"
+        "<th>status</th></tr>" + "".join(rows) + "</table>"
+    )
+    return _page("Performance report", status, headline, _meta(meta) + table)
+
+
+def _page(title: str, status: str, headline: str, body: str) -> str:
+    css = "drift" if status in ("drift", "retrain_recommended") else status
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{title}</h1>"
+        f"<div class='verdict {css}'>{escape(headline)}</div>{body}</body></html>"
+    )
+
+
+def _meta(items: dict[str, str]) -> str:
+    return (
+        "<table class='meta'>"
+        + "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in items.items())
+        + "</table>"
+    )
+
+
+def _bars(histogram: Histogram, width: int = 420, height: int = 150) -> str:
+    """Grouped bars of reference and current shares, with first and last labels."""
+    n = len(histogram.labels)
+    top = max(max(histogram.reference, default=0), max(histogram.current, default=0)) or 1.0
+    slot = (width - 40) / max(n, 1)
+    bar = max(slot / 2 - 0.5, 0.5)
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height + 30}'>"]
+    parts.append(f"<text x='0' y='10' font-size='9'>{top:.1%}</text>")
+    for i, (label, ref, cur) in enumerate(
+        zip(histogram.labels, histogram.reference, histogram.current, strict=True)
+    ):
+        x = 40 + i * slot
+        for offset, share, colour in ((0, ref, _REFERENCE_COLOUR), (bar, cur, _CURRENT_COLOUR)):
+            h = height * share / top
+            parts.append(
+                f"<rect x='{x + offset:.1f}' y='{height - h:.1f}' width='{bar:.1f}' "
+                f"height='{h:.1f}' fill='{colour}'><title>{escape(label)}: "
+                f"{'reference' if offset == 0 else 'current'} {share:.2%}</title></rect>"
+            )
+    parts.append(f"<line x1='40' y1='{height}' x2='{width}' y2='{height}' stroke='#999'/>")
+    step = max(1, n // 6)
+    for i in range(0, n, step):
+        parts.append(
+            f"<text x='{40 + i * slot:.1f}' y='{height + 14}' font-size='9'>"
+            f"{escape(histogram.labels[i][:10])}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _status_of(report: dict[str, Any], name: str) -> str:
+    return str(next(f for f in report["features"] if f["name"] == name)["status"])
+
+
+def _skipped(files: list[dict[str, str]]) -> str:
+    if not files:
+        return "none"
+    return "; ".join(f"{f['path']}: {f['reason']}" for f in files[:5]) + (
+        f" (and {len(files) - 5} more)" if len(files) > 5 else ""
+    )
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _ci(window: dict[str, Any], metric: str) -> str:
+    value = window.get(metric)
+    if value is None:
+        return "-"
+    low, high = window[f"{metric}_ci"]
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"

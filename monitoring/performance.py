@@ -1,0 +1,298 @@
+"""The performance job: ground-truth labels joined to served predictions.
+
+Labels arrive later as files (``request_id``, ``row``, ``label``, optional
+``timestamp``); they are joined to the captured predictions on request id and row
+position. Each window of ``--step`` within the period, per model version, gets
+label coverage, accuracy and macro-F1 with bootstrap intervals, a majority-class
+baseline, and the training metrics of that version for comparison.
+
+The bootstrap resamples rows; the metrics depend only on the confusion matrix, so
+one resample is one multinomial draw over its cells (exactly the row bootstrap, in
+memory that does not grow with the rows).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, cast
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+
+from monitoring import registry
+from monitoring.errors import BadInput, MonitoringError
+from monitoring.settings import PerformanceSettings
+from monitoring.sources import ScanReport, scan
+from monitoring.windows import TimeWindow, parse_duration, resolve_window
+
+__all__ = ["SCHEMA_VERSION", "classification_metrics", "run_performance"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION: Final = "1.0"
+_PREDICTION_COLUMNS: Final = ["timestamp", "request_id", "row", "model_version", "predicted_class"]
+_LABEL_COLUMNS: Final = ["request_id", "row", "label"]
+
+
+def classification_metrics(confusion: npt.NDArray[np.int64]) -> tuple[float, float]:
+    """Accuracy and macro-F1 of a confusion matrix (rows true, columns predicted).
+
+    Macro-F1 averages over every class that occurs as a label or a prediction,
+    a class's F1 being 0 when it has no true positive (scikit-learn's
+    ``zero_division=0``).
+
+    Examples
+    --------
+    >>> classification_metrics(np.array([[2, 1], [0, 1]]))
+    (0.75, 0.7333333333333334)
+    """
+    total = confusion.sum()
+    true_positive = np.diag(confusion).astype(np.float64)
+    denominator = confusion.sum(axis=0) + confusion.sum(axis=1)
+    f1 = np.divide(
+        2 * true_positive, denominator, out=np.zeros_like(true_positive), where=denominator > 0
+    )
+    present = denominator > 0
+    return float(true_positive.sum() / total), float(f1[present].mean())
+
+
+def _bootstrap(
+    confusion: npt.NDArray[np.int64], resamples: int, confidence: float, seed: int
+) -> tuple[list[float], list[float]]:
+    """Percentile intervals of accuracy and macro-F1 over multinomial resamples."""
+    rng = np.random.default_rng(seed)
+    k = confusion.shape[0]
+    total = int(confusion.sum())
+    draws = rng.multinomial(total, confusion.ravel() / total, size=resamples).reshape(-1, k, k)
+    true_positive = np.diagonal(draws, axis1=1, axis2=2).astype(np.float64)
+    denominator = draws.sum(axis=1) + draws.sum(axis=2)
+    f1 = np.divide(
+        2 * true_positive, denominator, out=np.zeros_like(true_positive), where=denominator > 0
+    )
+    present = (confusion.sum(axis=0) + confusion.sum(axis=1)) > 0
+    accuracy = true_positive.sum(axis=1) / total
+    macro_f1 = f1[:, present].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    interval = [tail, 100 - tail]
+    return (
+        [float(v) for v in np.percentile(accuracy, interval)],
+        [float(v) for v in np.percentile(macro_f1, interval)],
+    )
+
+
+def run_performance(settings: PerformanceSettings, now: datetime | None = None) -> dict[str, Any]:
+    """Run the performance check once; raise BadInput / Unavailable when it cannot."""
+    window = resolve_window(settings.window, settings.since, settings.until, now)
+    step = parse_duration(settings.step, "--step")
+    predictions_scan = ScanReport(settings.current)
+    predictions = _read(settings.current, _PREDICTION_COLUMNS, window, settings, predictions_scan)
+    labels_scan = ScanReport(settings.labels)
+    labels = _read(settings.labels, _LABEL_COLUMNS, None, settings, labels_scan)
+    labels = labels.drop_duplicates(["request_id", "row"], keep="last")
+    joined = predictions.merge(
+        labels[_LABEL_COLUMNS], on=["request_id", "row"], how="left", validate="many_to_one"
+    )
+
+    model: registry.ModelVersion | None = None
+    training: dict[str, dict[str, float]] = {}
+    try:
+        model = registry.resolve(settings.model_uri, settings.tracking_uri)
+        training[model.version] = model.metrics
+    except MonitoringError as exc:
+        if settings.tracking_uri is not None:
+            raise
+        log.warning("no training metrics to compare with: %s", exc)
+    for version in sorted(set(joined["model_version"].astype(str)) - set(training)):
+        if model is not None:
+            try:
+                other = registry.resolve(f"models:/{model.name}/{version}", settings.tracking_uri)
+                training[version] = other.metrics
+            except MonitoringError as exc:
+                log.warning("no training metrics for version %s: %s", version, exc)
+
+    windows = _windows(joined, window, step, training, settings)
+    served_version = model.version if model else _latest_version(joined)
+    streak = 0
+    for w in reversed([w for w in windows if w["model_version"] == served_version]):
+        if w["status"] == "insufficient_data":
+            continue
+        if not w["degraded"]:
+            break
+        streak += 1
+    retrain = streak >= settings.consecutive
+    name = settings.model_uri.removeprefix("models:/").split("@")[0].split("/")[0]
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "job": "performance",
+        "generated_at": datetime.now(UTC).isoformat(),
+        "status": _status(retrain, windows),
+        "retrain_recommended": retrain,
+        "consecutive_degraded": streak,
+        "model_name": name,
+        "model_uri": settings.model_uri,
+        "model_version": served_version,
+        "window": _bounds(window, joined).as_dict(),
+        "rows_predictions": len(predictions),
+        "rows_joined": int(joined["label"].notna().sum()),
+        "current": predictions_scan.as_dict(),
+        "labels": labels_scan.as_dict(),
+        "training_metrics": training.get(served_version or "", {}),
+        "settings": {
+            "step": settings.step,
+            "consecutive": settings.consecutive,
+            "tolerance": settings.tolerance,
+            "bootstrap": settings.bootstrap,
+            "confidence": settings.confidence,
+            "min_rows": settings.min_rows,
+        },
+        "windows": windows,
+        "latest_by_version": _latest_by_version(windows),
+    }
+    if retrain and model is not None and settings.tag_model:
+        registry.tag_version(
+            model,
+            settings.tracking_uri,
+            {
+                "retrain_recommended": "true",
+                "retrain_reason": f"{streak} degraded windows of {settings.step} up to "
+                f"{windows[-1]['until']}",
+            },
+        )
+        report["tagged"] = True
+    return report
+
+
+def _read(
+    uri: str,
+    columns: list[str],
+    window: TimeWindow | None,
+    settings: PerformanceSettings,
+    report: ScanReport,
+) -> pd.DataFrame:
+    batches = list(scan(uri, columns, window=window, batch_rows=settings.batch_rows, report=report))
+    if not batches:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+    table = pa.Table.from_batches(batches)
+    missing = [c for c in columns if c not in table.schema.names]
+    if missing:
+        raise BadInput(f"{uri!r}: missing column(s) {missing}; expected {columns}")
+    frame: pd.DataFrame = table.select(columns).to_pandas()
+    frame["request_id"] = frame["request_id"].astype(str)
+    frame["row"] = frame["row"].astype(np.int64)
+    if "label" in frame:
+        frame["label"] = frame["label"].astype(str)
+    if "model_version" in frame:
+        frame["model_version"] = frame["model_version"].astype(str)
+    return frame
+
+
+def _bounds(window: TimeWindow, joined: pd.DataFrame) -> TimeWindow:
+    since, until = window.since, window.until
+    if len(joined) and (since is None or until is None):
+        times = pd.to_datetime(joined["timestamp"], utc=True)
+        since = since or times.min().to_pydatetime()
+        until = until or times.max().to_pydatetime() + timedelta(microseconds=1)
+    return TimeWindow(since, until)
+
+
+def _windows(
+    joined: pd.DataFrame,
+    window: TimeWindow,
+    step: timedelta,
+    training: dict[str, dict[str, float]],
+    settings: PerformanceSettings,
+) -> list[dict[str, Any]]:
+    if not len(joined):
+        return []
+    bounds = _bounds(window, joined)
+    assert bounds.since is not None and bounds.until is not None
+    times = pd.to_datetime(joined["timestamp"], utc=True)
+    index = ((times - bounds.since) // step).astype(np.int64)
+    results = []
+    for (number, version), group in joined.groupby([index, "model_version"], sort=True):
+        start = bounds.since + cast(int, number) * step
+        labelled = group[group["label"].notna()]
+        entry: dict[str, Any] = {
+            "since": start.isoformat(),
+            "until": min(start + step, bounds.until).isoformat(),
+            "model_version": str(version),
+            "predictions": len(group),
+            "labelled": len(labelled),
+            "coverage": len(labelled) / len(group),
+            "accuracy": None,
+            "macro_f1": None,
+            "degraded": False,
+        }
+        if len(labelled) < settings.min_rows:
+            entry["status"] = "insufficient_data"
+            entry["reason"] = f"{len(labelled)} labelled rows, fewer than min_rows"
+            entry["majority_accuracy"] = None
+            results.append(entry)
+            continue
+        entry.update(_scores(labelled, settings))
+        reference = training.get(str(version), {})
+        tolerated = {
+            m: reference[m] - settings.tolerance for m in ("accuracy", "macro_f1") if m in reference
+        }
+        entry["tolerated"] = tolerated
+        entry["degraded"] = any(entry[f"{m}_ci"][1] < level for m, level in tolerated.items())
+        entry["status"] = "degraded" if entry["degraded"] else "ok"
+        results.append(entry)
+    return results
+
+
+def _scores(labelled: pd.DataFrame, settings: PerformanceSettings) -> dict[str, Any]:
+    truth = labelled["label"].to_numpy(dtype=str)
+    predicted = labelled["predicted_class"].to_numpy(dtype=str)
+    classes = np.unique(np.concatenate([truth, predicted]))
+    t = np.searchsorted(classes, truth)
+    p = np.searchsorted(classes, predicted)
+    confusion = np.bincount(t * classes.size + p, minlength=classes.size**2).reshape(
+        classes.size, classes.size
+    )
+    accuracy, macro_f1 = classification_metrics(confusion)
+    accuracy_ci, macro_f1_ci = _bootstrap(
+        confusion, settings.bootstrap, settings.confidence, settings.seed
+    )
+    majority = int(np.argmax(confusion.sum(axis=1)))
+    constant = np.zeros_like(confusion)
+    constant[:, majority] = confusion.sum(axis=1)
+    majority_accuracy, majority_f1 = classification_metrics(constant)
+    return {
+        "accuracy": accuracy,
+        "accuracy_ci": accuracy_ci,
+        "macro_f1": macro_f1,
+        "macro_f1_ci": macro_f1_ci,
+        "majority_class": str(classes[majority]),
+        "majority_accuracy": majority_accuracy,
+        "majority_macro_f1": majority_f1,
+        "classes": [str(c) for c in classes],
+    }
+
+
+def _status(retrain: bool, windows: list[dict[str, Any]]) -> str:
+    """retrain_recommended, degraded (some window), ok, or insufficient_data (none evaluated)."""
+    if retrain:
+        return "retrain_recommended"
+    statuses = {w["status"] for w in windows}
+    for status in ("degraded", "ok"):
+        if status in statuses:
+            return status
+    return "insufficient_data"
+
+
+def _latest_version(joined: pd.DataFrame) -> str | None:
+    if not len(joined):
+        return None
+    return str(joined.sort_values("timestamp")["model_version"].iloc[-1])
+
+
+def _latest_by_version(windows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for w in windows:
+        if w["status"] != "insufficient_data":
+            latest[w["model_version"]] = w
+    return latest

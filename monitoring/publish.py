@@ -1,0 +1,176 @@
+"""Deliver a job's report: files in --output, metrics (file and Pushgateway), a webhook.
+
+A delivery that fails (Pushgateway or webhook down) is logged and listed in the
+report's ``delivery_errors``; it does not hide the report already written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry, Gauge, generate_latest, push_to_gateway
+
+from monitoring.errors import BadInput
+from monitoring.storage import write_bytes
+
+__all__ = ["drift_metrics", "performance_metrics", "publish"]
+
+log = logging.getLogger(__name__)
+
+
+def drift_metrics(report: dict[str, Any]) -> CollectorRegistry:
+    """Gauges of the drift report, labelled by model version and feature."""
+    registry = CollectorRegistry()
+    version = str(report["model_version"] or "unknown")
+    base = ["model_name", "model_version"]
+    ids = [report["model_name"], version]
+    gauges = {
+        "drift": Gauge(
+            "monitoring_drift_dataset_drift", "1 when the dataset drifts.", base, registry=registry
+        ),
+        "share": Gauge(
+            "monitoring_drift_share",
+            "Share of tested features that drift.",
+            base,
+            registry=registry,
+        ),
+        "rows": Gauge(
+            "monitoring_drift_rows", "Rows compared.", [*base, "dataset"], registry=registry
+        ),
+        "skipped": Gauge(
+            "monitoring_drift_files_skipped", "Unreadable files skipped.", base, registry=registry
+        ),
+        "last": Gauge(
+            "monitoring_drift_last_run_timestamp_seconds",
+            "When the check last ran.",
+            base,
+            registry=registry,
+        ),
+    }
+    gauges["drift"].labels(*ids).set(1 if report["dataset_drift"] else 0)
+    gauges["share"].labels(*ids).set(report["drift_share"])
+    gauges["rows"].labels(*ids, "current").set(report["rows_current"])
+    gauges["rows"].labels(*ids, "reference").set(report["rows_reference"])
+    gauges["skipped"].labels(*ids).set(len(report["current"]["files_skipped"]))
+    gauges["last"].labels(*ids).set_to_current_time()
+    per_feature: dict[str, tuple[str, Callable[[dict[str, Any]], float | None]]] = {
+        "monitoring_drift_feature_drift": ("1 when the feature drifts.", lambda f: f["drift"]),
+        "monitoring_drift_feature_statistic": ("Test statistic.", lambda f: f["statistic"]),
+        "monitoring_drift_feature_p_value_adjusted": (
+            "Benjamini-Hochberg adjusted p-value.",
+            lambda f: f["p_value_adjusted"],
+        ),
+        "monitoring_drift_feature_effect_size": (
+            "KS D or Jensen-Shannon distance.",
+            lambda f: f["effect_size"],
+        ),
+        "monitoring_drift_feature_missing_rate": (
+            "Share of missing values.",
+            lambda f: f["missing_rate"],
+        ),
+        "monitoring_drift_feature_unseen_share": (
+            "Share of categories the reference never had.",
+            lambda f: f.get("unseen_share"),
+        ),
+        "monitoring_drift_feature_out_of_range_share": (
+            "Share outside the reference's range.",
+            lambda f: f.get("out_of_range_share"),
+        ),
+        "monitoring_drift_feature_insufficient_data": (
+            "1 when the feature could not be tested.",
+            lambda f: f["status"] == "insufficient_data",
+        ),
+    }
+    for name, (help_text, value_of) in per_feature.items():
+        gauge = Gauge(name, help_text, [*base, "feature"], registry=registry)
+        for feature in report["features"]:
+            value = value_of(feature)
+            if value is not None:
+                gauge.labels(*ids, feature["name"]).set(float(value))
+    return registry
+
+
+def performance_metrics(report: dict[str, Any]) -> CollectorRegistry:
+    """Gauges of the latest evaluated window of each model version."""
+    registry = CollectorRegistry()
+    labels = ["model_name", "model_version"]
+    gauges = {
+        name: Gauge(f"monitoring_performance_{name}", help_text, labels, registry=registry)
+        for name, help_text in {
+            "accuracy": "Accuracy of the latest window with enough labels.",
+            "accuracy_ci_low": "Lower bound of its bootstrap interval.",
+            "accuracy_ci_high": "Upper bound of its bootstrap interval.",
+            "macro_f1": "Macro-F1 of the latest window with enough labels.",
+            "macro_f1_ci_high": "Upper bound of its bootstrap interval.",
+            "coverage": "Share of predictions with a label, latest window.",
+            "retrain_recommended": "1 when retraining is recommended.",
+            "degraded_windows": "Degraded windows in a row, latest first.",
+            "last_run_timestamp_seconds": "When the job last ran.",
+        }.items()
+    }
+    for version, latest in report["latest_by_version"].items():
+        ids = (report["model_name"], version)
+        for key in ("accuracy", "macro_f1", "coverage"):
+            if latest.get(key) is not None:
+                gauges[key].labels(*ids).set(latest[key])
+        if latest.get("accuracy_ci"):
+            gauges["accuracy_ci_low"].labels(*ids).set(latest["accuracy_ci"][0])
+            gauges["accuracy_ci_high"].labels(*ids).set(latest["accuracy_ci"][1])
+        if latest.get("macro_f1_ci"):
+            gauges["macro_f1_ci_high"].labels(*ids).set(latest["macro_f1_ci"][1])
+    ids = (report["model_name"], str(report["model_version"] or "unknown"))
+    gauges["retrain_recommended"].labels(*ids).set(1 if report["retrain_recommended"] else 0)
+    gauges["degraded_windows"].labels(*ids).set(report["consecutive_degraded"])
+    gauges["last_run_timestamp_seconds"].labels(*ids).set_to_current_time()
+    return registry
+
+
+def publish(
+    *,
+    job: str,
+    report: dict[str, Any],
+    html: str,
+    metrics: CollectorRegistry,
+    output: str,
+    pushgateway: str | None,
+    alert_webhook: str | None,
+    alert: bool,
+) -> dict[str, str]:
+    """Write the files, push, alert; return the paths written."""
+    errors: list[str] = []
+    if pushgateway:
+        try:
+            push_to_gateway(
+                pushgateway,
+                job=f"monitoring_{job}",
+                registry=metrics,
+                grouping_key={"model_name": report["model_name"]},
+                timeout=10,
+            )
+        except OSError as exc:
+            errors.append(f"pushgateway {pushgateway}: {exc}")
+    if alert and alert_webhook:
+        summary = {k: v for k, v in report.items() if k not in ("features", "windows")}
+        try:
+            httpx.post(alert_webhook, json=summary, timeout=10).raise_for_status()
+        except httpx.HTTPError as exc:
+            errors.append(f"alert_webhook {alert_webhook}: {exc}")
+    for error in errors:
+        log.error("delivery failed: %s", error)
+    report["delivery_errors"] = errors
+    files = {
+        "json": (f"{job}_report.json", json.dumps(report, indent=2).encode()),
+        "html": (f"{job}_report.html", html.encode()),
+        "metrics": (f"{job}_metrics.prom", generate_latest(metrics)),
+    }
+    written = {}
+    for kind, (name, data) in files.items():
+        try:
+            written[kind] = write_bytes(output, name, data)
+        except OSError as exc:
+            raise BadInput(f"--output={output!r}: cannot write {name}: {exc}") from exc
+    return written

@@ -1,0 +1,146 @@
+"""Settings of the monitoring jobs: flags of the same names, or MONITORING_* variables.
+
+``--current`` is read from ``MONITORING_CURRENT`` when the flag is absent, and so on
+for every field: the CronJobs and a person at a shell use one vocabulary.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "DEFAULT_MODEL_URI",
+    "DriftSettings",
+    "JobSettings",
+    "PerformanceSettings",
+    "SimulateSettings",
+]
+
+DEFAULT_MODEL_URI = "models:/sales-quantity-classifier@production"
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MONITORING_", use_attribute_docstrings=True)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Logging threshold (logs and progress go to stderr)."""
+
+
+class JobSettings(_Base):
+    """What the drift and performance jobs share: inputs, window, model, outputs."""
+
+    current: str
+    """Served rows: the capture store (date=YYYY-MM-DD/hour=HH/*.parquet), a directory or
+    a file of CSV or Parquet; a path or a URI (s3://, gs://, file://)."""
+    window: str | None = None
+    """Only rows of the last period (30m, 24h, 7d), ending now; not with since/until."""
+    since: str | None = None
+    """Only rows at or after this ISO 8601 time (UTC unless a zone is given)."""
+    until: str | None = None
+    """Only rows before this ISO 8601 time."""
+    model_uri: str = DEFAULT_MODEL_URI
+    """The served model in the MLflow registry: models:/NAME@ALIAS, /STAGE or /VERSION."""
+    tracking_uri: str | None = None
+    """The MLflow server; MLFLOW_TRACKING_URI when unset."""
+    output: str
+    """Directory (or URI) the report files are written to; created if missing."""
+    pushgateway: str | None = None
+    """Prometheus Pushgateway URL to push the job's metrics to, e.g. http://127.0.0.1:9091."""
+    alert_webhook: str | None = None
+    """URL that receives a JSON POST of the report's summary when the job finds a problem."""
+    min_rows: int = Field(100, ge=1)
+    """Fewer rows than this (per feature, or per performance window) is insufficient_data."""
+    batch_rows: int = Field(65536, ge=1)
+    """Rows read per batch: peak memory depends on this, not on the window's size."""
+
+
+class DriftSettings(JobSettings):
+    """Compare a window of served features with the model's training baseline."""
+
+    reference: str | None = None
+    """Reference features or raw records (CSV or Parquet); by default the baseline
+    logged with the model version model_uri resolves to."""
+    alpha: float = Field(0.05, gt=0, lt=1)
+    """Significance level for the Benjamini-Hochberg adjusted p-values."""
+    numeric_threshold: float = Field(0.05, ge=0, le=1)
+    """Smallest KS statistic D that counts as drift (the effect size of numeric features)."""
+    categorical_threshold: float = Field(0.1, ge=0, le=1)
+    """Smallest Jensen-Shannon distance (base 2) that counts as drift for categoricals."""
+    drift_share: float = Field(0.3, gt=0, le=1)
+    """The dataset drifts when at least this share of tested features drifts..."""
+    critical_features: str = "effective_price"
+    """...or when any of these (comma-separated) drifts."""
+    fail_on_drift: bool = False
+    """Exit 1 when the dataset drifts (exit 0 otherwise, drift or not)."""
+
+    @field_validator("critical_features")
+    @classmethod
+    def _known_features(cls, value: str) -> str:
+        from monitoring.features import FEATURE_NAMES
+
+        unknown = [n for n in _names(value) if n not in FEATURE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown feature(s) {unknown}: expected some of {FEATURE_NAMES}")
+        return value
+
+    @property
+    def critical(self) -> tuple[str, ...]:
+        return _names(self.critical_features)
+
+
+class PerformanceSettings(JobSettings):
+    """Join ground-truth labels to served predictions; accuracy and macro-F1 per window."""
+
+    labels: str
+    """Ground truth: CSV or Parquet files with request_id, row, label (and timestamp)."""
+    step: str = "1h"
+    """Length of each evaluated window within the period (--window or --since/--until)."""
+    consecutive: int = Field(3, ge=1)
+    """Windows in a row that must be degraded before retraining is recommended."""
+    tolerance: float = Field(0.05, ge=0, le=1)
+    """A window is degraded when the upper confidence bound of accuracy or macro-F1 is
+    below the training metric minus this."""
+    bootstrap: int = Field(1000, ge=100, le=100000)
+    """Bootstrap resamples for the confidence intervals."""
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    """Confidence level of the intervals."""
+    seed: int = 0
+    """Seed of the bootstrap, so a report can be reproduced."""
+    tag_model: bool = True
+    """Tag the model version in MLflow (retrain_recommended) when retraining is recommended."""
+    fail_on_degradation: bool = False
+    """Exit 1 when retraining is recommended."""
+
+
+class SimulateSettings(_Base):
+    """Send realistic (optionally drifted) traffic to a local transformer; write the labels."""
+
+    transformer_url: str
+    """The transformer's base URL; 127.0.0.1 or localhost only."""
+    rate: float = Field(20.0, gt=0, le=500)
+    """Requests per second."""
+    duration: float = Field(10.0, gt=0, le=3600)
+    """Seconds to send for; the run also stops after rate * duration requests."""
+    rows_per_request: int = Field(1, ge=1, le=1000)
+    """Records per request."""
+    data: str = ".stack/data/train.csv"
+    """Sales rows to sample from: the raw record fields and quantity_class (make up writes
+    .stack/data/train.csv and test.csv; test.csv holds later days, so seasons differ)."""
+    drift: str = ""
+    """Comma-separated: price=1.3 (prices x1.3), category=frozen:0.5 (half the rows
+    frozen), season=182 (dates moved by 182 days). Empty: no drift."""
+    labels_out: str
+    """CSV written with request_id, row, label, timestamp of every answered row."""
+    model_name: str = "sales-quantity-classifier"
+    """Model name in the transformer's URL."""
+    seed: int = 0
+    """Seed of the sampling."""
+    timeout_seconds: float = Field(10.0, gt=0)
+    """Per-request timeout."""
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in value.split(",") if n.strip())

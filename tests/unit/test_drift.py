@@ -1,0 +1,262 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from monitoring.__main__ import main
+from monitoring.drift import run_drift
+from monitoring.settings import DriftSettings
+from monitoring.stats import CategoricalDrift, NumericDrift
+from tests.unit.monitoring_data import feature_frame, write_parquet
+
+
+@pytest.mark.parametrize(
+    ("n_ref", "n_cur", "discrete"),
+    [(300, 2000, False), (300, 2000, True), (20_000, 50_000, False), (20_000, 50_000, True)],
+)
+def test_streamed_ks_equals_scipy_ks_2samp(n_ref: int, n_cur: int, discrete: bool) -> None:
+    rng = np.random.default_rng(n_ref + n_cur + discrete)
+    ref = rng.normal(size=n_ref)
+    cur = rng.normal(0.05, 1.1, size=n_cur)
+    if discrete:  # ties within and across samples
+        ref, cur = np.round(ref, 1), np.round(cur, 1)
+    drift = NumericDrift(ref)
+    for part in np.array_split(cur, 9):
+        drift.update(part)
+    result = drift.result(min_rows=10)
+    expected = stats.ks_2samp(ref, cur)
+    assert result.statistic == pytest.approx(expected.statistic, abs=1e-4)
+    assert result.p_value == pytest.approx(expected.pvalue, rel=1e-6, abs=1e-300)
+
+
+def test_categorical_drift_pools_unseen_categories_and_counts_missing() -> None:
+    drift = CategoricalDrift(np.array([1.0, 2.0, 3.0] * 100))
+    drift.update(np.array([1.0, 2.0, 3.0, 9.0, 8.0, np.nan] * 50))
+    result = drift.result(min_rows=10)
+    assert result.quality["unseen_share"] == pytest.approx(100 / 250)
+    assert sorted(result.quality["unseen_categories"]) == ["8", "9"]
+    assert result.missing_rate == pytest.approx(50 / 300)
+    # the pooled unseen column: 3 known categories + 1 unseen, 2 rows -> 3 dof
+    table = np.array([[100, 100, 100, 0], [50, 50, 50, 100]])
+    assert result.statistic == pytest.approx(stats.chi2_contingency(table, correction=False)[0])
+
+
+def _settings(tmp_path: Path, reference: Path, current: Path, **extra: object) -> DriftSettings:
+    return DriftSettings(
+        reference=str(reference), current=str(current), output=str(tmp_path / "out"), **extra
+    )
+
+
+def test_undrifted_data_does_not_drift_and_one_drifted_feature_is_found_alone(
+    tmp_path: Path,
+) -> None:
+    reference = write_parquet(feature_frame(5000, 1), tmp_path / "ref.parquet")
+    same = write_parquet(feature_frame(50_000, 2), tmp_path / "same" / "a.parquet")
+    shifted = write_parquet(
+        feature_frame(50_000, 3, price_shift_sigma=0.3), tmp_path / "shifted" / "a.parquet"
+    )
+    quiet = run_drift(_settings(tmp_path, reference, same))
+    assert quiet.report["drifted_features"] == []
+    assert quiet.report["status"] == "ok"
+    loud = run_drift(_settings(tmp_path, reference, shifted, critical_features="unit_price"))
+    assert loud.report["drifted_features"] == ["unit_price"]
+    assert loud.report["dataset_drift"] is True
+
+
+@pytest.mark.parametrize(("shift", "alarm"), [(0.02, False), (0.2, True)])
+def test_at_a_million_rows_a_small_shift_is_significant_but_no_alarm(
+    tmp_path: Path, shift: float, alarm: bool
+) -> None:
+    reference = write_parquet(feature_frame(100_000, 4), tmp_path / "ref.parquet")
+    current = write_parquet(
+        feature_frame(1_000_000, 5, price_shift_sigma=shift), tmp_path / "cur.parquet"
+    )
+    result = run_drift(_settings(tmp_path, reference, current))
+    price = next(f for f in result.report["features"] if f["name"] == "unit_price")
+    assert price["p_value_adjusted"] < 0.05  # both shifts are real and detected
+    assert price["drift"] is alarm
+    assert result.report["drifted_features"] == (["unit_price"] if alarm else [])
+
+
+def test_missing_values_and_unseen_categories_are_reported(tmp_path: Path) -> None:
+    reference = write_parquet(feature_frame(5000, 6), tmp_path / "ref.parquet")
+    frame = feature_frame(5000, 7)
+    frame["discount_pct"] = frame["discount_pct"].where(np.arange(5000) % 10 != 0)
+    frame.loc[:499, "store_index"] = 99
+    current = write_parquet(frame, tmp_path / "cur.parquet")
+    report = run_drift(_settings(tmp_path, reference, current)).report
+    by_name = {f["name"]: f for f in report["features"]}
+    assert by_name["discount_pct"]["missing_rate"] == pytest.approx(0.1)
+    assert by_name["store_index"]["unseen_share"] == pytest.approx(0.1)
+    assert by_name["store_index"]["unseen_categories"] == ["99"]
+
+
+def test_an_empty_window_is_insufficient_data(tmp_path: Path) -> None:
+    reference = write_parquet(feature_frame(5000, 8), tmp_path / "ref.parquet")
+    frame = feature_frame(1000, 9)
+    frame["timestamp"] = pd.Timestamp("2026-03-14T10:00Z")
+    current = write_parquet(frame, tmp_path / "store" / "date=2026-03-14" / "hour=10" / "a.parquet")
+    settings = _settings(
+        tmp_path, reference, tmp_path / "store", since="2026-03-15T00:00", until="2026-03-16T00:00"
+    )
+    report = run_drift(settings).report
+    assert current.exists()
+    assert report["status"] == "insufficient_data"
+    assert report["rows_current"] == 0
+    assert {f["status"] for f in report["features"]} == {"insufficient_data"}
+    assert report["dataset_drift"] is False
+
+
+def test_a_corrupt_or_half_written_file_is_skipped_and_reported(tmp_path: Path) -> None:
+    reference = write_parquet(feature_frame(5000, 10), tmp_path / "ref.parquet")
+    good = write_parquet(feature_frame(3000, 11), tmp_path / "store" / "good.parquet")
+    data = good.read_bytes()
+    (tmp_path / "store" / "half.parquet").write_bytes(data[: len(data) // 2])
+    (tmp_path / "store" / ".in-progress.parquet.tmp").write_bytes(data[:100])
+    report = run_drift(_settings(tmp_path, reference, tmp_path / "store")).report
+    assert report["rows_current"] == 3000
+    skipped = report["current"]["files_skipped"]
+    assert [Path(s["path"]).name for s in skipped] == ["half.parquet"]
+    assert "unreadable" in skipped[0]["reason"]
+
+
+def test_the_cli_writes_json_html_and_metrics_and_fails_on_drift_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reference = write_parquet(feature_frame(5000, 12), tmp_path / "ref.parquet")
+    current = write_parquet(
+        feature_frame(20_000, 13, price_shift_sigma=0.5), tmp_path / "cur.parquet"
+    )
+    out = tmp_path / "out"
+    args = ["drift", "--reference", str(reference), "--current", str(current), "--output", str(out)]
+    args += ["--critical_features", "unit_price"]
+    assert main(args) == 0
+    assert main([*args, "--fail_on_drift"]) == 1
+    report = json.loads((out / "drift_report.json").read_text())
+    assert report["schema_version"] == "1.0"
+    assert report["dataset_drift"] is True
+    for key in ("name", "kind", "test", "statistic", "p_value", "p_value_adjusted"):
+        assert key in report["features"][0]
+    html = (out / "drift_report.html").read_text()
+    assert html.index("DRIFT: unit_price") < html.index("<table")
+    assert "http" not in html.replace("http://www.w3.org/2000/svg", "")
+    metrics = (out / "drift_metrics.prom").read_text()
+    assert 'monitoring_drift_feature_drift{feature="unit_price"' in metrics
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["drift", "--current", "x", "--output", "o", "--window", "3x"], "--window='3x'"),
+        (["drift", "--current", "/nonexistent", "--reference", "/nope", "--output", "o"], "exist"),
+        (["drift", "--output", "o"], "current"),
+        (["drift", "--current", "x", "--output", "o", "--alpha", "2"], "alpha"),
+        (["drift", "--current", "x", "--output", "o", "--critical_features", "nope"], "nope"),
+        (["drift", "--current", "x", "--output", "o", "--window", "1h", "--since", "2026"], "one"),
+        (["drift", "--current", "x", "--output", "o", "--bogus", "1"], "--bogus"),
+        (["sideways"], "unknown job 'sideways'"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main(args)
+    except SystemExit as exc:
+        code = int(str(exc.code))
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_window_flags_select_rows_by_timestamp(tmp_path: Path) -> None:
+    reference = write_parquet(feature_frame(2000, 14), tmp_path / "ref.parquet")
+    frame = feature_frame(2000, 15)
+    frame["timestamp"] = pd.date_range("2026-03-14T00:00Z", periods=2000, freq="min")
+    write_parquet(frame, tmp_path / "cur.parquet")
+    settings = _settings(tmp_path, reference, tmp_path / "cur.parquet", window="10h")
+    report = run_drift(settings, now=datetime(2026, 3, 14, 12, 0, tzinfo=UTC)).report
+    assert report["rows_current"] == 600
+
+
+def test_the_alert_webhook_receives_the_summary_when_the_dataset_drifts(tmp_path: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[dict[str, object]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            length = int(self.headers["content-length"])
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        reference = write_parquet(feature_frame(5000, 20), tmp_path / "ref.parquet")
+        calm = write_parquet(feature_frame(5000, 21), tmp_path / "calm.parquet")
+        moved = write_parquet(
+            feature_frame(5000, 22, price_shift_sigma=0.5), tmp_path / "moved.parquet"
+        )
+        url = f"http://127.0.0.1:{server.server_port}/hook"
+        for current in (calm, moved):
+            args = ["drift", "--reference", str(reference), "--current", str(current)]
+            args += ["--output", str(tmp_path / "out"), "--alert_webhook", url]
+            assert main([*args, "--critical_features", "unit_price"]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert len(received) == 1  # only the drifted run alerts
+    assert received[0]["dataset_drift"] is True
+    assert received[0]["drifted_features"] == ["unit_price"]
+    assert "features" not in received[0]
+
+
+def test_several_current_files_are_read_and_an_unwritable_output_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reference = write_parquet(feature_frame(2000, 30), tmp_path / "ref.parquet")
+    first = write_parquet(feature_frame(700, 31), tmp_path / "a.parquet")
+    second = tmp_path / "b.csv"
+    feature_frame(300, 32).to_csv(second, index=False)
+    report = run_drift(_settings(tmp_path, reference, Path(f"{first},{second}"))).report
+    assert report["rows_current"] == 1000
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    args = ["drift", "--reference", str(reference), "--current", str(first)]
+    assert main([*args, "--output", str(blocker / "out")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_constant_columns_and_small_samples_are_insufficient_data_with_a_reason(
+    tmp_path: Path,
+) -> None:
+    frame = feature_frame(5000, 40)
+    frame["discount_pct"] = 0.0  # constant in the reference
+    frame["is_holiday"] = 0  # a single category everywhere
+    reference = write_parquet(frame, tmp_path / "ref.parquet")
+    current_frame = feature_frame(50, 41)
+    current_frame["is_holiday"] = 0
+    current = write_parquet(current_frame, tmp_path / "cur.parquet")
+    report = run_drift(_settings(tmp_path, reference, current, min_rows=20)).report
+    by_name = {f["name"]: f for f in report["features"]}
+    assert by_name["discount_pct"]["status"] == "insufficient_data"
+    assert by_name["discount_pct"]["reason"] == "constant in the reference"
+    assert by_name["is_holiday"]["status"] == "insufficient_data"
+    assert "single category" in by_name["is_holiday"]["reason"]
+    assert by_name["unit_price"]["status"] == "ok"
+    small = run_drift(_settings(tmp_path, reference, current, min_rows=100)).report
+    assert {f["status"] for f in small["features"]} == {"insufficient_data"}
+    assert "fewer than min_rows=100" in small["features"][0]["reason"]
