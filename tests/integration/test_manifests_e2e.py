@@ -52,11 +52,6 @@ RECORD = {
     "on_promotion": True,
     "is_holiday": False,
 }
-# Settings the manifests already set that another issue is adding to the code. While the
-# field is missing the server ignores the variable; the check below names it so it is seen.
-PENDING = {"TRANSFORMER_CAPTURE_URI": (TransformerSettings, "capture_uri")}
-
-
 def rendering(case: str) -> list[Obj]:
     if case.startswith("helm-"):
         return helm_render(values_of(CHART / "ci" / f"{case[5:]}-values.yaml"), tests=True)
@@ -82,10 +77,7 @@ def command_for(
     }[part]
     env = pods.resolve_env(container, config_of(objects))
     unknown = pods.unknown_env(env, prefix, set(settings.model_fields))
-    pending = {n for n in unknown if n in PENDING and PENDING[n][1] not in settings.model_fields}
-    assert unknown - pending == set(), f"{component}: env the server would ignore"
-    for name in pending:
-        env.pop(name)  # not a setting yet (see PENDING); the report says so
+    assert unknown == set(), f"{component}: env the server would ignore"
     args = pods.kserve_args(container, part, isvc, NAMESPACE)
     args, env = pods.substitute(args, env, prefix, subs)
     command = container.get("command") or pods.entrypoint(part)
