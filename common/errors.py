@@ -5,21 +5,37 @@
     ServingError
     + ClientError (4xx: the caller can fix it)
     + UpstreamError (5xx: a part behind this one failed)
+    + Overloaded (503 with Retry-After: too much work queued; try again soon)
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from http import HTTPStatus
+from typing import Any, Final
+
+__all__ = ["ClientError", "Overloaded", "ServingError", "UpstreamError", "quoted"]
 
 
 class ServingError(Exception):
-    """Base of the errors a model server answers with ``{"error": reason}``."""
+    """Base of the errors a model server answers with ``{"error": reason}``.
+
+    ``headers`` are added to the answer (e.g. ``Retry-After``).
+    """
 
     status_code: int = HTTPStatus.INTERNAL_SERVER_ERROR
 
-    def __init__(self, reason: str, *, status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status_code: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.headers: dict[str, str] = dict(headers or {})
         if status_code is not None:
             self.status_code = status_code
 
@@ -37,3 +53,48 @@ class UpstreamError(ServingError):
     """A server this one depends on failed; answered with a 5xx."""
 
     status_code = HTTPStatus.BAD_GATEWAY
+
+
+class Overloaded(ServingError):
+    """More work is waiting than the server accepts; answered 503 with ``Retry-After``."""
+
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+    def __init__(self, reason: str, *, retry_after_seconds: int = 1) -> None:
+        super().__init__(reason, headers={"retry-after": str(retry_after_seconds)})
+
+
+_QUOTED_CHARS: Final = 80
+_QUOTED_ITEMS: Final = 8
+
+
+def quoted(value: Any) -> str:
+    """``value`` as the caller wrote it in JSON, shortened: for error messages.
+
+    NaN and the infinities, which JSON lacks, are written as JavaScript writes them;
+    what JSON cannot write at all falls back to ``repr``.
+
+    Examples
+    --------
+    >>> quoted(None), quoted(True), quoted("S12"), quoted(float("nan"))
+    ('null', 'true', '"S12"', 'NaN')
+    >>> quoted("x" * 200)[-12:]
+    'xxxxxxxxx...'
+    """
+    if isinstance(value, list | dict) and len(value) > _QUOTED_ITEMS:
+        kind = "array" if isinstance(value, list) else "object"
+        return f"<a JSON {kind} of {len(value)} items>"
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=True)
+    except (TypeError, ValueError):  # not JSON, or an int of more than 4300 digits
+        text = f"<{type(value).__name__}>" if isinstance(value, int) else _safe_repr(value)
+    if len(text) > _QUOTED_CHARS:
+        return text[:_QUOTED_CHARS] + "..."
+    return text
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - a message must not fail on the value it quotes
+        return f"<{type(value).__name__}>"

@@ -47,3 +47,6 @@ class ServerSettings(BaseSettings):
     """Server processes sharing the HTTP port."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Logging threshold; DEBUG logs a line per request with its request id."""
+    max_queued_requests: int = Field(1000, ge=1)
+    """Most requests waiting for a model call (predictor) or a predictor call
+    (transformer); beyond it a request is answered 503 with Retry-After at once."""

@@ -60,6 +60,10 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
             rows=len,
             max_batch_size=settings.max_batch_size,
             max_wait_ms=settings.max_batch_wait_ms,
+            max_queue=settings.max_queued_requests,
+            # Rows are checked before they are batched; should a shared model call
+            # fail all the same, each request is scored alone: only its own fails.
+            retry_alone=lambda exc: True,
         )
 
     def load(self) -> bool:

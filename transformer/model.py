@@ -9,6 +9,8 @@ from itertools import chain
 from typing import Any, Literal
 
 import kserve
+import numpy as np
+import numpy.typing as npt
 from kserve import InferRequest, InferResponse
 from prometheus_client import Histogram
 
@@ -17,8 +19,8 @@ from common.batching import MicroBatcher
 from transformer import protocol
 from transformer.capture import CaptureStore
 from transformer.client import PredictorClient, forwarded_headers
-from transformer.errors import PredictorFailed
-from transformer.features import compute_features
+from transformer.errors import PredictorFailed, PredictorTimeout, PredictorUnavailable
+from transformer.features import FEATURE_NAMES
 from transformer.settings import TransformerSettings
 
 __all__ = ["SalesQuantityTransformer"]
@@ -35,12 +37,14 @@ PREDICTOR_CALL_REQUESTS = Histogram(
 
 @dataclass(frozen=True)
 class PredictorCall:
-    """What :meth:`preprocess` hands :meth:`predict`: one request's validated records."""
+    """What :meth:`preprocess` hands :meth:`predict`: one request's validated records
+    and the features computed from them, checked before they may share a call."""
 
     caller_protocol: Literal["v1", "v2"]
     request_id: str
     records: dict[str, list[Any]]  # column by column, as validated
     headers: dict[str, str]
+    features: dict[str, npt.NDArray[Any]]
 
     def rows(self) -> int:
         return len(self.records["date"])
@@ -82,8 +86,13 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
             max_batch_size=settings.max_batch_size,
             max_wait_ms=0,  # the calls in flight are the wait
             concurrency=settings.predictor_concurrency,
+            max_queue=settings.max_queued_requests,
             # Callers' credentials never share a call.
             key=lambda call: call.headers.get("authorization"),
+            # Each request's rows are checked before they join a call; should a shared
+            # call be refused all the same, each request is sent alone, so that only the
+            # one at fault fails. Not when the predictor is down or slow: no request is.
+            retry_alone=lambda exc: not isinstance(exc, PredictorTimeout | PredictorUnavailable),
         )
         self._capture = _capture_store(settings)
         self.ready = True
@@ -100,15 +109,16 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
         """Validate the raw records: a 400 naming row and field, or the records by column."""
         if isinstance(payload, InferRequest):
             caller: Literal["v1", "v2"] = "v2"
-            columns = protocol.records_from_v2(payload)
+            columns, where = protocol.records_from_v2(payload), "records"
         else:
             caller = "v1"
-            columns = protocol.records_from_v1(payload)
+            columns, where = protocol.records_from_v1(payload), "instances"
+        features = protocol.checked_features(columns, where=where)
         forwarded = forwarded_headers(headers)
         # The caller's id, or a new one; it travels as a value, never by
         # writing into the caller's headers.
         request_id = forwarded.setdefault(answers.REQUEST_ID_HEADER, str(uuid.uuid4()))
-        return PredictorCall(caller, request_id, columns, forwarded)
+        return PredictorCall(caller, request_id, columns, forwarded, features)
 
     def validate(self, payload: Any) -> Any:
         # KServe's check expects a dict body; ours is a PredictorCall.
@@ -124,11 +134,9 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
         return Answer(payload, await self._batcher.submit(payload))
 
     async def _call_predictor(self, calls: list[PredictorCall]) -> list[answers.Prediction]:
-        """Compute the features of ``calls`` and send them in one request.
+        """Send the features of ``calls`` in one request.
 
-        Features are computed once for the batch (NumPy's cost per call outweighs its
-        cost per row). The call carries the first caller's trace headers; the
-        others are logged.
+        The call carries the first caller's trace headers; the others are logged.
         """
         s = self.settings
         first = calls[0]
@@ -139,8 +147,7 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
                 ", ".join(c.request_id for c in calls),
                 extra={"request_id": first.request_id},
             )
-        records = _joined_records(calls)
-        features = compute_features(records)
+        features = _joined_features(calls)
         if s.predictor_protocol == "v2":
             path, parse = f"/v2/models/{s.model_name}/infer", answers.parse_v2
             content, described = protocol.to_predictor_v2(
@@ -162,7 +169,7 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
             )
         if self._capture is not None:
             self._capture.offer(
-                records,
+                _joined_records(calls),
                 features,
                 prediction,
                 [(c.request_id, n) for c, n in zip(calls, rows, strict=True)],
@@ -204,9 +211,16 @@ def _capture_store(settings: TransformerSettings) -> CaptureStore | None:
 
 
 def _joined_records(calls: list[PredictorCall]) -> dict[str, list[Any]]:
-    """The records of ``calls`` as one set of columns, in call order."""
+    """The records of ``calls`` as one set of columns, in call order (for capture)."""
     if len(calls) == 1:
         return calls[0].records
     return {
         name: list(chain.from_iterable(c.records[name] for c in calls)) for name in calls[0].records
     }
+
+
+def _joined_features(calls: list[PredictorCall]) -> dict[str, npt.NDArray[Any]]:
+    """The features of ``calls`` as one set of columns, in call order."""
+    if len(calls) == 1:
+        return calls[0].features
+    return {name: np.concatenate([c.features[name] for c in calls]) for name in FEATURE_NAMES}

@@ -27,11 +27,14 @@ from kserve import InferInput, InferRequest
 from common import tensors
 from common.bodies import json_body
 from common.contract import FEATURES
+from common.errors import quoted
 from transformer.errors import InvalidRecord
+from transformer.features import compute_features
 from transformer.schema import RAW_FIELDS, validate_columns, validate_records
 
 __all__ = [
     "RAW_DATATYPES",
+    "checked_features",
     "Encoded",
     "RECORDS_INPUT",
     "records_from_v1",
@@ -86,6 +89,39 @@ def records_from_v2(request: InferRequest) -> dict[str, list[Any]]:
     if len(set(lengths.values())) != 1:
         raise InvalidRecord(f"inputs must all have the same length, got {lengths}")
     return validate_columns(columns, where="records")
+
+
+# Which raw fields each floating-point feature is computed from, for messages.
+_SOURCES: Final = {
+    "unit_price": ("unit_price",),
+    "discount_pct": ("discount_pct",),
+    "effective_price": ("unit_price", "discount_pct"),
+}
+
+
+def checked_features(columns: Mapping[str, list[Any]], *, where: str) -> dict[str, Any]:
+    """One request's features, computed before it may share a predictor call.
+
+    Validated records give finite features (every number is bounded); this check
+    makes sure of it, so that no request's values can make a gathered predictor
+    call fail for the others: a non-finite feature is this request's 400, naming
+    the row and the fields it came from.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # found and named below
+        features = compute_features(columns)
+    for feature in FEATURES:
+        values = features[feature.name]
+        if values.dtype.kind != "f":
+            continue
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            row = int(bad[0])
+            fields = _SOURCES.get(feature.name, ("date",))
+            quoted_fields = ", ".join(f"{name}={quoted(columns[name][row])}" for name in fields)
+            raise InvalidRecord(
+                f"{where}[{row}] is invalid: {quoted_fields} give a non-finite {feature.name}"
+            )
+    return features
 
 
 #: An encoded request body and the headers that describe it.

@@ -33,10 +33,11 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 from typing_extensions import TypedDict
 
+from common.errors import quoted
 from transformer.errors import InvalidRecord
 from transformer.features import CATEGORIES
 
-__all__ = ["RAW_FIELDS", "RawRecord", "validate_columns", "validate_records"]
+__all__ = ["MAX_UNIT_PRICE", "RAW_FIELDS", "RawRecord", "validate_columns", "validate_records"]
 
 # Every rule is declared as a constraint pydantic-core checks in Rust: a Python
 # validator per field would be far costlier on a large request. Only the
@@ -45,7 +46,10 @@ __all__ = ["RAW_FIELDS", "RawRecord", "validate_columns", "validate_records"]
 # bounds on each branch: on the union as a whole they would be Python validators, much
 # slower. Where both branches fail, _one_per_field shows the bound rather than the type.
 _FINITE: Final = Field(allow_inf_nan=False)
-_POSITIVE: Final = Field(gt=0)
+#: Highest unit price accepted. Every number has finite bounds, so that no feature
+#: computed from a valid record can overflow (effective_price is at most this).
+MAX_UNIT_PRICE: Final = 1_000_000
+_PRICE: Final = Field(gt=0, le=MAX_UNIT_PRICE)
 _FRACTION: Final = Field(ge=0, le=1)
 
 
@@ -61,8 +65,8 @@ class RawRecord(TypedDict):
     """Item identifier: I and four digits, e.g. I0457."""
     category: Literal[CATEGORIES]  # type: ignore[valid-type]
     """Product category, one of transformer.features.CATEGORIES."""
-    unit_price: Annotated[StrictInt, _POSITIVE] | Annotated[StrictFloat, _POSITIVE, _FINITE]
-    """List price of one unit, greater than 0."""
+    unit_price: Annotated[StrictInt, _PRICE] | Annotated[StrictFloat, _PRICE, _FINITE]
+    """List price of one unit, greater than 0 and at most MAX_UNIT_PRICE."""
     discount_pct: Annotated[StrictInt, _FRACTION] | Annotated[StrictFloat, _FRACTION, _FINITE]
     """Discount as a fraction between 0 and 1."""
     on_promotion: StrictBool
@@ -98,12 +102,17 @@ _REASONS: Final = {
     "bool_type": "expected true or false",
     "int_type": "expected a number",
     "float_type": "expected a number",
-    "greater_than": "expected a number greater than 0",
     "finite_number": "expected a finite number",
-    "greater_than_equal": "expected a number between 0 and 1",
-    "less_than_equal": "expected a number between 0 and 1",
     "dict_type": "expected a JSON object with the record's fields",
 }
+#: Each number's bounds, said once for every bound it breaks.
+_BOUNDS: Final = {
+    "unit_price": f"expected a number greater than 0 and at most {MAX_UNIT_PRICE}",
+    "discount_pct": "expected a number between 0 and 1",
+}
+_BOUND_ERRORS: Final = frozenset(
+    {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+)
 _MAX_PROBLEMS: Final = 5
 _PATTERNS: Final = {
     "date": "expected a calendar date as YYYY-MM-DD",
@@ -207,7 +216,7 @@ def _check_calendar(dates: list[str], where: str) -> None:
                 datetime.date.fromisoformat(value)
             except ValueError:
                 raise InvalidRecord(
-                    f"{where}[{row}].date={value!r} is invalid: {_PATTERNS['date']}"
+                    f"{where}[{row}].date={quoted(value)} is invalid: {_PATTERNS['date']}"
                 ) from None
         raise
 
@@ -288,13 +297,15 @@ def _text(problem: _Problem, missing: Mapping[int | str, list[str]], where: str)
         return f"{where}[{row}] is missing required {noun} {', '.join(fields)}"
     if field is None:
         return f"{where}[{row}] is invalid: {_reason(error, field)}"
-    return f"{where}[{row}].{field}={value!r} is invalid: {_reason(error, field)}"
+    return f"{where}[{row}].{field}={quoted(value)} is invalid: {_reason(error, field)}"
 
 
 def _reason(error: ErrorDetails, field: str | None) -> str:
     kind = error["type"]
     if kind == "string_pattern_mismatch":
         return _PATTERNS[str(field)]
+    if kind in _BOUND_ERRORS and field in _BOUNDS:
+        return _BOUNDS[field]
     if kind == "value_error":
         return str(error.get("ctx", {}).get("error", error["msg"]))
     return _REASONS.get(kind) or str(error["msg"])

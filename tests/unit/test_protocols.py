@@ -79,7 +79,8 @@ def test_v2_columnar_and_records_forms_name_the_same_problems() -> None:
             protocol.records_from_v2(request)
         messages.append(str(info.value))
     expected = (
-        "records[0].unit_price=-1 is invalid: expected a number greater than 0; "
+        "records[0].unit_price=-1 is invalid: expected a number greater than 0 "
+        "and at most 1000000; "
         "records[0].discount_pct=1.5 is invalid: expected a number between 0 and 1; "
         "records[2].on_promotion=1 is invalid: expected true or false"
     )

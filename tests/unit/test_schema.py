@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from common.errors import quoted
 from tests.unit.records import VALID, record
 from transformer.errors import InvalidRecord
 from transformer.features import CATEGORIES
@@ -27,32 +28,32 @@ def test_valid_records_come_back_column_by_column() -> None:
         ),
         (
             record(unit_price=-1),
-            "row[1].unit_price=-1 is invalid: expected a number greater than 0",
+            "row[1].unit_price=-1 is invalid: expected a number greater than 0 and at most 1000000",
         ),
-        (record(unit_price="3.49"), "row[1].unit_price='3.49' is invalid: expected a number"),
+        (record(unit_price="3.49"), 'row[1].unit_price="3.49" is invalid: expected a number'),
         (
             record(date="2026-02-30"),
-            "row[1].date='2026-02-30' is invalid: expected a calendar date",
+            'row[1].date="2026-02-30" is invalid: expected a calendar date',
         ),
         (
             record(date="14/03/2026"),
-            "row[1].date='14/03/2026' is invalid: expected a calendar date",
+            'row[1].date="14/03/2026" is invalid: expected a calendar date',
         ),
-        (record(category="toys"), "row[1].category='toys' is invalid: expected one of bakery"),
-        (record(store_id="12"), "row[1].store_id='12' is invalid: expected S and three digits"),
-        (record(item_id="I12"), "row[1].item_id='I12' is invalid: expected I and four digits"),
+        (record(category="toys"), 'row[1].category="toys" is invalid: expected one of bakery'),
+        (record(store_id="12"), 'row[1].store_id="12" is invalid: expected S and three digits'),
+        (record(item_id="I12"), 'row[1].item_id="I12" is invalid: expected I and four digits'),
         (
             record(on_promotion="yes"),
-            "row[1].on_promotion='yes' is invalid: expected true or false",
+            'row[1].on_promotion="yes" is invalid: expected true or false',
         ),
         (record(is_holiday=1), "row[1].is_holiday=1 is invalid: expected true or false"),
         (record(category=...), "row[1] is missing required field category"),
-        (record(colour="red"), "row[1].colour='red' is invalid: unknown field"),
+        (record(colour="red"), 'row[1].colour="red" is invalid: unknown field'),
         (
             # As many fields as a record has, one of them misspelt.
             record(category=..., categry="dairy"),
             "row[1] is missing required field category; "
-            "row[1].categry='dairy' is invalid: unknown field",
+            'row[1].categry="dairy" is invalid: unknown field',
         ),
         ("not a record", "row[1] is invalid: expected a JSON object"),
     ],
@@ -66,7 +67,9 @@ def test_a_bad_record_is_named_by_row_field_value_and_reason(bad: Any, message: 
 
 
 def test_a_number_that_is_not_finite_is_refused() -> None:
-    with pytest.raises(InvalidRecord, match="unit_price=inf is invalid: expected a finite number"):
+    with pytest.raises(
+        InvalidRecord, match="unit_price=Infinity is invalid: expected a finite number"
+    ):
         validate_records([record(unit_price=float("inf"))])
 
 
@@ -120,8 +123,8 @@ DATE = "expected a calendar date as YYYY-MM-DD"
         ("unit_price", "3.49", NUMBER),
         ("unit_price", None, NUMBER),
         ("unit_price", True, NUMBER),
-        ("unit_price", 0, "expected a number greater than 0"),
-        ("unit_price", -0.5, "expected a number greater than 0"),
+        ("unit_price", 0, "expected a number greater than 0 and at most 1000000"),
+        ("unit_price", -0.5, "expected a number greater than 0 and at most 1000000"),
         ("unit_price", float("inf"), "expected a finite number"),
         ("unit_price", float("nan"), "expected a finite number"),
         ("discount_pct", [0.1], NUMBER),
@@ -139,7 +142,7 @@ DATE = "expected a calendar date as YYYY-MM-DD"
 )
 def test_columns_and_records_name_a_bad_value_alike(field: str, value: Any, reason: str) -> None:
     by_record, by_column = both_messages([VALID, record(**{field: value}), VALID])
-    assert by_column == by_record == f"records[1].{field}={value!r} is invalid: {reason}"
+    assert by_column == by_record == f"records[1].{field}={quoted(value)} is invalid: {reason}"
 
 
 def test_columns_and_records_name_missing_and_unknown_fields_alike() -> None:
@@ -153,10 +156,11 @@ def test_columns_and_records_name_missing_and_unknown_fields_alike() -> None:
     assert by_column == by_record
     assert by_column == (
         "records[0] is missing required fields item_id, category; "
-        f"records[0].colour='red' is invalid: {unknown}; "
+        f'records[0].colour="red" is invalid: {unknown}; '
         "records[1] is missing required fields item_id, category; "
-        "records[1].unit_price=0 is invalid: expected a number greater than 0; "
-        f"records[1].colour='blue' is invalid: {unknown}"
+        "records[1].unit_price=0 is invalid: expected a number greater than 0 "
+        "and at most 1000000; "
+        f'records[1].colour="blue" is invalid: {unknown}'
     )
 
 
@@ -167,10 +171,12 @@ def test_columns_and_records_list_the_same_first_five_problems_in_record_order()
     by_record, by_column = both_messages(bad)
     assert by_column == by_record
     assert by_column == (
-        "records[0].unit_price=-1 is invalid: expected a number greater than 0; "
+        "records[0].unit_price=-1 is invalid: expected a number greater than 0 "
+        "and at most 1000000; "
         "records[0].discount_pct=1.5 is invalid: expected a number between 0 and 1; "
         "records[0].is_holiday=1 is invalid: expected true or false; "
-        "records[1].unit_price=-1 is invalid: expected a number greater than 0; "
+        "records[1].unit_price=-1 is invalid: expected a number greater than 0 "
+        "and at most 1000000; "
         "records[1].discount_pct=1.5 is invalid: expected a number between 0 and 1; "
         "and 4 more problem(s)"
     )
