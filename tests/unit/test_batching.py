@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -8,7 +9,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from common.batching import MicroBatcher
+from common.batching import BatchFailed, MicroBatcher
+from common.errors import Overloaded
 
 Matrix = npt.NDArray[np.float64]
 Model = Callable[[Matrix], Matrix]
@@ -222,3 +224,164 @@ def test_a_run_returning_too_few_results_fails_its_batch_not_the_batcher() -> No
         return await asyncio.wait_for(batcher.submit(2), timeout=5)
 
     assert asyncio.run(scenario()) == 2
+
+
+# Hardening (issue 10): one caller must not harm another, nor the batcher.
+
+
+def test_a_full_queue_answers_overloaded_with_retry_after_at_once() -> None:
+    async def scenario() -> tuple[list[object], int]:
+        release = asyncio.Event()
+
+        async def run(items: list[int]) -> list[int]:
+            await release.wait()
+            return items
+
+        batcher = MicroBatcher(run, rows=lambda _: 1, max_batch_size=2, max_wait_ms=0, max_queue=3)
+        waiting = []
+        for group in ([0, 1], [2, 3, 4]):
+            waiting += [asyncio.ensure_future(batcher.submit(i)) for i in group]
+            for _ in range(10):  # the worker takes what is queued
+                await asyncio.sleep(0)
+        # One batch of two runs; three more wait: the queue is full.
+        with pytest.raises(Overloaded) as refused:
+            await asyncio.wait_for(batcher.submit(99), timeout=1)
+        with pytest.raises(Overloaded):
+            await asyncio.wait_for(batcher.submit(99), timeout=1)
+        release.set()
+        done = list(await asyncio.wait_for(asyncio.gather(*waiting), timeout=5))
+        return [refused.value.headers, refused.value.status_code, *done], len(batcher._queue)
+
+    outcome, left = asyncio.run(scenario())
+    assert outcome[:2] == [{"retry-after": "1"}, 503]
+    assert outcome[2:] == [0, 1, 2, 3, 4]
+    assert left == 0
+
+
+def test_a_caller_that_has_gone_is_not_computed() -> None:
+    computed: list[int] = []
+
+    async def scenario() -> int:
+        release = asyncio.Event()
+
+        async def run(items: list[int]) -> list[int]:
+            computed.extend(items)
+            await release.wait()
+            return items
+
+        batcher = MicroBatcher(run, rows=lambda _: 1, max_batch_size=64, max_wait_ms=0)
+        first = asyncio.ensure_future(batcher.submit(1))
+        await asyncio.sleep(0.01)  # 1 runs; 2 and 3 queue behind it
+        gone = asyncio.ensure_future(batcher.submit(2))
+        stays = asyncio.ensure_future(batcher.submit(3))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        release.set()
+        await first
+        return await asyncio.wait_for(stays, timeout=5)
+
+    assert asyncio.run(scenario()) == 3
+    assert computed == [1, 3]
+
+
+class Fatal(BaseException):
+    """Not an Exception: what a careless ``except Exception`` lets through."""
+
+
+def test_a_base_exception_answers_every_caller_and_the_batcher_lives_on() -> None:
+    calls = {"n": 0}
+
+    async def run(items: list[int]) -> list[int]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            await asyncio.sleep(0.01)  # let the others join the batch
+            raise Fatal()
+        return items
+
+    batcher = MicroBatcher(run, rows=lambda _: 1, max_batch_size=64, max_wait_ms=0)
+
+    async def scenario() -> tuple[list[object], int]:
+        first = await asyncio.wait_for(
+            asyncio.gather(*(batcher.submit(i) for i in range(3)), return_exceptions=True),
+            timeout=5,
+        )
+        return list(first), await asyncio.wait_for(batcher.submit(7), timeout=5)
+
+    first, later = asyncio.run(scenario())
+    assert all(isinstance(o, BatchFailed) and "Fatal" in str(o) for o in first)
+    assert later == 7
+
+
+def test_a_batch_that_fails_is_retried_alone_so_only_the_guilty_item_fails() -> None:
+    batches: list[list[int]] = []
+
+    async def run(items: list[int]) -> list[int]:
+        batches.append(items)
+        await asyncio.sleep(0.001)
+        if -1 in items:
+            raise ValueError("-1 is poison")
+        return [i * 10 for i in items]
+
+    batcher = MicroBatcher(
+        run, rows=lambda _: 1, max_batch_size=64, max_wait_ms=0, retry_alone=lambda e: True
+    )
+
+    async def scenario() -> list[object]:
+        items = [1, 2, -1, 3, 4]
+        calls = [batcher.submit(i) for i in items]
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    outcomes = asyncio.run(scenario())
+    assert outcomes[:2] == [10, 20] and outcomes[3:] == [30, 40]
+    assert isinstance(outcomes[2], ValueError)
+    assert any(len(b) > 1 and -1 in b for b in batches)  # it was gathered, then isolated
+
+
+def test_without_retry_alone_a_failed_batch_fails_all_its_callers() -> None:
+    async def run(items: list[int]) -> list[int]:
+        await asyncio.sleep(0.001)
+        raise ValueError("no")
+
+    batcher = MicroBatcher(run, rows=lambda _: 1, max_batch_size=64, max_wait_ms=0)
+
+    async def scenario() -> list[object]:
+        return list(
+            await asyncio.gather(*(batcher.submit(i) for i in range(3)), return_exceptions=True)
+        )
+
+    assert all(isinstance(o, ValueError) for o in asyncio.run(scenario()))
+
+
+def test_a_batcher_serves_one_event_loop_after_another() -> None:
+    model = CountingModel()
+    batcher = batcher_of(model, max_batch_size=64, max_wait_ms=0)
+    for value in (1, 2, 3):  # each asyncio.run is a new loop; the old one is closed
+        assert asyncio.run(asyncio.wait_for(batcher.submit(rows(value)), 5)).tolist() == [
+            [2 * value]
+        ]
+
+
+def test_a_batcher_refuses_a_second_loop_while_the_first_still_runs() -> None:
+    model = CountingModel()
+    batcher = batcher_of(model, max_batch_size=64, max_wait_ms=0)
+    other = asyncio.new_event_loop()
+    thread = threading.Thread(target=other.run_forever, daemon=True)
+    thread.start()
+    try:
+        first = asyncio.run_coroutine_threadsafe(batcher.submit(rows(1)), other)
+        assert first.result(timeout=5).tolist() == [[2]]
+        with pytest.raises(RuntimeError, match="another event loop"):
+            asyncio.run(batcher.submit(rows(2)))
+    finally:
+        asyncio.run_coroutine_threadsafe(cancel_others(), other).result(timeout=5)
+        other.call_soon_threadsafe(other.stop)
+        thread.join(5)
+        other.close()
+
+
+async def cancel_others() -> None:
+    """Cancel every other task of the running loop and wait for them to end."""
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
