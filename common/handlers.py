@@ -31,7 +31,9 @@ __all__ = ["infer_v2", "predict_v1", "serving_error_handler"]
 async def serving_error_handler(_: fastapi.Request, exc: Exception) -> JSONResponse:
     """Answer a :class:`ServingError` with its own status and ``{"error": reason}``."""
     assert isinstance(exc, ServingError)
-    return JSONResponse(status_code=int(exc.status_code), content={"error": exc.reason})
+    return JSONResponse(
+        status_code=int(exc.status_code), content={"error": exc.reason}, headers=exc.headers
+    )
 
 
 async def infer_v2(dataplane: DataPlane, raw_request: Request, model_name: str) -> Response:

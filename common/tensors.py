@@ -12,8 +12,10 @@ numeric inputs become NumPy views of the body, and tensors are written as they a
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Mapping, Sequence
+from http import HTTPStatus
 from typing import Any, Final
 
 import numpy as np
@@ -21,18 +23,18 @@ import numpy.typing as npt
 import orjson
 from kserve import InferInput, InferRequest
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
-from kserve.protocol.infer_type import (
-    RequestedOutput,
-    deserialize_bytes_tensor,
-    serialize_byte_tensor,
-)
+from kserve.protocol.infer_type import RequestedOutput, serialize_byte_tensor
 from kserve.utils.numpy_codec import to_np_dtype
 
-from common.errors import ClientError
+from common.errors import ClientError, quoted
 
 __all__ = [
     "BINARY_CONTENT_TYPE",
     "HEADER_LENGTH",
+    "MAX_BYTES_ELEMENTS",
+    "check_element_count",
+    "checked_shape",
+    "element_count",
     "binary_request",
     "read_binary",
     "read_binary_request",
@@ -41,6 +43,8 @@ __all__ = [
 #: The request header that carries the JSON header's length in bytes.
 HEADER_LENGTH: Final = INFERENCE_CONTENT_LENGTH_HEADER
 BINARY_CONTENT_TYPE: Final = "application/octet-stream"
+#: Most elements of one binary BYTES tensor read by default; each is a Python object.
+MAX_BYTES_ELEMENTS: Final = 100_000
 
 # The extension's numbers are little-endian whatever the host's byte order.
 _DTYPES: Final = {
@@ -110,12 +114,20 @@ def binary_request(
     }
 
 
-def read_binary_request(body: bytes, headers: Mapping[str, str], model_name: str) -> InferRequest:
+def read_binary_request(
+    body: bytes,
+    headers: Mapping[str, str],
+    model_name: str,
+    *,
+    max_bytes_elements: int = MAX_BYTES_ELEMENTS,
+) -> InferRequest:
     """Decode a binary V2 request; a malformed one raises ``ClientError`` (400).
 
     ``headers`` must hold :data:`HEADER_LENGTH`, with lower-case names.
     """
-    header = read_binary(body, headers.get(HEADER_LENGTH), "inputs")
+    header = read_binary(
+        body, headers.get(HEADER_LENGTH), "inputs", max_bytes_elements=max_bytes_elements
+    )
     inputs = [
         InferInput(t["name"], t["shape"], t["datatype"], data=t["data"], parameters=t["parameters"])
         for t in header["inputs"]
@@ -136,7 +148,13 @@ def read_binary_request(body: bytes, headers: Mapping[str, str], model_name: str
     )
 
 
-def read_binary(body: bytes, json_length: str | None, tensors: str) -> dict[str, Any]:
+def read_binary(
+    body: bytes,
+    json_length: str | None,
+    tensors: str,
+    *,
+    max_bytes_elements: int = MAX_BYTES_ELEMENTS,
+) -> dict[str, Any]:
     """Read a binary V2 request or answer into its JSON header, tensors' data filled in.
 
     Parameters
@@ -147,6 +165,9 @@ def read_binary(body: bytes, json_length: str | None, tensors: str) -> dict[str,
         The value of the :data:`HEADER_LENGTH` header.
     tensors : {"inputs", "outputs"}
         Which list of the header describes the tensors.
+    max_bytes_elements : int
+        Most elements of one BYTES tensor (each becomes a Python object); a larger
+        one is refused (413) before any is made.
 
     Returns
     -------
@@ -168,7 +189,7 @@ def read_binary(body: bytes, json_length: str | None, tensors: str) -> dict[str,
         raise ClientError(f"the first {length} bytes are not a V2 header with {tensors}") from None
     offset = length
     for position, spec in enumerate(described):
-        offset = _read_tensor(spec, body, offset, tensors, position)
+        offset = _read_tensor(spec, body, offset, tensors, position, max_bytes_elements)
     if offset != len(body):
         raise ClientError(f"the body has {len(body) - offset} byte(s) after the last tensor")
     return header
@@ -181,40 +202,123 @@ def _header_length(value: str | None, body_length: int) -> int:
         length = -1
     if not 0 < length <= body_length:
         raise ClientError(
-            f"{HEADER_LENGTH}={value!r} is invalid: expected the JSON header's length, "
+            f"{HEADER_LENGTH}={quoted(value)} is invalid: expected the JSON header's length, "
             f"between 1 and the body's {body_length} bytes"
         )
     return length
 
 
-def _read_tensor(spec: Any, body: bytes, offset: int, tensors: str, position: int) -> int:
-    """Fill ``spec["data"]`` from ``body`` at ``offset``; return where the next begins."""
-    try:
-        name, shape, datatype = str(spec["name"]), list(spec["shape"]), str(spec["datatype"])
-        parameters = dict(spec.get("parameters") or {})
-    except (KeyError, TypeError, ValueError):
-        raise ClientError(f"{tensors}[{position}] lacks a name, shape or datatype") from None
+def _read_tensor(
+    spec: Any, body: bytes, offset: int, tensors: str, position: int, max_bytes_elements: int
+) -> int:
+    """Fill ``spec["data"]`` from ``body`` at ``offset``; return where the next begins.
+
+    The shape is checked against the bytes before anything is allocated from it.
+    """
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise ClientError(f"{tensors}[{position}] lacks a name, shape or datatype")
+    name, shape, datatype = spec["name"], spec.get("shape"), spec.get("datatype")
+    what = f"{tensors[:-1]} {name}"
+    if not isinstance(datatype, str) or not isinstance(spec.get("parameters") or {}, dict):
+        raise ClientError(f"{tensors}[{position}] lacks a name, shape or datatype")
+    parameters = dict(spec.get("parameters") or {})
     spec["parameters"] = parameters
     if "data" in spec:  # JSON data may sit beside binary tensors
+        elements = checked_shape(shape, what)
+        check_element_count(elements, element_count(spec["data"]), what, shape)
         return offset
     size = parameters.pop("binary_data_size", None)
     dtype = _DTYPES.get(datatype)
-    if not isinstance(size, int) or size < 0 or offset + size > len(body) or dtype is None:
+    if (
+        not isinstance(size, int)
+        or isinstance(size, bool)
+        or size < 0
+        or offset + size > len(body)
+        or dtype is None
+    ):
         raise ClientError(
-            f"{tensors[:-1]} {name} is invalid: expected a known datatype and a "
-            "binary_data_size within the body"
+            f"{what} is invalid: expected a known datatype and a binary_data_size within the body"
         )
-    try:
-        if datatype == "BYTES":
-            data = deserialize_bytes_tensor(body[offset : offset + size]).reshape(shape)
-        else:
-            count = size // dtype.itemsize
-            data = np.frombuffer(body, dtype=dtype, count=count, offset=offset).reshape(shape)
-            if count * dtype.itemsize != size:
-                raise ValueError(f"{size} bytes are not a whole number of {datatype}")
-    except (ValueError, IndexError, struct.error) as exc:
-        raise ClientError(
-            f"{tensors[:-1]} {name} does not match its shape {shape}: {exc}"
-        ) from None
+    elements = checked_shape(shape, what)
+    chunk = memoryview(body)[offset : offset + size]
+    if datatype == "BYTES":
+        if elements > max_bytes_elements:
+            raise ClientError(
+                f"{what} has {elements} BYTES elements: at most {max_bytes_elements} are accepted",
+                status_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            )
+        data = _bytes_elements(chunk, elements, what, shape).reshape(shape)
+    else:
+        if elements * dtype.itemsize != size:
+            raise ClientError(
+                f"{what} does not match its shape {shape}: {size} bytes are not "
+                f"{elements} {datatype} elements"
+            )
+        data = np.frombuffer(body, dtype=dtype, count=elements, offset=offset).reshape(shape)
     spec["data"] = data
     return offset + size
+
+
+def checked_shape(shape: Any, what: str) -> int:
+    """The element count of a V2 ``shape``; a ``ClientError`` unless it is a list of
+    non-negative integers. Nothing is allocated from it.
+
+    Examples
+    --------
+    >>> checked_shape([2, 3], "input x")
+    6
+    >>> checked_shape([-5], "input x")
+    Traceback (most recent call last):
+    ...
+    common.errors.ClientError: input x has shape [-5]: expected a list of integers >= 0
+    """
+    if not isinstance(shape, list | tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise ClientError(f"{what} has shape {quoted(shape)}: expected a list of integers >= 0")
+    return math.prod(shape)
+
+
+def element_count(data: Any) -> int:
+    """Elements in a tensor's ``data``: a NumPy array, or a flat or nested JSON list."""
+    if isinstance(data, np.ndarray):
+        return int(data.size)
+    if isinstance(data, list | tuple):
+        if data and isinstance(data[0], list | tuple):
+            return sum(element_count(row) if isinstance(row, list | tuple) else 1 for row in data)
+        return len(data)
+    return 1
+
+
+def check_element_count(expected: int, actual: int, what: str, shape: Any) -> None:
+    """A ``ClientError`` when a tensor's data does not fill its shape exactly."""
+    if expected != actual:
+        raise ClientError(
+            f"{what} does not match its shape {quoted(shape)}: {actual} element(s) "
+            f"for the {expected} it describes"
+        )
+
+
+def _bytes_elements(chunk: memoryview, elements: int, what: str, shape: Any) -> npt.NDArray[Any]:
+    """Exactly ``elements`` BYTES elements (4-byte length, then the bytes) from ``chunk``."""
+    values = np.empty(elements, dtype=object)
+    offset, end = 0, len(chunk)
+    for index in range(elements):
+        if offset + 4 > end:
+            break
+        (length,) = struct.unpack_from("<I", chunk, offset)
+        offset += 4
+        if offset + length > end:
+            raise ClientError(
+                f"{what} does not match its shape {quoted(shape)}: element {index} runs past "
+                "the tensor's bytes"
+            )
+        values[index] = bytes(chunk[offset : offset + length])
+        offset += length
+    else:
+        if offset == end:
+            return values
+    raise ClientError(
+        f"{what} does not match its shape {quoted(shape)}: its bytes do not hold exactly "
+        f"{elements} element(s)"
+    )

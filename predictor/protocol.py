@@ -18,6 +18,8 @@ from kserve import InferRequest
 
 from common.bodies import json_body
 from common.contract import FEATURE_NAMES, FEATURES
+from common.errors import quoted
+from common.tensors import check_element_count, checked_shape, element_count
 from predictor.errors import InvalidFeatures
 
 __all__ = ["from_v1", "from_v2"]
@@ -50,6 +52,11 @@ def from_v2(request: InferRequest) -> npt.NDArray[np.float64]:
     if len(by_name) != _WIDTH:
         unknown = sorted(set(by_name) - set(FEATURE_NAMES))
         raise InvalidFeatures(f"unknown input(s) {', '.join(unknown)}")
+    for inp in request.inputs:  # before anything is allocated from a shape
+        what = f"input {inp.name}"
+        check_element_count(
+            checked_shape(inp.shape, what), element_count(inp.data), what, inp.shape
+        )
     shapes = {tuple(inp.shape) for inp in request.inputs}
     (shape,) = shapes if len(shapes) == 1 else ((),)
     if len(shape) not in (1, 2) or shape[1:] not in ((), (1,)) or not shape[0]:
@@ -83,7 +90,7 @@ def _as_matrix(rows: list[Any], where: str) -> npt.NDArray[np.float64]:
             for name, value in zip(FEATURE_NAMES, row, strict=True):
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise InvalidFeatures(
-                        f"{where}[{index}].{name}={value!r} is invalid: expected a number"
+                        f"{where}[{index}].{name}={quoted(value)} is invalid: expected a number"
                     ) from None
         raise
     _check_finite(matrix, where)

@@ -109,7 +109,9 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
         """Validate the raw records: a 400 naming row and field, or the records by column."""
         if isinstance(payload, InferRequest):
             caller: Literal["v1", "v2"] = "v2"
-            columns, where = protocol.records_from_v2(payload), "records"
+            columns = protocol.records_from_v2(payload)
+            by_record = any(i.name == protocol.RECORDS_INPUT for i in payload.inputs)
+            where: str | None = "records" if by_record else None  # None: by input
         else:
             caller = "v1"
             columns, where = protocol.records_from_v1(payload), "instances"

@@ -88,7 +88,7 @@ def records_from_v2(request: InferRequest) -> dict[str, list[Any]]:
     lengths = {name: len(values) for name, values in columns.items()}
     if len(set(lengths.values())) != 1:
         raise InvalidRecord(f"inputs must all have the same length, got {lengths}")
-    return validate_columns(columns, where="records")
+    return validate_columns(columns, where=None)  # named by input, as the caller sent them
 
 
 # Which raw fields each floating-point feature is computed from, for messages.
@@ -99,7 +99,7 @@ _SOURCES: Final = {
 }
 
 
-def checked_features(columns: Mapping[str, list[Any]], *, where: str) -> dict[str, Any]:
+def checked_features(columns: Mapping[str, list[Any]], *, where: str | None) -> dict[str, Any]:
     """One request's features, computed before it may share a predictor call.
 
     Validated records give finite features (every number is bounded); this check
@@ -119,7 +119,8 @@ def checked_features(columns: Mapping[str, list[Any]], *, where: str) -> dict[st
             fields = _SOURCES.get(feature.name, ("date",))
             quoted_fields = ", ".join(f"{name}={quoted(columns[name][row])}" for name in fields)
             raise InvalidRecord(
-                f"{where}[{row}] is invalid: {quoted_fields} give a non-finite {feature.name}"
+                f"{where or 'row'}[{row}] is invalid: {quoted_fields} give a non-finite "
+                f"{feature.name}"
             )
     return features
 
@@ -167,19 +168,44 @@ def to_predictor_v2(
 
 
 def _values(inp: InferInput) -> list[Any]:
-    """An input's elements as Python values, flattening shape [n, 1]."""
-    shape = list(inp.shape)
+    """An input's elements as Python values, flattening shape [n, 1].
+
+    The shape must describe the data exactly; BYTES must be UTF-8; BOOL takes
+    true/false, or exactly 0 and 1 as some Open Inference Protocol clients send them.
+    """
+    shape = inp.shape
+    what = f"input {inp.name}"
+    elements = tensors.checked_shape(shape, what)
     if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
-        raise InvalidRecord(f"input {inp.name} has shape {shape}: expected [n] or [n, 1]")
+        raise InvalidRecord(f"{what} has shape {list(shape)}: expected [n] or [n, 1]")
     # JSON data keeps the values exactly as sent; binary data comes as an array.
     data = inp.data
+    tensors.check_element_count(elements, tensors.element_count(data), what, shape)
     if data is None or isinstance(data, np.ndarray):
         data = np.asarray(inp.as_numpy()).tolist()
     if data and isinstance(data[0], list):  # [[v], [v], ...] for shape [n, 1]
         data = [value for row in data for value in row]
-    if inp.datatype == "BYTES" and data and isinstance(data[0], bytes):
-        return [v.decode() for v in data]
+    if inp.datatype == "BYTES":
+        return _text(data, inp.name)
+    if inp.datatype == "BOOL":
+        # 0 and 1 exactly (ints, not 1.0 or 2): what OIP clients that write BOOL as numbers send.
+        return [v == 1 if type(v) is int and v in (0, 1) else v for v in data]
     return list(data)
+
+
+def _text(data: list[Any], name: str) -> list[Any]:
+    """BYTES elements as text; bytes that are not UTF-8 are the caller's 400."""
+    values = list(data)
+    for index, value in enumerate(values):
+        if isinstance(value, bytes):
+            try:
+                values[index] = value.decode()
+            except UnicodeDecodeError as exc:
+                raise InvalidRecord(
+                    f"{name}[{index}] is invalid: expected UTF-8 text ({exc.reason} at byte "
+                    f"{exc.start})"
+                ) from None
+    return values
 
 
 def _json_records(inp: InferInput) -> list[Any]:

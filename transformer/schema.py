@@ -164,7 +164,9 @@ def validate_records(records: Sequence[Any], *, where: str = "row") -> dict[str,
     return columns
 
 
-def validate_columns(columns: Mapping[str, Sequence[Any]], *, where: str) -> dict[str, list[Any]]:
+def validate_columns(
+    columns: Mapping[str, Sequence[Any]], *, where: str | None
+) -> dict[str, list[Any]]:
     """Validate a batch sent column by column; return it as plain lists.
 
     The rules and the messages are those of :func:`validate_records` given the same
@@ -174,9 +176,10 @@ def validate_columns(columns: Mapping[str, Sequence[Any]], *, where: str) -> dic
     ----------
     columns : mapping of str to sequence
         One sequence of values per field of :class:`RawRecord`, all of the same length.
-    where : str
+    where : str or None
         How error messages name a record's position, e.g. ``"records"`` gives
-        ``records[3].unit_price=...``.
+        ``records[3].unit_price=...``; None names each value by its column, as a
+        V2 caller sent it: ``unit_price[3]=...``.
 
     Returns
     -------
@@ -193,10 +196,12 @@ def validate_columns(columns: Mapping[str, Sequence[Any]], *, where: str) -> dic
     data = {name: v if isinstance(v, list) else list(v) for name, v in columns.items()}
     lengths = {name: len(values) for name, values in data.items()}
     if len(set(lengths.values())) > 1:
-        raise InvalidRecord(f"{where} columns must all have the same length, got {lengths}")
+        raise InvalidRecord(
+            f"{where or 'the'} columns must all have the same length, got {lengths}"
+        )
     rows = next(iter(lengths.values()), 0)
     if not rows:
-        raise InvalidRecord(f"{where} is empty: send at least one record")
+        raise InvalidRecord(f"{where or 'the request'} is empty: send at least one record")
     try:
         validated = _COLUMNS.validate_python(data)
     except ValidationError as exc:
@@ -207,7 +212,7 @@ def validate_columns(columns: Mapping[str, Sequence[Any]], *, where: str) -> dic
     return result
 
 
-def _check_calendar(dates: list[str], where: str) -> None:
+def _check_calendar(dates: list[str], where: str | None) -> None:
     try:
         np.asarray(dates, dtype="datetime64[D]")
     except ValueError:
@@ -216,7 +221,7 @@ def _check_calendar(dates: list[str], where: str) -> None:
                 datetime.date.fromisoformat(value)
             except ValueError:
                 raise InvalidRecord(
-                    f"{where}[{row}].date={quoted(value)} is invalid: {_PATTERNS['date']}"
+                    f"{_at(where, row, 'date')}={quoted(value)} is invalid: {_PATTERNS['date']}"
                 ) from None
         raise
 
@@ -259,7 +264,7 @@ def _column_problems(
     return sorted(problems, key=lambda p: (p.row, rank[str(p.field)]))
 
 
-def _describe(problems: Sequence[_Problem], where: str) -> str:
+def _describe(problems: Sequence[_Problem], where: str | None) -> str:
     missing: dict[int | str, list[str]] = {}
     for problem in problems:
         if problem.error["type"] == "missing" and problem.field is not None:
@@ -289,15 +294,20 @@ def _refused_type(problem: _Problem) -> bool:
     return problem.error["type"].endswith("_type")  # pydantic's naming: int_type, ...
 
 
-def _text(problem: _Problem, missing: Mapping[int | str, list[str]], where: str) -> str:
+def _at(where: str | None, row: int | str, field: str) -> str:
+    """Where a value is, as the caller sent it: ``records[3].unit_price`` or ``unit_price[3]``."""
+    return f"{field}[{row}]" if where is None else f"{where}[{row}].{field}"
+
+
+def _text(problem: _Problem, missing: Mapping[int | str, list[str]], where: str | None) -> str:
     row, field, value, error = problem
     if error["type"] == "missing":
         fields = missing[row]
         noun = "field" if len(fields) == 1 else "fields"
-        return f"{where}[{row}] is missing required {noun} {', '.join(fields)}"
+        return f"{where or 'row'}[{row}] is missing required {noun} {', '.join(fields)}"
     if field is None:
-        return f"{where}[{row}] is invalid: {_reason(error, field)}"
-    return f"{where}[{row}].{field}={quoted(value)} is invalid: {_reason(error, field)}"
+        return f"{where or 'row'}[{row}] is invalid: {_reason(error, field)}"
+    return f"{_at(where, row, field)}={quoted(value)} is invalid: {_reason(error, field)}"
 
 
 def _reason(error: ErrorDetails, field: str | None) -> str:

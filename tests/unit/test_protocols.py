@@ -11,6 +11,7 @@ from kserve import InferInput, InferRequest
 
 from common import answers, tensors
 from common.contract import FEATURE_NAMES, FEATURES
+from common.errors import ClientError
 from predictor import protocol as predictor_protocol
 from predictor.errors import InvalidFeatures
 from tests.unit.records import VALID, record
@@ -62,13 +63,13 @@ def test_v2_columns_of_different_lengths_are_refused() -> None:
         protocol.records_from_v2(request)
 
 
-def test_v2_bad_values_are_named_by_record_and_field() -> None:
-    with pytest.raises(InvalidRecord, match=r"records\[1\]\.discount_pct=1\.7 is invalid"):
+def test_v2_bad_values_are_named_by_the_input_the_caller_sent() -> None:
+    with pytest.raises(InvalidRecord, match=r"^discount_pct\[1\]=1\.7 is invalid"):
         protocol.records_from_v2(columnar([VALID, record(discount_pct=1.7)]))
 
 
-def test_v2_columnar_and_records_forms_name_the_same_problems() -> None:
-    records = [record(unit_price=-1, discount_pct=1.5), VALID, record(on_promotion=1)]
+def test_v2_columnar_and_records_forms_name_the_same_problems_each_in_its_own_terms() -> None:
+    records = [record(unit_price=-1, discount_pct=1.5), VALID, record(on_promotion="yes")]
     as_json = [orjson.dumps(r).decode() for r in records]
     by_records = InferRequest(
         model_name="m", infer_inputs=[InferInput("records", [3], "BYTES", data=as_json)]
@@ -78,13 +79,53 @@ def test_v2_columnar_and_records_forms_name_the_same_problems() -> None:
         with pytest.raises(InvalidRecord) as info:
             protocol.records_from_v2(request)
         messages.append(str(info.value))
-    expected = (
+    by_input = (
+        "unit_price[0]=-1 is invalid: expected a number greater than 0 and at most 1000000; "
+        "discount_pct[0]=1.5 is invalid: expected a number between 0 and 1; "
+        'on_promotion[2]="yes" is invalid: expected true or false'
+    )
+    by_record = (
         "records[0].unit_price=-1 is invalid: expected a number greater than 0 "
         "and at most 1000000; "
         "records[0].discount_pct=1.5 is invalid: expected a number between 0 and 1; "
-        "records[2].on_promotion=1 is invalid: expected true or false"
+        'records[2].on_promotion="yes" is invalid: expected true or false'
     )
-    assert messages == [expected, expected]
+    assert messages == [by_input, by_record]
+
+
+def test_v2_bool_inputs_take_true_false_and_exactly_0_and_1() -> None:
+    request = columnar([VALID, VALID, VALID])
+    promoted = next(i for i in request.inputs if i.name == "on_promotion")
+    promoted._data = [1, 0, True]
+    assert protocol.records_from_v2(request)["on_promotion"] == [True, False, True]
+    for bad in (2, 1.0, -1, "1"):
+        promoted._data = [1, bad, 0]
+        with pytest.raises(InvalidRecord, match=r"on_promotion\[1\]=.* expected true or false"):
+            protocol.records_from_v2(request)
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ([2], r"input date does not match its shape \[2\]: 3 element\(s\) for the 2"),
+        ([4], r"input date does not match its shape \[4\]: 3 element\(s\) for the 4"),
+        ([-3], r"input date has shape \[-3\]: expected a list of integers >= 0"),
+        ([10**12], r"input date does not match its shape"),
+    ],
+)
+def test_v2_shapes_must_describe_the_data_exactly(shape: list[int], message: str) -> None:
+    request = columnar([VALID, VALID, VALID])
+    request.inputs[0]._shape = shape
+    with pytest.raises(ClientError, match=message):
+        protocol.records_from_v2(request)
+
+
+def test_v2_bytes_that_are_not_utf8_are_named() -> None:
+    request = columnar([VALID, VALID])
+    store = next(i for i in request.inputs if i.name == "store_id")
+    store._data = np.array([b"S012", b"S0\xff2"], dtype=object)
+    with pytest.raises(InvalidRecord, match=r"store_id\[1\] is invalid: expected UTF-8 text"):
+        protocol.records_from_v2(request)
 
 
 def test_v2_records_input_must_hold_json() -> None:
@@ -148,7 +189,7 @@ def test_the_predictor_also_takes_v1_instances_as_lists() -> None:
         ({"instances": [[1, 2]]}, r"instances\[0\] is invalid"),
         (
             {"instances": [dict.fromkeys(FEATURE_NAMES, 1) | {"month": "May"}]},
-            r"instances\[0\]\.month='May' is invalid: expected a number",
+            r"instances\[0\]\.month=\"May\" is invalid: expected a number",
         ),
     ],
 )
@@ -190,3 +231,24 @@ def test_an_answer_that_is_not_one_is_a_value_error() -> None:
         answers.parse_v2({"outputs": [{"name": "other"}]})
     with pytest.raises(ValueError, match="not a V1 prediction answer"):
         answers.parse_v1({"predictions": []})
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ([2], r"input store_index does not match its shape \[2\]: 1 element\(s\) for the 2"),
+        ([10**12], r"input store_index does not match its shape \[1000000000000\]"),
+        ([-5], r"input store_index has shape \[-5\]"),
+    ],
+)
+def test_the_predictor_checks_v2_shapes_before_allocating(shape: list[int], message: str) -> None:
+    inputs = [InferInput(f.name, [1], f.datatype, data=[1]) for f in FEATURES]
+    inputs[0]._shape = shape
+    with pytest.raises(ClientError, match=message):
+        predictor_protocol.from_v2(InferRequest(model_name="m", infer_inputs=inputs))
+
+
+def test_the_predictor_serves_as_many_rows_as_the_shape_says_not_more() -> None:
+    inputs = [InferInput(f.name, [1], f.datatype, data=[1, 2]) for f in FEATURES]
+    with pytest.raises(ClientError, match=r"2 element\(s\) for the 1"):
+        predictor_protocol.from_v2(InferRequest(model_name="m", infer_inputs=inputs))

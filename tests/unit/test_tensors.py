@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import orjson
 import pytest
@@ -45,7 +47,7 @@ def test_json_data_may_sit_beside_binary_inputs() -> None:
     assert [t.as_numpy().tolist() for t in request.inputs] == [[1, 2], [0.5, 1.5]]
 
 
-def _body(size: int, shape: list[int], extra: bytes = b"") -> tuple[bytes, dict[str, str]]:
+def _body(size: int, shape: Any, extra: bytes = b"") -> tuple[bytes, dict[str, str]]:
     header = orjson.dumps(
         {
             "inputs": [
@@ -81,7 +83,7 @@ def _bytes_body(raw: bytes) -> tuple[bytes, dict[str, str]]:
 @pytest.mark.parametrize(
     ("body", "headers", "message"),
     [
-        (b"{}", {HEADER_LENGTH: "abc"}, r"inference-header-content-length='abc' is invalid"),
+        (b"{}", {HEADER_LENGTH: "abc"}, r'inference-header-content-length="abc" is invalid'),
         (b"{}", {HEADER_LENGTH: "99"}, r"between 1 and the body's 2 bytes"),
         (b"[1, 2]", {HEADER_LENGTH: "6"}, r"first 6 bytes are not a V2 header with inputs"),
         (*_body(64, [2]), r"input x is invalid: .*binary_data_size within the body"),
@@ -89,6 +91,22 @@ def _bytes_body(raw: bytes) -> tuple[bytes, dict[str, str]]:
         (*_body(16, [2], extra=b"tail"), r"4 byte\(s\) after the last tensor"),
         (b'{"inputs": [{"shape": [1]}]}', {HEADER_LENGTH: "28"}, r"inputs\[0\] lacks a name"),
         (*_bytes_body(b"\xff\xff\xff\x7fabcd"), r"input s does not match its shape \[1\]"),
+        # Shapes are checked before anything is allocated from them (issue 10).
+        (*_body(16, ["a"]), r'input x has shape \["a"\]: expected a list of integers >= 0'),
+        (*_body(16, [-5]), r"input x has shape \[-5\]: expected a list of integers >= 0"),
+        (*_body(16, [True, 2]), r"input x has shape \[true, 2\]"),
+        (*_body(16, "2"), r'input x has shape "2"'),
+        (*_body(16, [10**12]), r"16 bytes are not 1000000000000 FP64 elements"),
+        (*_body(16, [2**40, 2**40]), r"16 bytes are not \d+ FP64 elements"),
+        (*_body(16, [1]), r"16 bytes are not 1 FP64 elements"),
+        (*_bytes_body(b"\x00\x00\x00\x00" * 2), r"do not hold exactly 1 element"),
+        (*_bytes_body(b""), r"do not hold exactly 1 element"),
+        (b'{"inputs": [7]}', {HEADER_LENGTH: "15"}, r"inputs\[0\] lacks a name"),
+        (
+            b'{"inputs": [{"name": "a", "shape": [3], "datatype": "INT32", "data": [1, 2]}]}',
+            {HEADER_LENGTH: "78"},
+            r"input a does not match its shape \[3\]: 2 element\(s\) for the 3",
+        ),
     ],
 )
 def test_a_malformed_binary_request_is_a_client_error_naming_the_problem(
@@ -97,3 +115,26 @@ def test_a_malformed_binary_request_is_a_client_error_naming_the_problem(
     with pytest.raises(ClientError, match=message) as caught:
         read_binary_request(body, headers, "m")
     assert caught.value.status_code == 400
+
+
+def test_a_bytes_tensor_beyond_the_element_limit_is_refused_before_it_is_read() -> None:
+    count = 1_000
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "s",
+                    "shape": [count],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": 4 * count},
+                }
+            ]
+        }
+    )
+    body = header + b"\x00\x00\x00\x00" * count
+    headers = {HEADER_LENGTH: str(len(header))}
+    with pytest.raises(ClientError, match="1000 BYTES elements: at most 999") as caught:
+        read_binary_request(body, headers, "m", max_bytes_elements=999)
+    assert caught.value.status_code == 413
+    read = read_binary_request(body, headers, "m", max_bytes_elements=1_000)
+    assert read.inputs[0].as_numpy().tolist() == [b""] * count
