@@ -50,3 +50,6 @@ class ServerSettings(BaseSettings):
     max_queued_requests: int = Field(1000, ge=1)
     """Most requests waiting for a model call (predictor) or a predictor call
     (transformer); beyond it a request is answered 503 with Retry-After at once."""
+    max_request_id_chars: int = Field(128, ge=8, le=1024)
+    """Longest request id accepted (x-request-id, or a V2 body's id); ids hold only
+    letters, digits and . _ : - / + = @. Another is answered 400."""

@@ -11,7 +11,7 @@ import numpy.typing as npt
 from kserve import InferRequest, InferResponse
 from prometheus_client import Gauge, Histogram
 
-from common import answers
+from common import answers, request_ids
 from common.batching import MicroBatcher
 from common.contract import FEATURES
 from predictor import protocol, registry
@@ -106,10 +106,16 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
         if response_headers is not None:
             response_headers[answers.MODEL_NAME_HEADER] = self.registered_model
             response_headers[answers.MODEL_VERSION_HEADER] = self.version
-        request_id = (headers or {}).get(answers.REQUEST_ID_HEADER)
+        request_id = request_ids.request_id(
+            payload.id if isinstance(payload, InferRequest) else None,
+            (headers or {}).get(answers.REQUEST_ID_HEADER),
+            max_chars=self.settings.max_request_id_chars,
+        )
+        if response_headers is not None:
+            response_headers[answers.REQUEST_ID_HEADER] = request_id
         if isinstance(payload, InferRequest):
             prediction = await self._predict(protocol.from_v2(payload), request_id)
-            return answers.to_v2(prediction, request_id=payload.id or request_id, request=payload)
+            return answers.to_v2(prediction, request_id=request_id, request=payload)
         return answers.to_v1(await self._predict(protocol.from_v1(payload), request_id))
 
     async def _predict(

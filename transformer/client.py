@@ -107,6 +107,23 @@ class PredictorClient:
         )
         return PredictorReply(body_, {k.lower(): v for k, v in reply_headers.items()})
 
+    async def get_json(self, path: str) -> dict[str, Any]:
+        """GET ``path``; its JSON object, or a status-carrying error as :meth:`post`."""
+        url = f"{self.base_url}{path}"
+        try:
+            async with self._http().get(url) as response:
+                content = await response.read()
+                status, reason = response.status, response.reason
+        except TimeoutError as exc:
+            raise PredictorTimeout(
+                f"the predictor at {url} did not answer within {self._timeout_seconds:g}s"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise PredictorUnavailable(
+                f"the predictor at {url} is unreachable: {type(exc).__name__}: {exc}"
+            ) from exc
+        return _decode(status, reason or "", content, url, None)
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()

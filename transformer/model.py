@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Literal
@@ -14,8 +13,9 @@ import numpy.typing as npt
 from kserve import InferRequest, InferResponse
 from prometheus_client import Histogram
 
-from common import answers
+from common import answers, request_ids
 from common.batching import MicroBatcher
+from common.errors import ServingError
 from transformer import protocol
 from transformer.capture import CaptureStore
 from transformer.client import PredictorClient, forwarded_headers
@@ -95,6 +95,11 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
             retry_alone=lambda exc: not isinstance(exc, PredictorTimeout | PredictorUnavailable),
         )
         self._capture = _capture_store(settings)
+        self._served_version = ""
+        self._served_outputs: list[dict[str, Any]] = [
+            {"name": "predicted_class", "datatype": "BYTES", "shape": [-1]},
+            {"name": "probabilities", "datatype": "FP64", "shape": [-1, -1]},
+        ]
         self.ready = True
 
     def stop(self) -> None:
@@ -117,9 +122,14 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
             columns, where = protocol.records_from_v1(payload), "instances"
         features = protocol.checked_features(columns, where=where)
         forwarded = forwarded_headers(headers)
-        # The caller's id, or a new one; it travels as a value, never by
-        # writing into the caller's headers.
-        request_id = forwarded.setdefault(answers.REQUEST_ID_HEADER, str(uuid.uuid4()))
+        # A V2 body's id, the caller's header, or a new one; it travels as a value,
+        # never by writing into the caller's headers.
+        request_id = request_ids.request_id(
+            payload.id if isinstance(payload, InferRequest) else None,
+            forwarded.get(answers.REQUEST_ID_HEADER),
+            max_chars=self.settings.max_request_id_chars,
+        )
+        forwarded[answers.REQUEST_ID_HEADER] = request_id
         return PredictorCall(caller, request_id, columns, forwarded, features)
 
     def validate(self, payload: Any) -> Any:
@@ -183,6 +193,34 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
             extra={"request_id": first.request_id},
         )
         return prediction.split(rows)
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        """V2 metadata: the raw fields a caller sends, one input each (columnar form)."""
+        return [
+            {"name": name, "datatype": datatype, "shape": [-1]}
+            for name, datatype in protocol.RAW_DATATYPES.items()
+        ]
+
+    async def get_output_types(self) -> list[dict[str, Any]]:
+        """V2 metadata of the outputs, with the classes of the model the predictor serves.
+
+        Asks the predictor; when it cannot be reached, the classes last seen (or none).
+        """
+        try:
+            served = await self.client.get_json(f"/v2/models/{self.settings.model_name}")
+            outputs = served.get("outputs")
+            versions = served.get("versions")
+            if isinstance(versions, list) and versions:
+                self._served_version = str(versions[0])
+            if isinstance(outputs, list) and outputs:
+                self._served_outputs = outputs
+        except ServingError as exc:
+            log.warning("metadata without the predictor's: %s", exc)
+        return self._served_outputs
+
+    def metadata(self) -> dict[str, Any]:
+        """Extra V2 model metadata: the registry version the predictor serves, if known."""
+        return {"versions": [self._served_version] if self._served_version else []}
 
     async def postprocess(
         self,

@@ -148,10 +148,10 @@ def test_a_bad_v1_record_is_a_400_naming_row_and_field(
     assert message in response.json()["error"]
 
 
-def test_a_bad_v2_record_is_a_400_naming_row_and_field(transformer: Server) -> None:
+def test_a_bad_v2_record_is_a_400_naming_the_input_and_row(transformer: Server) -> None:
     response = httpx.post(f"{transformer.url}{V2}", json=columnar([VALID, record(store_id="12")]))
     assert response.status_code == 400
-    assert 'records[1].store_id="12" is invalid' in response.json()["error"]
+    assert 'store_id[1]="12" is invalid' in response.json()["error"]
 
 
 @pytest.mark.parametrize(

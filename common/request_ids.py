@@ -1,0 +1,48 @@
+"""Request ids: the caller's, checked, or a new one.
+
+An id travels to the predictor, into every log line and every captured row, and
+back to the caller: it is bounded in length and limited to characters that need
+no escaping in a header, a log or a file name. A caller's id that breaks the rule
+is the caller's 400, never echoed back as sent.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Final
+
+from common.errors import ClientError, quoted
+
+__all__ = ["ALLOWED", "MAX_REQUEST_ID_CHARS", "request_id"]
+
+#: Default of the ``max_request_id_chars`` setting.
+MAX_REQUEST_ID_CHARS: Final = 128
+#: The characters an id may hold: those of UUIDs, trace ids and base64.
+ALLOWED: Final = "letters, digits and . _ : - / + = @"
+_ID: Final = re.compile(r"[A-Za-z0-9._:/+=@-]+")
+
+
+def request_id(*candidates: str | None, max_chars: int = MAX_REQUEST_ID_CHARS) -> str:
+    """The first of ``candidates`` given (not None or empty), checked; else a new UUID.
+
+    Examples
+    --------
+    >>> request_id(None, "abc-1")
+    'abc-1'
+    >>> len(request_id(None, ""))
+    36
+    >>> request_id("a b")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    common.errors.ClientError: the request id "a b" is invalid: expected 1 to 128 of letters, ...
+    """
+    for candidate in candidates:
+        if candidate:
+            if len(candidate) > max_chars or not _ID.fullmatch(candidate):
+                raise ClientError(
+                    f"the request id {quoted(candidate)} is invalid: expected 1 to "
+                    f"{max_chars} of {ALLOWED}"
+                )
+            return candidate
+    return str(uuid.uuid4())
