@@ -53,3 +53,10 @@ class ServerSettings(BaseSettings):
     max_request_id_chars: int = Field(128, ge=8, le=1024)
     """Longest request id accepted (x-request-id, or a V2 body's id); ids hold only
     letters, digits and . _ : - / + = @. Another is answered 400."""
+    max_rows_per_request: int = Field(10_000, ge=1)
+    """Most rows (records, or feature rows) in one request; more is answered 413."""
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    """Largest request body in bytes; a larger one is answered 413 before it is read."""
+    max_bytes_elements: int = Field(100_000, ge=1)
+    """Most elements of one binary BYTES tensor (each becomes a Python object); more is
+    answered 413 before any is made."""

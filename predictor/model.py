@@ -114,9 +114,11 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
         if response_headers is not None:
             response_headers[answers.REQUEST_ID_HEADER] = request_id
         if isinstance(payload, InferRequest):
-            prediction = await self._predict(protocol.from_v2(payload), request_id)
+            matrix = protocol.from_v2(payload, max_rows=self.settings.max_rows_per_request)
+            prediction = await self._predict(matrix, request_id)
             return answers.to_v2(prediction, request_id=request_id, request=payload)
-        return answers.to_v1(await self._predict(protocol.from_v1(payload), request_id))
+        matrix = protocol.from_v1(payload, max_rows=self.settings.max_rows_per_request)
+        return answers.to_v1(await self._predict(matrix, request_id))
 
     async def _predict(
         self, matrix: npt.NDArray[np.float64], request_id: str | None

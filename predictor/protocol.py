@@ -19,6 +19,7 @@ from kserve import InferRequest
 from common.bodies import json_body
 from common.contract import FEATURE_NAMES, FEATURES
 from common.errors import quoted
+from common.limits import MAX_ROWS_PER_REQUEST, check_rows, leading_rows
 from common.tensors import check_element_count, checked_shape, element_count
 from predictor.errors import InvalidFeatures
 
@@ -27,12 +28,13 @@ __all__ = ["from_v1", "from_v2"]
 _WIDTH: Final = len(FEATURES)
 
 
-def from_v1(payload: Any) -> npt.NDArray[np.float64]:
+def from_v1(payload: Any, *, max_rows: int = MAX_ROWS_PER_REQUEST) -> npt.NDArray[np.float64]:
     """Read a V1 ``instances`` payload into the model's feature matrix."""
     payload = json_body(payload)
     instances = payload.get("instances") if isinstance(payload, Mapping) else None
     if not isinstance(instances, list) or not instances:
         raise InvalidFeatures('expected {"instances": [...]} with at least one instance')
+    check_rows(len(instances), max_rows, "instances")
     if all(isinstance(row, Mapping) for row in instances):
         missing = [name for name in FEATURE_NAMES if name not in instances[0]]
         if missing:
@@ -43,8 +45,12 @@ def from_v1(payload: Any) -> npt.NDArray[np.float64]:
     return _as_matrix(rows, "instances")
 
 
-def from_v2(request: InferRequest) -> npt.NDArray[np.float64]:
+def from_v2(
+    request: InferRequest, *, max_rows: int = MAX_ROWS_PER_REQUEST
+) -> npt.NDArray[np.float64]:
     """Read a V2 request, one input per feature, into the model's feature matrix."""
+    for inp in request.inputs:
+        check_rows(leading_rows(inp.shape), max_rows, f"input {inp.name}")
     by_name = {inp.name: inp for inp in request.inputs}
     missing = [name for name in FEATURE_NAMES if name not in by_name]
     if missing:

@@ -114,12 +114,13 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
         """Validate the raw records: a 400 naming row and field, or the records by column."""
         if isinstance(payload, InferRequest):
             caller: Literal["v1", "v2"] = "v2"
-            columns = protocol.records_from_v2(payload)
+            columns = protocol.records_from_v2(payload, max_rows=self.settings.max_rows_per_request)
             by_record = any(i.name == protocol.RECORDS_INPUT for i in payload.inputs)
             where: str | None = "records" if by_record else None  # None: by input
         else:
             caller = "v1"
-            columns, where = protocol.records_from_v1(payload), "instances"
+            columns = protocol.records_from_v1(payload, max_rows=self.settings.max_rows_per_request)
+            where = "instances"
         features = protocol.checked_features(columns, where=where)
         forwarded = forwarded_headers(headers)
         # A V2 body's id, the caller's header, or a new one; it travels as a value,

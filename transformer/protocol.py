@@ -28,6 +28,7 @@ from common import tensors
 from common.bodies import json_body
 from common.contract import FEATURES
 from common.errors import quoted
+from common.limits import MAX_ROWS_PER_REQUEST, check_rows, leading_rows
 from transformer.errors import InvalidRecord
 from transformer.features import compute_features
 from transformer.schema import RAW_FIELDS, validate_columns, validate_records
@@ -59,18 +60,23 @@ RAW_DATATYPES: Final = {
 }
 
 
-def records_from_v1(payload: Any) -> dict[str, list[Any]]:
+def records_from_v1(payload: Any, *, max_rows: int = MAX_ROWS_PER_REQUEST) -> dict[str, list[Any]]:
     """Validate a V1 body of raw records; return them column by column."""
     payload = json_body(payload)
     instances = payload.get("instances") if isinstance(payload, Mapping) else None
     if not isinstance(instances, list):
         raise InvalidRecord('expected a JSON object {"instances": [record, ...]}')
+    check_rows(len(instances), max_rows, "instances")
     return validate_records(instances, where="instances")
 
 
-def records_from_v2(request: InferRequest) -> dict[str, list[Any]]:
+def records_from_v2(
+    request: InferRequest, *, max_rows: int = MAX_ROWS_PER_REQUEST
+) -> dict[str, list[Any]]:
     """Validate a V2 request of raw records, columnar or JSON records."""
     inputs = {inp.name: inp for inp in request.inputs}
+    for inp in request.inputs:
+        check_rows(leading_rows(inp.shape), max_rows, f"input {inp.name}")
     if RECORDS_INPUT in inputs:
         if len(inputs) > 1:
             raise InvalidRecord(f"send either the input {RECORDS_INPUT!r} or one input per field")
@@ -175,12 +181,12 @@ def _values(inp: InferInput) -> list[Any]:
     """
     shape = inp.shape
     what = f"input {inp.name}"
+    data = inp.data
     elements = tensors.checked_shape(shape, what)
+    tensors.check_element_count(elements, tensors.element_count(data), what, shape)
     if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
         raise InvalidRecord(f"{what} has shape {list(shape)}: expected [n] or [n, 1]")
     # JSON data keeps the values exactly as sent; binary data comes as an array.
-    data = inp.data
-    tensors.check_element_count(elements, tensors.element_count(data), what, shape)
     if data is None or isinstance(data, np.ndarray):
         data = np.asarray(inp.as_numpy()).tolist()
     if data and isinstance(data[0], list):  # [[v], [v], ...] for shape [n, 1]

@@ -110,7 +110,8 @@ def test_v2_bool_inputs_take_true_false_and_exactly_0_and_1() -> None:
         ([2], r"input date does not match its shape \[2\]: 3 element\(s\) for the 2"),
         ([4], r"input date does not match its shape \[4\]: 3 element\(s\) for the 4"),
         ([-3], r"input date has shape \[-3\]: expected a list of integers >= 0"),
-        ([10**12], r"input date does not match its shape"),
+        ([10**12], r"input date has 1000000000000 rows: at most 10000 per request"),
+        ([3, 10**12], r"input date does not match its shape"),
     ],
 )
 def test_v2_shapes_must_describe_the_data_exactly(shape: list[int], message: str) -> None:
@@ -237,7 +238,8 @@ def test_an_answer_that_is_not_one_is_a_value_error() -> None:
     ("shape", "message"),
     [
         ([2], r"input store_index does not match its shape \[2\]: 1 element\(s\) for the 2"),
-        ([10**12], r"input store_index does not match its shape \[1000000000000\]"),
+        ([10**12], r"input store_index has 1000000000000 rows: at most 10000"),
+        ([1, 10**12], r"input store_index does not match its shape \[1, 1000000000000\]"),
         ([-5], r"input store_index has shape \[-5\]"),
     ],
 )
@@ -252,3 +254,15 @@ def test_the_predictor_serves_as_many_rows_as_the_shape_says_not_more() -> None:
     inputs = [InferInput(f.name, [1], f.datatype, data=[1, 2]) for f in FEATURES]
     with pytest.raises(ClientError, match=r"2 element\(s\) for the 1"):
         predictor_protocol.from_v2(InferRequest(model_name="m", infer_inputs=inputs))
+
+
+def test_rows_beyond_the_limit_are_a_413_before_they_are_validated() -> None:
+    three = [VALID, VALID, {"not": "even a record"}]
+    for read in (
+        lambda: protocol.records_from_v1({"instances": three}, max_rows=2),
+        lambda: protocol.records_from_v2(columnar([VALID] * 3), max_rows=2),
+        lambda: predictor_protocol.from_v1({"instances": [[1] * len(FEATURES)] * 3}, max_rows=2),
+    ):
+        with pytest.raises(ClientError, match=r"has 3 rows: at most 2 per request") as caught:
+            read()
+        assert caught.value.status_code == 413

@@ -1,0 +1,269 @@
+"""The edge of both servers: what every HTTP request passes before KServe sees it.
+
+One ASGI wrapper, outermost, so that nothing a caller sends reaches KServe's or
+FastAPI's own answers unchecked:
+
+- the request id: the caller's ``x-request-id`` if it is valid (else a 400), or a
+  new one added at the edge, as a proxy adds it, so that the models, the logs and
+  every answer (errors too) carry the same id;
+- limits: a body above ``max_body_bytes`` is a 413, refused on its
+  ``content-length`` before it is read, or as soon as its bytes pass the limit;
+- a wrong method on an inference path is a 405 with ``Allow: POST`` (KServe's
+  routes took ``GET .../:predict`` for a model named ``...:predict``: a 404);
+- versioned V2 paths (``/v2/models/NAME/versions/VERSION/...``) are served for the
+  version the model serves, and are a 404 naming it for any other;
+- every error answer has the shape ``{"error": reason, "request_id": id}``
+  (FastAPI's ``{"detail": ...}`` included); a 500 says only that the server failed
+  and under which request id its log has the trace;
+- ``requests_total`` and ``request_duration_seconds`` (:mod:`common.metrics`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, Final
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from common import metrics
+from common.errors import ClientError, ServingError
+from common.request_ids import MAX_REQUEST_ID_CHARS, request_id
+
+__all__ = ["BodyTooLarge", "Guard", "Limits", "MAX_BODY_BYTES"]
+
+log = logging.getLogger(__name__)
+
+#: Default of the ``max_body_bytes`` setting: about 40,000 V1 records.
+MAX_BODY_BYTES: Final = 8 * 1024 * 1024
+_REQUEST_ID: Final = b"x-request-id"
+_MODEL_VERSION: Final = b"x-model-version"
+_INFERENCE: Final = re.compile(
+    r"/v1/models/[^/]+:(?:predict|explain)|/v2/models/[^/]+(?:/versions/[^/]+)?/infer"
+)
+_VERSIONED: Final = re.compile(r"(/v2/models/([^/]+))/versions/([^/]+)(/infer|/ready)?")
+
+#: The version a model serves, by model name; None when no such model is served.
+ServedVersion = Callable[[str], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of a server."""
+
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_request_id_chars: int = MAX_REQUEST_ID_CHARS
+
+
+class BodyTooLarge(ClientError):
+    """The request body is larger than ``max_body_bytes`` (413)."""
+
+    status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class Guard:
+    """Wrap ``app`` (the whole ASGI application) with the checks above.
+
+    Parameters
+    ----------
+    app : ASGI application
+        What serves the request once it has passed.
+    limits : Limits
+        Body size and request-id rules.
+    served_version : callable, optional
+        The version a model serves; without it versioned paths are 404s.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, limits: Limits, served_version: ServedVersion | None = None
+    ) -> None:
+        self.app = app
+        self.limits = limits
+        self.served_version = served_version
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        route = metrics.route_of(scope["path"])
+        answer = _Answer(send)
+        try:
+            scope = await self._admitted(scope)
+            answer.request_id = _header(scope, _REQUEST_ID) or ""
+            await self.app(scope, self._limited(scope, receive), answer.send)
+        except ServingError as exc:  # refused here, or raised past every handler
+            await answer.error(exc.status_code, exc.reason, exc.headers)
+        except Exception:
+            # Starlette re-raises what its handler of Exception answered (and logged).
+            if not answer.status:
+                log.exception("unexpected fault", extra={"request_id": answer.request_id})
+                await answer.error(HTTPStatus.INTERNAL_SERVER_ERROR, "")
+        finally:
+            status = str(answer.status or HTTPStatus.INTERNAL_SERVER_ERROR)
+            metrics.REQUESTS.labels(route, status, answer.model_version).inc()
+            metrics.REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)
+
+    async def _admitted(self, scope: Scope) -> Scope:
+        """``scope`` with a request id and a plain path; raises what refuses it."""
+        path, method = scope["path"], scope["method"]
+        given = _header(scope, _REQUEST_ID)
+        try:
+            rid = request_id(given, max_chars=self.limits.max_request_id_chars)
+        except ClientError:
+            scope = _with_header(scope, _REQUEST_ID, request_id(None))
+            raise
+        if given is None:
+            scope = _with_header(scope, _REQUEST_ID, rid)
+        if _INFERENCE.fullmatch(path) and method != "POST":
+            raise ServingError(
+                f"{method} is not allowed on {path}: inference takes POST",
+                status_code=HTTPStatus.METHOD_NOT_ALLOWED,
+                headers={"allow": "POST"},
+            )
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limits.max_body_bytes:
+            raise self._too_large()
+        if versioned := _VERSIONED.fullmatch(path):
+            scope = await self._unversioned(scope, versioned)
+        return scope
+
+    async def _unversioned(self, scope: Scope, versioned: re.Match[str]) -> Scope:
+        plain, model, version, rest = versioned.groups()
+        served = await self.served_version(model) if self.served_version else None
+        if served is None or served != version:
+            serves = f"; it serves version {served}" if served else ""
+            raise ServingError(
+                f"model {model} version {version} is not served here{serves}",
+                status_code=HTTPStatus.NOT_FOUND,
+            )
+        path = plain + (rest or "")
+        return {**scope, "path": path, "raw_path": path.encode()}
+
+    def _too_large(self) -> BodyTooLarge:
+        return BodyTooLarge(
+            f"the request body is larger than {self.limits.max_body_bytes} bytes "
+            "(max_body_bytes): send fewer records per request"
+        )
+
+    def _limited(self, scope: Scope, receive: Receive) -> Receive:
+        limit, read = self.limits.max_body_bytes, 0
+
+        async def receive_limited() -> Message:
+            nonlocal read
+            message = await receive()
+            if message["type"] == "http.request":
+                read += len(message.get("body", b""))
+                if read > limit:
+                    raise self._too_large()
+            return message
+
+        return receive_limited
+
+
+class _Answer:
+    """Passes the app's answer on; rewrites error answers into the one error shape."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.request_id = ""
+        self.status = 0
+        self.model_version = ""
+        self._held: Message | None = None  # the start of an error answer
+        self._body: list[bytes] = []
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+            headers = list(message.get("headers", []))
+            self.model_version = (_find(headers, _MODEL_VERSION) or b"").decode("latin-1")
+            if _find(headers, _REQUEST_ID) is None and self.request_id:
+                headers.append((_REQUEST_ID, self.request_id.encode()))
+            message = {**message, "headers": headers}
+            if self.status >= 400:
+                self._held = message
+                return
+        elif message["type"] == "http.response.body" and self._held is not None:
+            self._body.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            held, self._held = self._held, None
+            await self._rewritten(held, b"".join(self._body))
+            return
+        await self._send(message)
+
+    async def error(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+        """Answer an error the app did not answer (nothing is sent if it began to)."""
+        if self.status:
+            return
+        self.status = int(status)
+        start: Message = {
+            "type": "http.response.start",
+            "status": self.status,
+            "headers": [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+            + [(_REQUEST_ID, self.request_id.encode())],
+        }
+        await self._rewritten(start, orjson.dumps({"error": reason}))
+
+    async def _rewritten(self, start: Message, body: bytes) -> None:
+        if self.status == HTTPStatus.INTERNAL_SERVER_ERROR:
+            reason = (
+                "the server failed to answer this request; its log has the details under "
+                f"request id {self.request_id}"
+            )
+        else:
+            reason = _reason(body) or HTTPStatus(self.status).phrase
+        content = orjson.dumps({"error": reason, "request_id": self.request_id})
+        headers = [
+            (k, v)
+            for k, v in start["headers"]
+            if k.lower() not in (b"content-length", b"content-type")
+        ]
+        headers += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(content)).encode()),
+        ]
+        await self._send({**start, "headers": headers})
+        await self._send({"type": "http.response.body", "body": content})
+
+
+def _reason(body: bytes) -> str:
+    """The reason an error body gives: ``error``, FastAPI's ``detail``, or its text."""
+    try:
+        parsed: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:500].decode(errors="replace")
+    if isinstance(parsed, dict):
+        reason = parsed.get("error") or parsed.get("detail")
+        if isinstance(reason, list):  # FastAPI's validation errors
+            return "; ".join(
+                f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}"
+                if isinstance(e, dict)
+                else str(e)
+                for e in reason[:5]
+            )
+        if reason:
+            return str(reason)
+    return body[:500].decode(errors="replace")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    value = _find(scope["headers"], name)
+    return None if value is None else value.decode("latin-1")
+
+
+def _find(headers: Any, name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
+def _with_header(scope: Scope, name: bytes, value: str) -> Scope:
+    headers = [(k, v) for k, v in scope["headers"] if k.lower() != name]
+    return {**scope, "headers": [*headers, (name, value.encode())]}

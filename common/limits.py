@@ -1,0 +1,42 @@
+"""Limits on what one request may ask, each a setting with a default (see the README)."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any, Final
+
+from common.errors import ClientError
+
+__all__ = ["MAX_ROWS_PER_REQUEST", "TooManyRows", "check_rows", "leading_rows"]
+
+#: Default of the ``max_rows_per_request`` setting.
+MAX_ROWS_PER_REQUEST: Final = 10_000
+
+
+class TooManyRows(ClientError):
+    """A request with more rows than ``max_rows_per_request`` (413)."""
+
+    status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+def check_rows(rows: int, max_rows: int, where: str) -> None:
+    """Refuse ``rows`` above ``max_rows``, before they are validated or computed.
+
+    Examples
+    --------
+    >>> check_rows(3, 2, "instances")
+    Traceback (most recent call last):
+    ...
+    common.limits.TooManyRows: instances has 3 rows: at most 2 per request (max_rows_per_request)
+    """
+    if rows > max_rows:
+        raise TooManyRows(
+            f"{where} has {rows} rows: at most {max_rows} per request (max_rows_per_request)"
+        )
+
+
+def leading_rows(shape: Any) -> int:
+    """The first dimension of a V2 shape (0 for a scalar or a malformed shape)."""
+    if isinstance(shape, list | tuple) and shape and isinstance(shape[0], int):
+        return int(shape[0])
+    return 0

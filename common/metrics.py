@@ -1,0 +1,104 @@
+"""Request metrics both servers expose on ``/metrics``, by route, status and model version.
+
+``requests_total`` counts every HTTP request by route (a fixed set of names, not
+raw paths: a path holds a caller's model name), status code and the model version
+that answered (empty when none did); ``request_duration_seconds`` is the time from
+the first byte read to the last byte written, by route.
+
+With several worker processes each has its own counters. Prometheus' multiprocess
+mode joins them: set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory before
+the server starts (:func:`use_multiprocess_dir` does for ``--workers`` above 1),
+and ``/metrics`` reads every process' files (:func:`exposition`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+__all__ = [
+    "REQUESTS",
+    "REQUEST_SECONDS",
+    "exposition",
+    "route_of",
+    "use_multiprocess_dir",
+]
+
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+REQUESTS = Counter(
+    "requests",
+    "HTTP requests answered, by route, status code and the model version that answered.",
+    ["route", "status", "model_version"],
+)
+REQUEST_SECONDS = Histogram(
+    "request_duration_seconds",
+    "Time from a request's arrival to the end of its answer, by route.",
+    ["route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+# (route label, path pattern); versioned V2 paths are named as the plain ones.
+_ROUTES: Final = (
+    ("v1_predict", re.compile(r"/v1/models/[^/]+:predict")),
+    ("v1_explain", re.compile(r"/v1/models/[^/]+:explain")),
+    ("v1_model", re.compile(r"/v1/models/[^/]+")),
+    ("v1_models", re.compile(r"/v1/models/?")),
+    ("v2_infer", re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/infer")),
+    ("v2_model_ready", re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/ready")),
+    ("v2_model_metadata", re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?")),
+    ("v2_health", re.compile(r"/v2/health/(?:live|ready)")),
+    ("v2_server_metadata", re.compile(r"/v2/?")),
+    ("metrics", re.compile(r"/metrics")),
+    ("live", re.compile(r"/")),
+)
+
+
+def route_of(path: str) -> str:
+    """The route label of ``path``; ``other`` for any path the servers do not serve.
+
+    Examples
+    --------
+    >>> route_of("/v2/models/m/versions/3/infer"), route_of("/v1/models/m:predict")
+    ('v2_infer', 'v1_predict')
+    >>> route_of("/wp-admin")
+    'other'
+    """
+    for name, pattern in _ROUTES:
+        if pattern.fullmatch(path):
+            return name
+    return "other"
+
+
+def use_multiprocess_dir(workers: int, directory: Path) -> None:
+    """Before several workers start: make each write its metrics under ``directory``.
+
+    Must run before the workers import ``prometheus_client`` (they are spawned, and
+    inherit the environment); an existing ``PROMETHEUS_MULTIPROC_DIR`` is kept.
+    """
+    if workers > 1 and MULTIPROC_ENV not in os.environ:
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+        os.environ[MULTIPROC_ENV] = str(directory)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics in Prometheus' text format, every worker's in multiprocess mode."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

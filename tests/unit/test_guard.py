@@ -1,0 +1,179 @@
+"""The edge every request passes (common.guard) and the one error answer
+(common.error_handlers), on a small FastAPI app with the same handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import fastapi
+import httpx
+import pytest
+from kserve.errors import InvalidInput, ModelNotFound
+from starlette.responses import JSONResponse
+
+from common import error_handlers, metrics
+from common.errors import ClientError, Overloaded
+from common.guard import Guard, Limits
+
+INFER = "/v2/models/m/infer"
+
+
+def app_with_routes() -> fastapi.FastAPI:
+    app = fastapi.FastAPI()
+    error_handlers.install(app)
+
+    @app.post(INFER)
+    async def infer(request: fastapi.Request) -> JSONResponse:
+        body = await request.body()
+        kind = request.headers.get("x-raise", "")
+        if kind == "client":
+            raise ClientError("records[1].unit_price=-1 is invalid")
+        if kind == "kserve":
+            raise InvalidInput("bad input from kserve")
+        if kind == "missing":
+            raise ModelNotFound("nope")
+        if kind == "overloaded":
+            raise Overloaded("the server is overloaded")
+        if kind == "bug":
+            raise RuntimeError("secret internals /etc/passwd")
+        return JSONResponse(
+            {"bytes": len(body), "id": request.headers["x-request-id"]},
+            headers={"x-model-version": "7"},
+        )
+
+    @app.get("/v2/models/{name}/ready")
+    async def ready(name: str) -> dict[str, Any]:
+        return {"name": name, "ready": True}
+
+    return app
+
+
+async def served_version(model: str) -> str | None:
+    return "7" if model == "m" else None
+
+
+def call(method: str, path: str, **kwargs: Any) -> httpx.Response:
+    guard = Guard(
+        app_with_routes(), limits=Limits(max_body_bytes=100), served_version=served_version
+    )
+
+    async def scenario() -> httpx.Response:
+        transport = httpx.ASGITransport(app=guard)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.request(method, path, **kwargs)
+
+    return asyncio.run(scenario())
+
+
+def test_a_request_gets_an_id_at_the_edge_that_the_app_and_the_answer_share() -> None:
+    response = call("POST", INFER, content=b"{}")
+    assert response.status_code == 200
+    assert response.json()["id"] == response.headers["x-request-id"]
+    assert len(response.headers["x-request-id"]) == 36
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "reason"),
+    [
+        ("client", 400, "records[1].unit_price=-1 is invalid"),
+        ("kserve", 400, "bad input from kserve"),
+        ("missing", 404, "Model with name nope does not exist."),
+        ("overloaded", 503, "the server is overloaded"),
+    ],
+)
+def test_every_client_mistake_is_one_error_shape_with_the_request_id(
+    kind: str, status: int, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        response = call(
+            "POST", INFER, content=b"{}", headers={"x-raise": kind, "x-request-id": "r-1"}
+        )
+    assert response.status_code == status
+    assert response.json() == {"error": reason, "request_id": "r-1"}
+    assert response.headers["x-request-id"] == "r-1"
+    logged = [r for r in caplog.records if r.name == "common.error_handlers"]
+    assert logged and all(r.levelno <= logging.WARNING and not r.exc_info for r in logged)
+
+
+def test_overload_says_when_to_retry() -> None:
+    response = call("POST", INFER, content=b"{}", headers={"x-raise": "overloaded"})
+    assert response.headers["retry-after"] == "1"
+
+
+def test_an_unexpected_fault_is_a_generic_500_and_the_trace_only_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO):
+        response = call(
+            "POST", INFER, content=b"{}", headers={"x-raise": "bug", "x-request-id": "r-2"}
+        )
+    assert response.status_code == 500
+    assert "secret" not in response.text and "RuntimeError" not in response.text
+    assert response.json() == {
+        "error": "the server failed to answer this request; its log has the details under "
+        "request id r-2",
+        "request_id": "r-2",
+    }
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+
+
+def test_a_wrong_method_on_an_inference_path_is_405_not_404() -> None:
+    for path in (INFER, "/v1/models/m:predict"):
+        response = call("GET", path)
+        assert response.status_code == 405
+        assert response.headers["allow"] == "POST"
+        assert "GET is not allowed" in response.json()["error"]
+
+
+def test_fastapis_own_errors_take_the_error_shape() -> None:
+    response = call("DELETE", "/v2/models/m/ready")
+    assert response.status_code == 405
+    assert set(response.json()) == {"error", "request_id"}
+
+
+def test_a_body_over_the_limit_is_413_by_its_length_or_as_it_streams() -> None:
+    assert call("POST", INFER, content=b"x" * 100).status_code == 200
+    response = call("POST", INFER, content=b"x" * 101)
+    assert response.status_code == 413
+    assert "larger than 100 bytes" in response.json()["error"]
+
+    async def chunks() -> Any:  # no content-length: counted as it comes
+        for _ in range(5):
+            yield b"x" * 30
+
+    streamed = call("POST", INFER, content=chunks())
+    assert streamed.status_code == 413
+
+
+@pytest.mark.parametrize("bad", ["x" * 129, "a b", "a\tb", "\u00e9".encode()])
+def test_a_bad_request_id_is_a_400_that_does_not_echo_it(bad: str | bytes) -> None:
+    response = call("POST", INFER, content=b"{}", headers={"x-request-id": bad})
+    assert response.status_code == 400
+    assert "request id" in response.json()["error"]
+    assert response.headers["x-request-id"] not in (bad, "\u00e9")
+    assert "x" * 100 not in response.text
+
+
+def test_versioned_paths_serve_the_served_version_and_404_another() -> None:
+    assert call("GET", "/v2/models/m/versions/7/ready").json() == {"name": "m", "ready": True}
+    assert call("POST", "/v2/models/m/versions/7/infer", content=b"{}").status_code == 200
+    other = call("GET", "/v2/models/m/versions/8/ready")
+    assert other.status_code == 404
+    assert other.json()["error"] == "model m version 8 is not served here; it serves version 7"
+    assert call("GET", "/v2/models/zz/versions/7/ready").status_code == 404
+
+
+def test_requests_are_counted_by_route_status_and_model_version() -> None:
+    def count(status: str, version: str) -> float:
+        value = metrics.REGISTRY.get_sample_value(
+            "requests_total", {"route": "v2_infer", "status": status, "model_version": version}
+        )
+        return value or 0.0
+
+    before = count("200", "7"), count("400", "")
+    call("POST", INFER, content=b"{}")
+    call("POST", INFER, content=b"{}", headers={"x-raise": "client"})
+    assert (count("200", "7"), count("400", "")) == (before[0] + 1, before[1] + 1)
