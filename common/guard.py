@@ -15,11 +15,13 @@ FastAPI's own answers unchecked:
 - every error answer has the shape ``{"error": reason, "request_id": id}``
   (FastAPI's ``{"detail": ...}`` included); a 500 says only that the server failed
   and under which request id its log has the trace;
+- on SIGTERM (:class:`Drain`), readiness answers 503 while requests are still served;
 - ``requests_total`` and ``request_duration_seconds`` (:mod:`common.metrics`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -35,7 +37,7 @@ from common import metrics
 from common.errors import ClientError, ServingError
 from common.request_ids import MAX_REQUEST_ID_CHARS, request_id
 
-__all__ = ["BodyTooLarge", "Guard", "Limits", "MAX_BODY_BYTES"]
+__all__ = ["BodyTooLarge", "Drain", "Guard", "Limits", "MAX_BODY_BYTES"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,17 @@ _VERSIONED: Final = re.compile(r"(/v2/models/([^/]+))/versions/([^/]+)(/infer|/r
 
 #: The version a model serves, by model name; None when no such model is served.
 ServedVersion = Callable[[str], Awaitable[str | None]]
+
+
+@dataclass
+class Drain:
+    """Set on SIGTERM: readiness answers 503 while requests are still served."""
+
+    active: bool = False
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+_READINESS: Final = re.compile(r"/v2/health/ready|/v2/models/[^/]+(?:/versions/[^/]+)?/ready")
 
 
 @dataclass(frozen=True)
@@ -77,14 +90,22 @@ class Guard:
         Body size and request-id rules.
     served_version : callable, optional
         The version a model serves; without it versioned paths are 404s.
+    drain : Drain, optional
+        When active, readiness paths answer 503 (the server is shutting down).
     """
 
     def __init__(
-        self, app: ASGIApp, *, limits: Limits, served_version: ServedVersion | None = None
+        self,
+        app: ASGIApp,
+        *,
+        limits: Limits,
+        served_version: ServedVersion | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self.app = app
         self.limits = limits
         self.served_version = served_version
+        self.drain = drain or Drain()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,6 +141,11 @@ class Guard:
             raise
         if given is None:
             scope = _with_header(scope, _REQUEST_ID, rid)
+        if self.drain.active and _READINESS.fullmatch(path):
+            raise ServingError(
+                "the server is shutting down: it finishes the requests it has",
+                status_code=HTTPStatus.SERVICE_UNAVAILABLE,
+            )
         if _INFERENCE.fullmatch(path) and method != "POST":
             raise ServingError(
                 f"{method} is not allowed on {path}: inference takes POST",

@@ -1,4 +1,4 @@
-"""The V1 and V2 inference handlers, and the answer to a :class:`ServingError`.
+"""The V1 and V2 inference handlers.
 
 They do what KServe's V1 ``:predict`` and V2 ``/infer`` routes do (check the
 model is ready, decode, infer, encode), reading the V2 binary tensor extension
@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import fastapi
 import pydantic
-from fastapi.responses import JSONResponse
 from kserve.errors import ModelNotReady
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import InferRequest, InferResponse
@@ -22,28 +20,30 @@ from starlette.responses import Response
 
 from common import tensors
 from common.bodies import json_body
-from common.errors import ClientError, ServingError
+from common.errors import ClientError
 from common.v2_json import dumps, json_answer_wanted, v2_json
 
-__all__ = ["infer_v2", "predict_v1", "serving_error_handler"]
+__all__ = ["infer_v2", "predict_v1"]
 
 
-async def serving_error_handler(_: fastapi.Request, exc: Exception) -> JSONResponse:
-    """Answer a :class:`ServingError` with its own status and ``{"error": reason}``."""
-    assert isinstance(exc, ServingError)
-    return JSONResponse(
-        status_code=int(exc.status_code), content={"error": exc.reason}, headers=exc.headers
-    )
+async def infer_v2(
+    dataplane: DataPlane,
+    raw_request: Request,
+    model_name: str,
+    max_bytes_elements: int = tensors.MAX_BYTES_ELEMENTS,
+) -> Response:
+    """``POST /v2/models/{model_name}/infer``: JSON or binary tensors in, JSON or binary out.
 
-
-async def infer_v2(dataplane: DataPlane, raw_request: Request, model_name: str) -> Response:
-    """``POST /v2/models/{model_name}/infer``: JSON or binary tensors in, JSON or binary out."""
+    A binary BYTES tensor of more than ``max_bytes_elements`` elements is a 413.
+    """
     if not await dataplane.model_ready(model_name, True):
         raise ModelNotReady(model_name)
     headers = dict(raw_request.headers)
     body = await raw_request.body()
     if tensors.HEADER_LENGTH in headers:
-        infer_request = tensors.read_binary_request(body, headers, model_name)
+        infer_request = tensors.read_binary_request(
+            body, headers, model_name, max_bytes_elements=max_bytes_elements
+        )
     else:
         try:
             request = InferenceRequest.model_validate_json(body)
@@ -65,7 +65,9 @@ async def infer_v2(dataplane: DataPlane, raw_request: Request, model_name: str) 
     return Response(dumps(answer), media_type="application/json", headers=response_headers)
 
 
-async def predict_v1(dataplane: DataPlane, raw_request: Request, model_name: str) -> Response:
+async def predict_v1(
+    dataplane: DataPlane, raw_request: Request, model_name: str, max_bytes_elements: int = 0
+) -> Response:
     """``POST /v1/models/{model_name}:predict``, answered with orjson."""
     if not await dataplane.model_ready(model_name, True):
         raise ModelNotReady(model_name)

@@ -31,6 +31,10 @@ there, not in production:
 8. ``ModelServer._serve()``: a coroutine that runs every entry of
    ``ModelServer.servers`` until they end.
 
+9. ``RESTServer._server``: the uvicorn server ``RESTServer.start`` runs
+   (:meth:`HookedRESTServer.uvicorn_server`); its SIGTERM handler is wrapped so
+   that readiness fails before the server stops accepting.
+
 Two public behaviours are worked around elsewhere and pinned by the same tests:
 ``import kserve`` parses ``sys.argv`` (``common.launch`` hides ours from it), and
 KServe answers with FastAPI's deprecated ``ORJSONResponse``
@@ -46,6 +50,7 @@ from typing import Final
 
 import fastapi
 import kserve
+import uvicorn
 from fastapi.exceptions import FastAPIDeprecationWarning
 from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
@@ -92,6 +97,11 @@ class HookedRESTServer(RESTServer):  # type: ignore[misc]
     ``create_application`` (KServe's) calls, in order, the three steps below;
     subclasses override :meth:`routes_first` and :meth:`more_exception_handlers`.
     """
+
+    def uvicorn_server(self) -> uvicorn.Server:
+        """The uvicorn server :meth:`start` runs (private behaviour 9)."""
+        server: uvicorn.Server = self._server
+        return server
 
     def routes_first(self, app: fastapi.FastAPI) -> None:
         """Add routes that win over KServe's routes of the same path."""

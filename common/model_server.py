@@ -8,16 +8,22 @@ on asyncio's default loop whatever its ``event_loop`` setting says.
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import kserve
 import uvloop
 
+from common import metrics
+from common.guard import Limits
 from common.kserve_adapter import KSERVE_APP, HookedModelServer
 from common.rest_server import RESTServer
 from common.settings import ServerSettings
+from common.tensors import MAX_BYTES_ELEMENTS
 
 __all__ = ["ModelServer", "ServerOptions", "serve"]
 
@@ -32,6 +38,10 @@ class ServerOptions:
     enable_grpc: bool
     workers: int
     log_level: str = "INFO"
+    limits: Limits = Limits()
+    max_bytes_elements: int = MAX_BYTES_ELEMENTS
+    shutdown_delay_seconds: float = 0.0
+    shutdown_grace_seconds: int = 30
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> ServerOptions:
@@ -42,6 +52,13 @@ class ServerOptions:
             enable_grpc=settings.enable_grpc,
             workers=settings.workers,
             log_level=settings.log_level,
+            limits=Limits(
+                max_body_bytes=settings.max_body_bytes,
+                max_request_id_chars=settings.max_request_id_chars,
+            ),
+            max_bytes_elements=settings.max_bytes_elements,
+            shutdown_delay_seconds=settings.shutdown_delay_seconds,
+            shutdown_grace_seconds=settings.shutdown_grace_seconds,
         )
 
 
@@ -57,6 +74,7 @@ class ModelServer(HookedModelServer):
             enable_docs_url=False,
             enable_latency_logging=False,
             access_log_format=None,
+            grace_period=options.shutdown_grace_seconds,
             **kwargs,
         )
         self._options = options
@@ -73,6 +91,9 @@ class ModelServer(HookedModelServer):
             timeout_keep_alive=self.timeout_keep_alive,
             bind_host=self._options.bind_host,
             log_level=self._options.log_level,
+            limits=self._options.limits,
+            max_bytes_elements=self._options.max_bytes_elements,
+            shutdown_delay_seconds=self._options.shutdown_delay_seconds,
         )
 
     def new_event_loop(self) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -82,6 +103,10 @@ class ModelServer(HookedModelServer):
 def serve(models: Sequence[kserve.Model], options: ServerOptions, **kwargs: Any) -> None:
     """Serve loaded ``models`` on ``options`` until the process is told to stop.
 
-    ``kwargs`` go to ``kserve.ModelServer`` (e.g. ``predictor_config``).
+    ``kwargs`` go to ``kserve.ModelServer`` (e.g. ``predictor_config``). Several
+    workers share their metrics through Prometheus' multiprocess mode.
     """
+    metrics.use_multiprocess_dir(
+        options.workers, Path(tempfile.gettempdir()) / f"sales-quantity-metrics-{os.getpid()}"
+    )
     ModelServer(options, **kwargs).start(models)

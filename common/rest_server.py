@@ -4,8 +4,9 @@ Kept from KServe: the data plane, every endpoint, the error handlers and the
 multi-worker supervisor. Changed:
 
 - the bind address is a setting (127.0.0.1 on a laptop, 0.0.0.0 in a pod);
-- :class:`common.errors.ServingError` and its subclasses are answered with
-  their own status and ``{"error": reason}``, in one handler;
+- every exception is answered with its status and ``{"error": reason}``
+  (:mod:`common.error_handlers`), behind :class:`common.guard.Guard` (request
+  ids, limits, 405s, versioned paths, metrics, readiness on SIGTERM);
 - ``GET /v2/models/{name}`` also reports the model's version(s), when the model
   offers a ``metadata()`` method;
 - no per-request timing log line (metrics cover timing);
@@ -16,18 +17,28 @@ The private KServe steps it hooks into are :mod:`common.kserve_adapter`'s.
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
+import signal
+from types import FrameType
 from typing import Any, Protocol, runtime_checkable
 
 import fastapi
+from kserve.errors import ModelNotFound
+from starlette.requests import Request
+from starlette.responses import Response
 
-from common.errors import ServingError
-from common.handlers import serving_error_handler
+from common import error_handlers, metrics
+from common.guard import Drain, Guard, Limits
 from common.kserve_adapter import HookedRESTServer, kserve_app, silence_kserve_deprecations
 from common.logs import configure_logging
 from common.routes import InferenceFirst
+from common.tensors import MAX_BYTES_ELEMENTS
 
 __all__ = ["HasMetadata", "RESTServer"]
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -38,12 +49,53 @@ class HasMetadata(Protocol):
 
 
 class RESTServer(HookedRESTServer):
-    """KServe's REST server on a configurable address, with our routes and error handler."""
+    """KServe's REST server on a configurable address, with our routes and error handler.
 
-    def __init__(self, *args: Any, bind_host: str, log_level: str, **kwargs: Any) -> None:
+    ``limits`` and ``max_bytes_elements`` bound what one request may ask;
+    ``shutdown_delay_seconds`` is how long it goes on serving after SIGTERM while its
+    readiness already fails, before uvicorn stops accepting and finishes what is in
+    flight (within KServe's ``grace_period``).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        bind_host: str,
+        log_level: str,
+        limits: Limits | None = None,
+        max_bytes_elements: int = MAX_BYTES_ELEMENTS,
+        shutdown_delay_seconds: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.config.host = bind_host
         self.log_level = log_level
+        self.limits = limits or Limits()
+        self.max_bytes_elements = max_bytes_elements
+        self.shutdown_delay_seconds = shutdown_delay_seconds
+        self.drain = Drain()
+        uvicorn_server = self.uvicorn_server()
+        self._stop = uvicorn_server.handle_exit
+        # uvicorn installs server.handle_exit for SIGTERM when it starts serving.
+        uvicorn_server.handle_exit = self._drain_then_stop  # type: ignore[method-assign]
+
+    def _drain_then_stop(self, sig: int, frame: FrameType | None) -> None:
+        """On SIGTERM: fail readiness at once, serve for the delay (while Kubernetes
+        takes the pod out of its endpoints), then let uvicorn stop accepting and
+        finish the requests in flight."""
+        loop = self.drain.loop
+        if self.drain.active or sig != signal.SIGTERM or loop is None:
+            self._stop(sig, frame)
+            return
+        self.drain.active = True
+        log.info(
+            "SIGTERM: not ready from now on; serving %.1f s more, then finishing the "
+            "requests in flight",
+            self.shutdown_delay_seconds,
+        )
+        loop.call_soon_threadsafe(
+            loop.call_later, self.shutdown_delay_seconds, self._stop, sig, frame
+        )
 
     def create_application(self) -> None:
         """Configure KServe's application, then put :class:`InferenceFirst` in front of it."""
@@ -52,7 +104,16 @@ class RESTServer(HookedRESTServer):
         silence_kserve_deprecations()
         configure_logging(self.log_level)
         super().create_application()
-        self.config.app = InferenceFirst(kserve_app(), self.dataplane)
+        self.drain.loop = _running_loop()
+        inference_first = InferenceFirst(
+            kserve_app(), self.dataplane, max_bytes_elements=self.max_bytes_elements
+        )
+        self.config.app = Guard(
+            inference_first,
+            limits=self.limits,
+            served_version=self._served_version,
+            drain=self.drain,
+        )
         # Everything alive now (libraries, the model) lives as long as the process:
         # keep it out of the cyclic collector, whose full passes over it, triggered
         # by the many dicts of a large request, would stall requests.
@@ -71,7 +132,29 @@ class RESTServer(HookedRESTServer):
             return metadata
 
         app.add_api_route("/v2/models/{model_name}", model_metadata, methods=["GET"])
+        app.add_api_route("/metrics", _metrics, methods=["GET"])  # every worker's
 
     def more_exception_handlers(self, app: fastapi.FastAPI) -> None:
-        """Answer every :class:`ServingError` with its own status."""
-        app.add_exception_handler(ServingError, serving_error_handler)
+        """Answer every exception with its status, in one shape (replacing KServe's)."""
+        error_handlers.install(app)
+
+    async def _served_version(self, model_name: str) -> str | None:
+        """The version ``model_name`` serves, for versioned paths; None if no such model."""
+        try:
+            model = self.dataplane.get_model_from_registry(model_name)
+        except ModelNotFound:
+            return None
+        version = getattr(model, "served_version", None)
+        return str(await version()) if callable(version) else None
+
+
+async def _metrics(request: Request) -> Response:
+    content, content_type = metrics.exposition()
+    return Response(content, headers={"content-type": content_type})
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # a spawned worker builds its application before its loop runs
+        return None

@@ -4,13 +4,11 @@ Each inference request otherwise crosses FastAPI's and Starlette's middleware
 stack and tries KServe's routes one regular expression at a time, which on a
 single-row request costs more than reading it. :class:`InferenceFirst` matches
 the two inference paths itself and hands everything else to the application.
-Errors still get the application's own exception handlers, so they are answered
-exactly as on any other route.
+Errors are answered by :func:`common.error_handlers.answer`, as on any other route.
 """
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -21,11 +19,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from common import error_handlers
 from common.handlers import infer_v2, predict_v1
+from common.tensors import MAX_BYTES_ELEMENTS
 
 __all__ = ["INFERENCE_ROUTES", "Handler", "InferenceFirst"]
 
-Handler = Callable[[DataPlane, Request, str], Awaitable[Response]]
+#: A handler: the data plane, the request, the model name, the BYTES element limit.
+Handler = Callable[[DataPlane, Request, str, int], Awaitable[Response]]
 
 #: The paths answered ahead of FastAPI, and the model name's place in them.
 INFERENCE_ROUTES: Final[tuple[tuple[re.Pattern[str], Handler], ...]] = (
@@ -37,9 +38,16 @@ INFERENCE_ROUTES: Final[tuple[tuple[re.Pattern[str], Handler], ...]] = (
 class InferenceFirst:
     """An ASGI application: inference requests to their handlers, the rest to ``app``."""
 
-    def __init__(self, app: fastapi.FastAPI, dataplane: DataPlane) -> None:
+    def __init__(
+        self,
+        app: fastapi.FastAPI,
+        dataplane: DataPlane,
+        *,
+        max_bytes_elements: int = MAX_BYTES_ELEMENTS,
+    ) -> None:
         self.app = app
         self.dataplane = dataplane
+        self.max_bytes_elements = max_bytes_elements
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -47,7 +55,9 @@ class InferenceFirst:
                 if match := pattern.fullmatch(scope["path"]):
                     request = Request(scope, receive)
                     try:
-                        response = await handler(self.dataplane, request, match[1])
+                        response = await handler(
+                            self.dataplane, request, match[1], self.max_bytes_elements
+                        )
                     except Exception as exc:  # noqa: BLE001 - answered by the app's handlers
                         response = await self._answer_error(request, exc)
                     await response(scope, receive, send)
@@ -55,9 +65,4 @@ class InferenceFirst:
         await self.app(scope, receive, send)
 
     async def _answer_error(self, request: Request, exc: Exception) -> Response:
-        for cls in type(exc).__mro__:
-            handler = self.app.exception_handlers.get(cls)
-            if handler is not None:
-                response = handler(request, exc)
-                return await response if inspect.isawaitable(response) else response
-        raise exc
+        return error_handlers.answer(request, exc)

@@ -60,3 +60,10 @@ class ServerSettings(BaseSettings):
     max_bytes_elements: int = Field(100_000, ge=1)
     """Most elements of one binary BYTES tensor (each becomes a Python object); more is
     answered 413 before any is made."""
+    shutdown_delay_seconds: float = Field(0.0, ge=0, le=300)
+    """On SIGTERM, how long to go on serving while readiness already answers 503, so
+    that Kubernetes takes the pod out of its endpoints first (e.g. 5); then no new
+    connection is accepted and requests in flight finish."""
+    shutdown_grace_seconds: int = Field(30, ge=1, le=600)
+    """Longest wait for requests in flight after the delay; keep the delay plus this
+    below the pod's terminationGracePeriodSeconds."""

@@ -63,7 +63,7 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
             max_queue=settings.max_queued_requests,
             # Rows are checked before they are batched; should a shared model call
             # fail all the same, each request is scored alone: only its own fails.
-            retry_alone=lambda exc: True,
+            retry_alone=_always,
         )
 
     def load(self) -> bool:
@@ -154,6 +154,15 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
         """V2 metadata of the outputs, with the class order of the probabilities."""
         return answers.output_metadata(self._classes)
 
+    async def served_version(self) -> str:
+        """The registry version loaded (for versioned V2 paths)."""
+        return self.version
+
     def metadata(self) -> dict[str, Any]:
         """Extra V2 model metadata: the registry version being served."""
         return {"versions": [self.version], "platform": "mlflow_sklearn"}
+
+
+def _always(exc: BaseException) -> bool:
+    # A module function, not a lambda: a model is pickled into each spawned worker.
+    return True

@@ -88,11 +88,11 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
             concurrency=settings.predictor_concurrency,
             max_queue=settings.max_queued_requests,
             # Callers' credentials never share a call.
-            key=lambda call: call.headers.get("authorization"),
+            key=_credentials,
             # Each request's rows are checked before they join a call; should a shared
             # call be refused all the same, each request is sent alone, so that only the
             # one at fault fails. Not when the predictor is down or slow: no request is.
-            retry_alone=lambda exc: not isinstance(exc, PredictorTimeout | PredictorUnavailable),
+            retry_alone=_may_be_one_callers_fault,
         )
         self._capture = _capture_store(settings)
         self._served_version = ""
@@ -219,6 +219,12 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
             log.warning("metadata without the predictor's: %s", exc)
         return self._served_outputs
 
+    async def served_version(self) -> str:
+        """The version the predictor serves (for versioned V2 paths); asked when unknown."""
+        if not self._served_version:
+            await self.get_output_types()
+        return self._served_version
+
     def metadata(self) -> dict[str, Any]:
         """Extra V2 model metadata: the registry version the predictor serves, if known."""
         return {"versions": [self._served_version] if self._served_version else []}
@@ -231,6 +237,7 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
     ) -> dict[str, Any] | InferResponse:
         """Answer in the caller's protocol, with the request id and model version."""
         call, prediction = result.call, result.prediction
+        self._served_version = prediction.model_version  # follows a rollout
         if response_headers is not None:
             response_headers[answers.REQUEST_ID_HEADER] = call.request_id
             response_headers[answers.MODEL_VERSION_HEADER] = prediction.model_version
@@ -265,3 +272,14 @@ def _joined_features(calls: list[PredictorCall]) -> dict[str, npt.NDArray[Any]]:
     if len(calls) == 1:
         return calls[0].features
     return {name: np.concatenate([c.features[name] for c in calls]) for name in FEATURE_NAMES}
+
+
+# Module functions, not lambdas: a model is pickled into each spawned worker.
+
+
+def _credentials(call: PredictorCall) -> str | None:
+    return call.headers.get("authorization")
+
+
+def _may_be_one_callers_fault(exc: BaseException) -> bool:
+    return not isinstance(exc, PredictorTimeout | PredictorUnavailable)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import inspect
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import httpx
 import kserve
 import kserve.model_server
 import pytest
+import uvicorn
 from fastapi.exceptions import FastAPIDeprecationWarning
 from fastapi.responses import ORJSONResponse
 from kserve.errors import InvalidInput, NoModelReady
@@ -31,8 +33,8 @@ from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
 from kserve.protocol.rest.server import RESTServer
 from timing_asgi import TimingMiddleware
 
+from common.error_handlers import answer as serving_error_handler
 from common.errors import ClientError, ServingError
-from common.handlers import serving_error_handler
 from common.kserve_adapter import (
     ADAPTED_KSERVE_VERSION,
     KSERVE_APP,
@@ -212,6 +214,16 @@ def test_8_serve_runs_every_server_until_they_end() -> None:
     server.servers = [one("rest"), one("grpc")]
     asyncio.run(server._serve())
     assert sorted(ran) == ["grpc", "rest"]
+
+
+def test_9_the_rest_server_runs_a_uvicorn_server_whose_exit_handler_can_be_wrapped() -> None:
+    server = _rest_server(HookedRESTServer)
+    uvicorn_server = server.uvicorn_server()
+    assert isinstance(uvicorn_server, uvicorn.Server)
+    assert uvicorn_server is server._server
+    # uvicorn installs server.handle_exit (looked up on the instance) for SIGTERM.
+    source = inspect.getsource(uvicorn.Server.capture_signals)
+    assert "self.handle_exit" in source
 
 
 def test_the_hooked_model_server_is_kserves_with_a_rest_server_to_make() -> None:
