@@ -115,8 +115,7 @@ class Guard:
         route = metrics.route_of(scope["path"])
         answer = _Answer(send)
         try:
-            scope = await self._admitted(scope)
-            answer.request_id = _header(scope, _REQUEST_ID) or ""
+            scope = await self._admitted(scope, answer)
             await self.app(scope, self._limited(scope, receive), answer.send)
         except ServingError as exc:  # refused here, or raised past every handler
             await answer.error(exc.status_code, exc.reason, exc.headers)
@@ -130,17 +129,17 @@ class Guard:
             metrics.REQUESTS.labels(route, status, answer.model_version).inc()
             metrics.REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)
 
-    async def _admitted(self, scope: Scope) -> Scope:
+    async def _admitted(self, scope: Scope, answer: _Answer) -> Scope:
         """``scope`` with a request id and a plain path; raises what refuses it."""
         path, method = scope["path"], scope["method"]
         given = _header(scope, _REQUEST_ID)
         try:
-            rid = request_id(given, max_chars=self.limits.max_request_id_chars)
+            answer.request_id = request_id(given, max_chars=self.limits.max_request_id_chars)
         except ClientError:
-            scope = _with_header(scope, _REQUEST_ID, request_id(None))
+            answer.request_id = request_id(None)  # the caller's is not echoed
             raise
         if given is None:
-            scope = _with_header(scope, _REQUEST_ID, rid)
+            scope = _with_header(scope, _REQUEST_ID, answer.request_id)
         if self.drain.active and _READINESS.fullmatch(path):
             raise ServingError(
                 "the server is shutting down: it finishes the requests it has",
