@@ -15,12 +15,12 @@ from prometheus_client import Histogram
 
 from common import answers, request_ids
 from common.batching import MicroBatcher
+from common.contract import FEATURE_NAMES
 from common.errors import ServingError
 from transformer import protocol
 from transformer.capture import CaptureStore
 from transformer.client import PredictorClient, forwarded_headers
 from transformer.errors import PredictorFailed, PredictorTimeout, PredictorUnavailable
-from transformer.features import FEATURE_NAMES
 from transformer.settings import TransformerSettings
 
 __all__ = ["SalesQuantityTransformer"]

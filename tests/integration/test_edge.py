@@ -12,8 +12,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from harness.servers import Server
 from tests.integration.conftest import MODEL, READY, Registry
-from tests.servers import Server
 from tests.unit.records import VALID
 
 pytestmark = pytest.mark.integration

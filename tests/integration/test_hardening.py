@@ -11,11 +11,11 @@ import httpx
 import orjson
 import pytest
 
+from common.contract import FEATURES
 from common.tensors import HEADER_LENGTH
+from harness.servers import Server
 from tests.integration.conftest import MODEL, READY, Registry
-from tests.servers import Server
 from tests.unit.records import VALID, record
-from transformer.features import FEATURES
 from transformer.protocol import RAW_DATATYPES
 
 pytestmark = pytest.mark.integration

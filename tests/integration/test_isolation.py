@@ -10,8 +10,8 @@ import httpx
 import orjson
 import pytest
 
+from harness.servers import Server
 from tests.integration.conftest import MODEL
-from tests.servers import Server
 from tests.unit.records import VALID, record
 from transformer.protocol import RAW_DATATYPES
 

@@ -14,8 +14,8 @@ import yaml
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
+from harness.servers import Server
 from tests.integration.conftest import MODEL, READY, Registry
-from tests.servers import Server
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.servers import Server
 from tests.integration.conftest import MODEL, Registry
-from tests.servers import Server
 from tests.unit.records import record
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

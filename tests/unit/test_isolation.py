@@ -19,7 +19,7 @@ from kserve import InferInput, InferRequest
 
 from common.bodies import json_body
 from common.errors import ClientError
-from tests.servers import free_port
+from harness.servers import free_port
 from tests.unit.records import VALID, record
 from transformer import protocol
 from transformer.errors import InvalidRecord
