@@ -97,6 +97,7 @@ def records_from_v2(
     return validate_columns(columns, where=None)  # named by input, as the caller sent them
 
 
+_FLOAT_FEATURES: Final = tuple(f.name for f in FEATURES if f.dtype.kind == "f")
 # Which raw fields each floating-point feature is computed from, for messages.
 _SOURCES: Final = {
     "unit_price": ("unit_price",),
@@ -115,18 +116,18 @@ def checked_features(columns: Mapping[str, list[Any]], *, where: str | None) -> 
     """
     with np.errstate(over="ignore", invalid="ignore"):  # found and named below
         features = compute_features(columns)
-    for feature in FEATURES:
-        values = features[feature.name]
-        if values.dtype.kind != "f":
-            continue
-        bad = np.flatnonzero(~np.isfinite(values))
-        if bad.size:
-            row = int(bad[0])
-            fields = _SOURCES.get(feature.name, ("date",))
-            quoted_fields = ", ".join(f"{name}={quoted(columns[name][row])}" for name in fields)
+    # A sum is finite only if every term is: one test for all columns, the columns and
+    # rows looked at only when it fails.
+    if np.isfinite(sum(features[name] for name in _FLOAT_FEATURES)).all():
+        return features
+    for name in _FLOAT_FEATURES:
+        values = features[name]
+        if not np.isfinite(values).all():
+            row = int(np.flatnonzero(~np.isfinite(values))[0])
+            fields = _SOURCES.get(name, ("date",))
+            quoted_fields = ", ".join(f"{field}={quoted(columns[field][row])}" for field in fields)
             raise InvalidRecord(
-                f"{where or 'row'}[{row}] is invalid: {quoted_fields} give a non-finite "
-                f"{feature.name}"
+                f"{where or 'row'}[{row}] is invalid: {quoted_fields} give a non-finite {name}"
             )
     return features
 
