@@ -57,6 +57,7 @@ def test_client_mistakes_are_4xx_with_the_id_and_logged_without_a_traceback(
         ("POST", "/v2/models/no-such-model/infer", b'{"inputs": []}', 404),
         ("GET", "/v2/models/no-such-model", b"", 404),
     ]
+    logged_before = len(transformer.log())
     for method, path, body, status in mistakes:
         response = httpx.request(
             method,
@@ -68,9 +69,10 @@ def test_client_mistakes_are_4xx_with_the_id_and_logged_without_a_traceback(
         assert response.json()["request_id"] == f"mistake-{status}"
         assert response.json()["error"]
     time.sleep(0.5)
-    lines = [line for line in transformer.log().splitlines() if "mistake-" in line]
+    since = transformer.log()[logged_before:]
+    lines = [line for line in since.splitlines() if "mistake-" in line]
     assert lines, "client mistakes are logged with their request id"
-    assert all('"level": "ERROR"' not in line and "Traceback" not in line for line in lines)
+    assert '"level": "ERROR"' not in since and "Traceback" not in since, since[-2000:]
 
 
 def test_a_body_or_row_count_over_its_limit_is_a_413(
