@@ -18,6 +18,7 @@ __all__ = [
     "BATCH_DESIGNS",
     "DESIGNS",
     "NOBATCH",
+    "SKLEARN",
     "Design",
     "answer_rows",
 ]
@@ -46,6 +47,9 @@ BASELINE: Final = "baseline"
 BASELINE_NUMPY: Final = "baseline-numpy"
 #: Present only when the predictor has the ``--max_batch_size`` flag.
 NOBATCH: Final = "predictor-v2-nobatch"
+#: The predictor scoring with scikit-learn (``--compile_model false``), as
+#: ``mlflow models serve`` does: the like-for-like row of the predictor's target.
+SKLEARN: Final = "predictor-v2-sklearn"
 
 DESIGNS: Final[tuple[Design, ...]] = (
     Design(BASELINE, "baseline: seed FastAPI, in-process", "JSON", "baseline", "/predict", raw_v1),
@@ -68,6 +72,7 @@ DESIGNS: Final[tuple[Design, ...]] = (
     Design("predictor-v1", "predictor alone", "V1", "predictor", _V1, predictor_v1),
     Design("predictor-v2", "predictor alone", "V2", "predictor", _V2, predictor_v2),
     Design(NOBATCH, "predictor alone, batching off", "V2", "predictor-nobatch", _V2, predictor_v2),
+    Design(SKLEARN, "predictor alone, scikit-learn", "V2", "predictor-sklearn", _V2, predictor_v2),
     Design("full-v1", "client→transformer→predictor", "V1 (→V2 bin)", "transformer", _V1, raw_v1),
     Design("full-v2", "client→transformer→predictor", "V2 (→V2 bin)", "transformer", _V2, raw_v2),
 )

@@ -31,7 +31,16 @@ import httpx
 
 from benchmarks import inprocess, report
 from benchmarks.bodies import Record, sample_records, write_bodies
-from benchmarks.designs import BASELINE, BATCH_DESIGNS, DESIGNS, NOBATCH, Design, answer_rows
+from benchmarks.designs import (
+    BASELINE,
+    BASELINE_NUMPY,
+    BATCH_DESIGNS,
+    DESIGNS,
+    NOBATCH,
+    SKLEARN,
+    Design,
+    answer_rows,
+)
 from benchmarks.load import LoadGenerator, Measurement, PythonClient, Wrk, ensure_wrk
 from benchmarks.stack import (
     MODEL_URI,
@@ -208,10 +217,16 @@ def _generator(choice: str, work_dir: Path, pinning: Pinning) -> LoadGenerator:
 
 def _selected(only: Sequence[str] | None) -> tuple[tuple[Design, ...], tuple[Design, ...]]:
     # The baseline is always measured: every ratio is against it.
-    wanted = set(only or [d.name for d in DESIGNS] + [_BATCH]) | {BASELINE}
+    # Both baselines always: the targets are judged against the one that scores alike.
+    wanted = set(only or [d.name for d in DESIGNS] + [_BATCH]) | {BASELINE, BASELINE_NUMPY}
     if NOBATCH in wanted and not predictor_accepts("--max_batch_size"):
         _progress(f"the predictor has no --max_batch_size (no batching to turn off): no {NOBATCH}")
         wanted.discard(NOBATCH)
+    if SKLEARN in wanted and not predictor_accepts("--compile_model"):
+        _progress(
+            f"the predictor has no --compile_model (it scores with scikit-learn): no {SKLEARN}"
+        )
+        wanted.discard(SKLEARN)
     designs = tuple(d for d in DESIGNS if d.name in wanted)
     return designs, (BATCH_DESIGNS if _BATCH in wanted else ())
 

@@ -39,6 +39,7 @@ SERVER_KEYS: Final = (
     "mlflow-serve",
     "predictor",
     "predictor-nobatch",
+    "predictor-sklearn",
     "transformer",
     "transformer-json",
     "transformer-v1",
@@ -176,11 +177,13 @@ class Stack:
             args = ["python", "-m", "mlflow", "models", "serve", "-m", MODEL_URI]
             args += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
             return args, "/ping", env
-        if key in ("predictor", "predictor-nobatch"):
+        if key in ("predictor", "predictor-nobatch", "predictor-sklearn"):
             args = ["python", "-m", "predictor", "--tracking_uri", self.tracking_uri]
             args += ["--http_port", str(port), *self.predictor_flags]
             if key == "predictor-nobatch":
                 args += ["--max_batch_size", "1"]
+            if key == "predictor-sklearn":
+                args += ["--compile_model", "false"]
             return args, _READY, env
         if key in _TRANSFORMER_FLAGS:
             predictor = self.start("predictor")

@@ -57,12 +57,18 @@ def test_the_batch_section_compares_with_both_in_process_limits(report: str) -> 
         assert re.search(rf"^in-process {re.escape(limit)}\s+\d+\s+[\d.]+", report, re.M)
 
 
-def test_the_verdicts_show_the_reference_beside_each_target(report: str) -> None:
+def test_the_verdicts_judge_like_for_like_and_show_the_seeds_baseline_beside(
+    report: str,
+) -> None:
     single = re.search(
-        r"\] full path V2 single-row p50 <= 1.5x baseline p50 \(conc 1\): (.*)", report
+        r"\] full path V2 single-row p50 <= 1.5x the baseline's with the NumPy scorer "
+        r"\(conc 1\): (.*)",
+        report,
     )
     assert single, report
-    assert re.fullmatch(r"[\d.]+x; against the baseline with the NumPy scorer [\d.]+x", single[1])
-    batch = re.search(r"\] 50-row batch V2 rows/s >= 50% of in-process: (.*)", report)
+    assert re.fullmatch(r"[\d.]+x; against the seed's baseline \(scikit-learn\) [\d.]+x", single[1])
+    batch = re.search(
+        r"\] 50-row batch V2 rows/s >= 50% of in-process with the NumPy scorer: (.*)", report
+    )
     assert batch, report
-    assert re.fullmatch(r"\d+%; of in-process with the NumPy scorer \d+%", batch[1])
+    assert re.fullmatch(r"\d+%; of in-process with scikit-learn \d+%", batch[1])
