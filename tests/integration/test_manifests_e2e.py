@@ -52,6 +52,8 @@ RECORD = {
     "on_promotion": True,
     "is_holiday": False,
 }
+
+
 def rendering(case: str) -> list[Obj]:
     if case.startswith("helm-"):
         return helm_render(values_of(CHART / "ci" / f"{case[5:]}-values.yaml"), tests=True)
