@@ -190,8 +190,12 @@ def _values(inp: InferInput) -> list[Any]:
     # JSON data keeps the values exactly as sent; binary data comes as an array.
     if data is None or isinstance(data, np.ndarray):
         data = np.asarray(inp.as_numpy()).tolist()
-    if data and isinstance(data[0], list):  # [[v], [v], ...] for shape [n, 1]
-        data = [value for row in data for value in row]
+    if any(isinstance(row, list) for row in data):  # [[v], [v], ...] for shape [n, 1]
+        if not all(isinstance(row, list) and len(row) == 1 for row in data):
+            raise InvalidRecord(
+                f"{what} data is invalid: expected a flat list, or one [value] per row"
+            )
+        data = [row[0] for row in data]
     if inp.datatype == "BYTES":
         return _text(data, inp.name)
     if inp.datatype == "BOOL":

@@ -266,3 +266,15 @@ def test_rows_beyond_the_limit_are_a_413_before_they_are_validated() -> None:
         with pytest.raises(ClientError, match=r"has 3 rows: at most 2 per request") as caught:
             read()
         assert caught.value.status_code == 413
+
+
+def test_v2_nested_data_must_be_one_value_per_row() -> None:
+    # Found by the fuzzer: [[v], v] once reached a TypeError (a 500).
+    request = columnar([VALID, VALID])
+    price = next(i for i in request.inputs if i.name == "unit_price")
+    price._shape = [2, 1]
+    price._data = [[3.5], 2.0]
+    with pytest.raises(InvalidRecord, match="input unit_price data is invalid"):
+        protocol.records_from_v2(request)
+    price._data = [[3.5], [2.0]]
+    assert protocol.records_from_v2(request)["unit_price"] == [3.5, 2.0]
