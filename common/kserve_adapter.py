@@ -34,6 +34,17 @@ there, not in production:
 9. ``RESTServer._server``: the uvicorn server ``RESTServer.start`` runs
    (:meth:`HookedRESTServer.uvicorn_server`); its SIGTERM handler is wrapped so
    that readiness fails before the server stops accepting.
+10. ``RESTServerMultiProcess.terminate_all()``: on stop, sends SIGTERM to every
+    worker, then waits for each ``_rest_server.config.timeout_graceful_shutdown``
+    seconds before killing it. Each worker first serves for the shutdown delay
+    (it fails readiness meanwhile), then gets that grace: the supervisor waits
+    for both (:class:`DrainingSupervisor`).
+11. ``RESTServerMultiProcess.init_processes(sockets)``: starts the workers on the
+    listening sockets the supervisor bound, and the supervisor keeps its own
+    copies open until it exits. :class:`DrainingSupervisor` closes them when it
+    stops, so that once the last worker stops accepting, connections are refused
+    rather than queued on a socket nobody accepts from (and reset when the
+    supervisor exits).
 
 Two public behaviours are worked around elsewhere and pinned by the same tests:
 ``import kserve`` parses ``sys.argv`` (``common.launch`` hides ours from it), and
@@ -44,9 +55,11 @@ KServe answers with FastAPI's deprecated ``ORJSONResponse``
 from __future__ import annotations
 
 import asyncio
+import math
+import socket
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
 import fastapi
 import kserve
@@ -60,6 +73,7 @@ from uvicorn.importer import import_from_string
 __all__ = [
     "ADAPTED_KSERVE_VERSION",
     "KSERVE_APP",
+    "DrainingSupervisor",
     "HookedModelServer",
     "HookedRESTServer",
     "kserve_app",
@@ -121,6 +135,35 @@ class HookedRESTServer(RESTServer):  # type: ignore[misc]
         self.more_exception_handlers(app)
 
 
+class DrainingSupervisor(RESTServerMultiProcess):  # type: ignore[misc]
+    """KServe's multi-worker supervisor, waiting for its workers' shutdown delay too.
+
+    ``extra_stop_seconds`` is added to the grace each worker gets to end once it
+    has been told to stop (private behaviour 10), so a worker that serves on for
+    its delay and then finishes its requests in flight is not killed meanwhile.
+    """
+
+    def __init__(self, *args: Any, extra_stop_seconds: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.extra_stop_seconds = extra_stop_seconds
+
+        self._sockets: list[socket.socket] = []
+
+    def init_processes(self, sockets: list[socket.socket]) -> None:  # private behaviour 11
+        self._sockets = sockets
+        super().init_processes(sockets)
+
+    async def terminate_all(self) -> None:  # private behaviour 10
+        for listening in self._sockets:  # the workers hold their own copies
+            listening.close()
+        # No worker starts after stop, so the longer wait reaches only this one.
+        config = self._rest_server.config
+        config.timeout_graceful_shutdown = math.ceil(
+            config.timeout_graceful_shutdown + self.extra_stop_seconds
+        )
+        await super().terminate_all()
+
+
 class HookedModelServer(kserve.ModelServer):  # type: ignore[misc]
     """KServe's model server, serving the REST server a subclass makes.
 
@@ -137,17 +180,22 @@ class HookedModelServer(kserve.ModelServer):  # type: ignore[misc]
         """The event loop factory of the serving process."""
         return asyncio.new_event_loop
 
+    def worker_extra_stop_seconds(self) -> float:
+        """How much longer than the grace a worker may take to stop (its delay)."""
+        return 0.0
+
     def start(self, models: Sequence[kserve.Model]) -> None:
         """Register ``models`` and serve until SIGTERM, as KServe does."""
         self._register_and_check_atleast_one_model_is_ready(list(models))  # behaviour 5
         rest = self.make_rest_server()
         if self.workers > 1:
-            supervisor = RESTServerMultiProcess(
+            supervisor = DrainingSupervisor(
                 KSERVE_APP,
                 self.dataplane,
                 self.model_repository_extension,
                 self.http_port,
                 workers=self.workers,
+                extra_stop_seconds=self.worker_extra_stop_seconds(),
             )
             supervisor._rest_server = rest  # behaviour 6
             self._rest_multiprocess_server = supervisor  # behaviour 7

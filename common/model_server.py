@@ -99,6 +99,10 @@ class ModelServer(HookedModelServer):
     def new_event_loop(self) -> Callable[[], asyncio.AbstractEventLoop]:
         return uvloop.new_event_loop
 
+    def worker_extra_stop_seconds(self) -> float:
+        # The supervisor waits out the delay plus a second for the worker to exit.
+        return self._options.shutdown_delay_seconds + 1.0
+
 
 def serve(models: Sequence[kserve.Model], options: ServerOptions, **kwargs: Any) -> None:
     """Serve loaded ``models`` on ``options`` until the process is told to stop.

@@ -54,7 +54,8 @@ class RESTServer(HookedRESTServer):
     ``limits`` and ``max_bytes_elements`` bound what one request may ask;
     ``shutdown_delay_seconds`` is how long it goes on serving after SIGTERM while its
     readiness already fails, before uvicorn stops accepting and finishes what is in
-    flight (within KServe's ``grace_period``).
+    flight (within KServe's ``grace_period``). With several workers each worker does
+    so when the supervisor passes SIGTERM on to it.
     """
 
     def __init__(
@@ -74,16 +75,24 @@ class RESTServer(HookedRESTServer):
         self.max_bytes_elements = max_bytes_elements
         self.shutdown_delay_seconds = shutdown_delay_seconds
         self.drain = Drain()
-        uvicorn_server = self.uvicorn_server()
-        self._stop = uvicorn_server.handle_exit
         # uvicorn installs server.handle_exit for SIGTERM when it starts serving.
-        uvicorn_server.handle_exit = self._drain_then_stop  # type: ignore[method-assign]
+        self.uvicorn_server().handle_exit = self._drain_then_stop  # type: ignore[method-assign]
+
+    def _stop(self, sig: int, frame: FrameType | None) -> None:
+        """uvicorn's own exit handler (looked up on the class: a worker process gets
+        this server pickled, and the instance's ``handle_exit`` is ours)."""
+        server = self.uvicorn_server()
+        type(server).handle_exit(server, sig, frame)
 
     def _drain_then_stop(self, sig: int, frame: FrameType | None) -> None:
         """On SIGTERM: fail readiness at once, serve for the delay (while Kubernetes
         takes the pod out of its endpoints), then let uvicorn stop accepting and
-        finish the requests in flight."""
-        loop = self.drain.loop
+        finish the requests in flight.
+
+        A worker process built its application before its loop ran: uvicorn calls
+        this handler on the main thread, inside that loop, so the loop is found here.
+        """
+        loop = self.drain.loop or _running_loop()
         if self.drain.active or sig != signal.SIGTERM or loop is None:
             self._stop(sig, frame)
             return

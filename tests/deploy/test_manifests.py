@@ -226,6 +226,40 @@ def test_serving_containers_have_probes_and_kserves_port(case: str | Path) -> No
             assert "startupProbe" in container, where
 
 
+@pytest.mark.parametrize("case", every_rendering())
+def test_every_server_stops_within_its_pods_termination_grace(case: str | Path) -> None:
+    """delay + grace < the pod's termination grace, or Kubernetes kills requests in flight.
+
+    Knative refuses ``terminationGracePeriodSeconds`` and sets it from the revision's
+    timeout (KServe's ``timeout``): that one is read in Knative mode.
+    """
+    isvc = one(render(case), "InferenceService")
+    knative = isvc["metadata"].get("annotations", {}).get("serving.kserve.io/deploymentMode")
+    checked = 0
+    for where, pod in pod_specs(isvc):
+        (container,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        prefix = "TRANSFORMER" if where == "transformer" else "PREDICTOR"
+        delay = float(env[f"{prefix}_SHUTDOWN_DELAY_SECONDS"])
+        grace = float(env[f"{prefix}_SHUTDOWN_GRACE_SECONDS"])
+        if knative == "Knative":
+            assert "terminationGracePeriodSeconds" not in pod, where
+            period = pod["timeout"]
+        else:
+            period = pod["terminationGracePeriodSeconds"]
+        assert 0 < delay and delay + grace < period, (where, delay, grace, period)
+        checked += 1
+    assert checked >= 2
+
+
+def test_the_chart_refuses_a_termination_grace_below_delay_plus_grace() -> None:
+    values = {
+        "shutdown": {"delaySeconds": 5, "graceSeconds": 25, "terminationGracePeriodSeconds": 30}
+    }
+    with pytest.raises(helm.HelmError, match="terminationGracePeriodSeconds must exceed"):
+        helm_render(values)
+
+
 def _policy_and_pods(objects: list[Obj]) -> tuple[Obj, dict[str, str], dict[str, str]]:
     policy = one(objects, "NetworkPolicy")
     name = one(objects, "InferenceService")["metadata"]["name"]

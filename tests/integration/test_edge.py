@@ -167,13 +167,16 @@ def test_two_workers_count_every_request_once(
     assert counted == sent
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_drains_readiness_first_and_fails_no_request_in_flight(
-    predictor: Server, start_transformer: Callable[..., Server]
+    workers: int, predictor: Server, start_transformer: Callable[..., Server]
 ) -> None:
     transformer = start_transformer(
         f"127.0.0.1:{predictor.port}",
+        "--workers",
+        str(workers),
         "--shutdown_delay_seconds",
-        "1.5",
+        "5",
         "--shutdown_grace_seconds",
         "10",
     )
@@ -203,18 +206,21 @@ def test_sigterm_drains_readiness_first_and_fails_no_request_in_flight(
     time.sleep(1.0)
     signalled = time.monotonic()
     transformer.process.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    readiness = httpx.get(f"{transformer.url}{READY}")
+    # Several workers hear of it from their supervisor, which looks every 0.5 s.
+    time.sleep(0.8)
+    readiness = [  # a new connection each: with two workers, spread over both
+        httpx.get(f"{transformer.url}{READY}", headers={"connection": "close"}) for _ in range(4)
+    ]
     served_meanwhile = httpx.post(f"{transformer.url}{V1}", json={"instances": [VALID]})
     exit_code = transformer.process.wait(timeout=20)
     exited_after = time.monotonic() - signalled
     stop.set()
     for thread in threads:
         thread.join(30)
-    assert readiness.status_code == 503
-    assert "shutting down" in readiness.json()["error"]
+    assert [r.status_code for r in readiness] == [503] * 4
+    assert all("shutting down" in r.json()["error"] for r in readiness)
     assert served_meanwhile.status_code == 200
     assert exit_code == 0, transformer.log()[-2000:]
-    assert 1.5 <= exited_after < 1.5 + 10 + 5
+    assert 5 <= exited_after < 5 + 10 + 5
     answered = [o for o in outcomes if o != "refused"]
     assert answered and set(answered) == {200}, sorted(set(map(str, outcomes)))

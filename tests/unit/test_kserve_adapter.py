@@ -11,6 +11,7 @@ import asyncio
 import importlib.metadata
 import inspect
 import signal
+import socket
 import subprocess
 import sys
 import warnings
@@ -38,6 +39,7 @@ from common.errors import ClientError, ServingError
 from common.kserve_adapter import (
     ADAPTED_KSERVE_VERSION,
     KSERVE_APP,
+    DrainingSupervisor,
     HookedModelServer,
     HookedRESTServer,
     kserve_app,
@@ -224,6 +226,66 @@ def test_9_the_rest_server_runs_a_uvicorn_server_whose_exit_handler_can_be_wrapp
     # uvicorn installs server.handle_exit (looked up on the instance) for SIGTERM.
     source = inspect.getsource(uvicorn.Server.capture_signals)
     assert "self.handle_exit" in source
+
+
+def _waits_on_stop(supervisor: Any) -> list[int | None]:
+    """How long ``supervisor.terminate_all`` waits for each of two fake workers."""
+    events: list[str] = []
+    waited: list[int | None] = []
+
+    class Worker:
+        pid = 0
+
+        def terminate(self) -> None:
+            events.append("terminate")
+
+        async def wait_for_termination(self, grace_period: int | None = None) -> None:
+            events.append("wait")
+            waited.append(grace_period)
+
+        def kill(self) -> None:  # pragma: no cover - the wait does not time out here
+            events.append("kill")
+
+    supervisor._processes = [Worker(), Worker()]
+    asyncio.run(supervisor.terminate_all())
+    assert events == ["terminate", "terminate", "wait", "wait"]
+    return waited
+
+
+def test_10_terminate_all_signals_every_worker_then_waits_its_graceful_timeout() -> None:
+    models = ModelRepository()
+    args = (KSERVE_APP, DataPlane(model_registry=models), ModelRepositoryExtension(models), 1)
+    kserves = RESTServerMultiProcess(*args, workers=2, grace_period=3)
+    assert _waits_on_stop(kserves) == [3, 3]
+    ours = DrainingSupervisor(*args, workers=2, grace_period=3, extra_stop_seconds=1.5)
+    assert _waits_on_stop(ours) == [5, 5]  # the grace, the delay, rounded up
+
+
+def test_11_init_processes_gets_the_sockets_the_supervisor_keeps_and_ours_closes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    models = ModelRepository()
+    args = (KSERVE_APP, DataPlane(model_registry=models), ModelRepositoryExtension(models), 1)
+    given: list[Any] = []
+
+    class NoProcess:
+        def __init__(self, sockets: Any, target: Any, **_: Any) -> None:
+            given.append(sockets)
+            self.pid = 0
+
+        def start(self) -> None:
+            pass
+
+    monkeypatch.setattr(multiprocess, "RESTServerProcess", NoProcess)
+    supervisor = DrainingSupervisor(*args, workers=2)
+    # KServe's start binds the socket and hands it to init_processes.
+    assert "self.init_processes(sockets)" in inspect.getsource(RESTServerMultiProcess.start)
+    listening = socket.create_server(("127.0.0.1", 0))
+    supervisor.init_processes([listening])
+    assert given == [[listening]] * 2
+    supervisor._processes = []
+    asyncio.run(supervisor.terminate_all())
+    assert listening.fileno() == -1  # closed
 
 
 def test_the_hooked_model_server_is_kserves_with_a_rest_server_to_make() -> None:

@@ -142,6 +142,10 @@ Call with (dict "root" $ "modelUri" URI).
       value: {{ $v.modelName }}
     - name: PREDICTOR_MODEL_URI
       value: {{ .modelUri }}
+    - name: PREDICTOR_SHUTDOWN_DELAY_SECONDS
+      value: {{ $v.shutdown.delaySeconds | quote }}
+    - name: PREDICTOR_SHUTDOWN_GRACE_SECONDS
+      value: {{ $v.shutdown.graceSeconds | quote }}
     - name: PREDICTOR_TRACKING_URI
       valueFrom:
         configMapKeyRef:
@@ -310,4 +314,21 @@ spec:
             - name: tmp
               emptyDir:
                 sizeLimit: 512Mi
+{{- end }}
+
+{{/*
+The pods' termination grace, above the servers' shutdown delay + grace: Standard mode sets
+terminationGracePeriodSeconds; Knative refuses that field and takes it from the revision's
+timeout (KServe's `timeout`).
+*/}}
+{{- define "sqc.terminationGrace" -}}
+{{- $s := .Values.shutdown }}
+{{- if ge (addf $s.delaySeconds $s.graceSeconds) (float64 $s.terminationGracePeriodSeconds) }}
+{{- fail "shutdown.terminationGracePeriodSeconds must exceed shutdown.delaySeconds + shutdown.graceSeconds" }}
+{{- end }}
+{{- if eq .Values.deploymentMode "Knative" -}}
+timeout: {{ .Values.shutdown.terminationGracePeriodSeconds }}
+{{- else -}}
+terminationGracePeriodSeconds: {{ .Values.shutdown.terminationGracePeriodSeconds }}
+{{- end }}
 {{- end }}
