@@ -218,10 +218,10 @@ def run_jobs(
     return done
 
 
-def check_reports(reports: Path, version: str, rows: int) -> None:
+def check_reports(reports: Path, version: str, rows: int, labelled: int) -> None:
     """The drift and performance jobs' reports under ``reports``: every file, a verdict on all
     13 features from ``rows`` served rows against ``version``'s baseline (found in MLflow),
-    and those rows' labels joined."""
+    and ``labelled`` labels joined to them."""
     drift = reports / "drift"
     files = {p.name for p in drift.iterdir()}
     assert files == {"drift_report.json", "drift_report.html", "drift_metrics.prom"}
@@ -234,7 +234,7 @@ def check_reports(reports: Path, version: str, rows: int) -> None:
 
     performance = reports / "performance"
     report = json.loads((performance / "performance_report.json").read_text())
-    assert sum(w["labelled"] for w in report["windows"]) == rows
+    assert sum(w["labelled"] for w in report["windows"]) == labelled
     assert {w["model_version"] for w in report["windows"]} == {version}
     assert all(0 <= w["accuracy"] <= 1 for w in report["windows"] if w["accuracy"] is not None)
     assert (performance / "performance_report.html").stat().st_size > 0

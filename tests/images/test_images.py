@@ -247,4 +247,4 @@ def test_the_drift_and_performance_jobs_run_in_their_image_over_what_the_images_
     )
     assert drift.returncode == 0, drift.stderr[-3000:]
     assert performance.returncode == 0, performance.stderr[-3000:]
-    check_reports(data / "reports", registry.version, served)
+    check_reports(data / "reports", registry.version, served, served)
