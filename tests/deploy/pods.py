@@ -1,4 +1,5 @@
-"""Turn a rendered container into the process the kubelet would start, on 127.0.0.1.
+"""Turn a rendered container into the process the kubelet would start, on 127.0.0.1 (or
+inside its image, tests/images/test_manifests_in_images.py), and ask it V1 and V2.
 
 The command, args and env come from the manifest, plus the arguments KServe's controller
 appends to a custom transformer (kserve/kserve pkg/apis/serving/v1beta1/transformer_custom.go,
@@ -19,9 +20,28 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import BaseModel
 
 from harness.servers import Server
-from tests.deploy.manifests import ROOT, Obj
+from monitoring.settings import DriftSettings, PerformanceSettings
+from predictor.settings import PredictorSettings
+from tests.deploy.manifests import (
+    CHART,
+    NAMESPACE,
+    ROOT,
+    Obj,
+    helm_render,
+    one,
+    overlay,
+    pod_specs,
+    values_of,
+)
+from tests.integration.conftest import MODEL
+from tests.unit.records import VALID as RECORD
+from transformer.settings import TransformerSettings
 
 # What the images run when a container names no command (issue 12's entry points; read from
 # the Dockerfile's ENTRYPOINT once it exists).
@@ -147,3 +167,74 @@ def start(
             start_new_session=True,
         )
     return Server(name, process, port, log_path)
+
+
+def rendering(case: str) -> list[Obj]:
+    """An overlay's objects (``standard``), or the chart's for ``helm-<ci values name>``."""
+    if case.startswith("helm-"):
+        return helm_render(values_of(CHART / "ci" / f"{case[5:]}-values.yaml"), tests=True)
+    return overlay(case)
+
+
+def config_of(objects: list[Obj]) -> dict[str, str]:
+    data: dict[str, str] = one(objects, "ConfigMap")["data"]
+    return data
+
+
+def command_for(
+    objects: list[Obj], component: str, subs: Substitutions
+) -> tuple[list[str], dict[str, str]]:
+    """The process a pod of ``component`` runs, on 127.0.0.1; fails on an unknown env name."""
+    isvc = one(objects, "InferenceService")
+    spec = dict(pod_specs(isvc))[component]
+    (container,) = spec["containers"]
+    part = "predictor" if component.endswith("predictor") else "transformer"
+    parts: dict[str, tuple[str, type[BaseModel]]] = {
+        "predictor": ("PREDICTOR_", PredictorSettings),
+        "transformer": ("TRANSFORMER_", TransformerSettings),
+    }
+    prefix, settings = parts[part]
+    env = resolve_env(container, config_of(objects))
+    unknown = unknown_env(env, prefix, set(settings.model_fields))
+    assert unknown == set(), f"{component}: env the server would ignore"
+    args = kserve_args(container, part, isvc, NAMESPACE)
+    args, env = substitute(args, env, prefix, subs)
+    command = container.get("command") or entrypoint(part)
+    return [*command, *args], env
+
+
+def job_command(
+    objects: list[Obj], job: str, subs: Substitutions
+) -> tuple[list[str], dict[str, str]]:
+    """The process the CronJob ``job`` starts, on 127.0.0.1; fails on an unknown env name."""
+    cronjob = one(objects, "CronJob", f"sales-quantity-classifier-{job}")
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    jobs: dict[str, type[BaseModel]] = {"drift": DriftSettings, "performance": PerformanceSettings}
+    settings = jobs[job]
+    env = resolve_env(container, config_of(objects))
+    assert unknown_env(env, "MONITORING_", set(settings.model_fields)) == set()
+    args, env = substitute(list(container["args"]), env, "MONITORING_", subs)
+    command = container.get("command") or entrypoint("monitoring")
+    return [*command, *args], env
+
+
+def ask_v1_and_v2(url: str, version: str) -> None:
+    """One V1 and one V2 request to the transformer at ``url``, both answered by ``version``."""
+    v1 = httpx.post(f"{url}/v1/models/{MODEL}:predict", json={"instances": [RECORD]}, timeout=30)
+    assert v1.status_code == 200, v1.text
+    assert v1.json()["model_version"] == version == v1.headers["x-model-version"]
+    assert v1.json()["predictions"][0]["predicted_class"] in {"low", "medium", "high"}
+    inputs: list[dict[str, Any]] = [
+        {
+            "name": k,
+            "datatype": {bool: "BOOL", float: "FP64", str: "BYTES"}[type(v)],
+            "shape": [1],
+            "data": [v],
+        }
+        for k, v in RECORD.items()
+    ]
+    v2 = httpx.post(f"{url}/v2/models/{MODEL}/infer", json={"inputs": inputs}, timeout=30)
+    assert v2.status_code == 200, v2.text
+    answer = v2.json()
+    assert answer["model_name"] == MODEL and answer["model_version"] == version
+    assert {o["name"] for o in answer["outputs"]} == {"predicted_class", "probabilities"}

@@ -20,6 +20,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTS = ("predictor", "transformer", "monitoring")
+# Paths a run may write: the mounted writable ones, and what buildah itself mounts or
+# creates for a run (kernel file systems, /etc/hosts and /etc/resolv.conf).
+RUNTIME_PATHS = ("tmp", "data", "proc", "sys", "dev", "run", "etc/hosts", "etc/resolv.conf")
 
 
 def buildah(*args: str) -> list[str]:
@@ -102,6 +105,26 @@ class Container:
     def rootfs(self) -> Path:
         """Where the container's root filesystem is mounted on the host."""
         return Path(check_output("mount", self.name).strip())
+
+    def written_since(self, started_at: float) -> tuple[list[str], int]:
+        """Paths of the root filesystem changed after ``started_at`` (outside
+        :data:`RUNTIME_PATHS`), and how many paths were looked at: buildah has no
+        read-only root, so a test checks that nothing was written to it instead."""
+        rootfs = self.rootfs()
+        changed, seen = [], 0
+        for directory, dirs, files in os.walk(rootfs):
+            relative = os.path.relpath(directory, rootfs)
+            if relative.split(os.sep)[0] in RUNTIME_PATHS:
+                dirs.clear()
+                continue
+            for name in files + dirs:
+                path = os.path.join(directory, name)
+                if os.path.relpath(path, rootfs) in RUNTIME_PATHS:
+                    continue
+                seen += 1
+                if os.lstat(path).st_mtime > started_at:
+                    changed.append(os.path.relpath(path, rootfs))
+        return changed, seen
 
 
 @contextlib.contextmanager

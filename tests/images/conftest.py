@@ -2,20 +2,25 @@
 
 The servers run inside their images (``buildah run``, host network) against a real MLflow
 server on the host with a trained, promoted model (the integration tier's fixtures), with
-the arguments KServe's controller passes, and host directories mounted as the writable
-``/tmp`` and ``/data`` (as an emptyDir and a volume would be in a pod).
+the arguments KServe's controller passes, and a host directory mounted as the writable
+``/data`` (as the claim would be in a pod; ``/tmp`` is buildah's own, see :func:`mounts`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from harness.servers import free_port
@@ -53,6 +58,11 @@ class Served:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def data(self) -> Path:
+        """The host directory mounted as the server's ``/data``."""
+        return Path(next(v for v in self.volumes if v.endswith(":/data")).split(":")[0])
+
 
 def _wait_ready(served: Served, path: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
@@ -66,30 +76,84 @@ def _wait_ready(served: Served, path: str, timeout: float = 180) -> None:
     raise TimeoutError(f"not ready in {timeout} s:\n{served.process.log()[-4000:]}")
 
 
+def mounts(tmp: Path, data: Path | None = None) -> tuple[str, ...]:
+    """Volumes for a run: ``data`` (or a new directory in ``tmp``) as ``/data``.
+
+    Only that one: given mounts over both of the image's declared volumes (``/tmp`` and
+    ``/data``), buildah 1.28.2 here ignores both and mounts its own volumes instead. ``/tmp``
+    gets buildah's own, a fresh writable directory per container, as an emptyDir would be.
+    """
+    return (f"{data or writable_dir(tmp, 'data')}:/data",)
+
+
 @contextlib.contextmanager
-def serve(
-    image: str, args: list[str], env: list[str], tmp: Path, log_path: Path
+def serve_command(
+    image: str,
+    argv: list[str],
+    env: list[str],
+    port: int,
+    volumes: tuple[str, ...],
+    log_path: Path,
 ) -> Iterator[Served]:
-    """Run ``image``'s entry point with ``args`` (as KServe would) until the block ends."""
-    entrypoint = image_config(image)["Entrypoint"]
-    volumes = (
-        f"{writable_dir(tmp, 'tmp')}:/tmp",
-        f"{writable_dir(tmp, 'data')}:/data",
-    )
-    port = free_port()
+    """Run ``argv`` in a fresh container of ``image`` until the block ends; ready once it
+    serves the model on ``port``."""
     with container(image) as ctr:
         started_at = time.time()
         time.sleep(1.1)  # file times have a resolution of a second on some file systems
-        process = start(
-            ctr.command([*entrypoint, *args, "--http_port", str(port)], volumes=volumes, env=env),
-            log_path,
-        )
+        process = start(ctr.command(argv, volumes=volumes, env=env), log_path)
         served = Served(ctr, process, port, started_at, volumes)
         try:
             _wait_ready(served, f"/v2/models/{MODEL}/ready")
             yield served
         finally:
             process.stop()
+
+
+@contextlib.contextmanager
+def serve(
+    image: str, args: list[str], env: list[str], tmp: Path, log_path: Path
+) -> Iterator[Served]:
+    """Run ``image``'s entry point with ``args`` (as KServe would) until the block ends."""
+    entrypoint = image_config(image)["Entrypoint"]
+    port = free_port()
+    argv = [*entrypoint, *args, "--http_port", str(port)]
+    with serve_command(image, argv, env, port, mounts(tmp), log_path) as served:
+        yield served
+
+
+def simulate(transformer_url: str, models: Registry, labels: Path) -> pd.DataFrame:
+    """About 500 rows of the training data through the transformer at ``transformer_url``
+    (``python -m monitoring simulate``, on the host); the labels it writes, one per row."""
+    done = subprocess.run(
+        [sys.executable, "-m", "monitoring", "simulate"]
+        + ["--transformer_url", transformer_url, "--rate", "50", "--duration", "2"]
+        + ["--rows_per_request", "5", "--data", str(models.data_dir / "train.csv")]
+        + ["--labels_out", str(labels)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    answered = pd.read_csv(labels)
+    assert len(answered) >= 100  # the jobs' --min_rows
+    return answered
+
+
+def captured(capture: Path, answered: pd.DataFrame, timeout: float = 30) -> int:
+    """How many of the ``answered`` rows the capture store holds, once it holds them all
+    (the transformer writes every ``--capture_flush_seconds``) or at the deadline."""
+    request_ids = set(answered["request_id"])
+    deadline = time.monotonic() + timeout
+    rows = 0
+    while time.monotonic() < deadline:
+        files = [f for f in capture.rglob("*.parquet") if not f.name.startswith(".")]
+        ids = [i for f in files for i in pq.read_table(f, columns=["request_id"])["request_id"]]
+        rows = sum(i.as_py() in request_ids for i in ids)
+        if rows >= len(answered):
+            break
+        time.sleep(0.5)
+    return rows
 
 
 @pytest.fixture(scope="session")
@@ -117,7 +181,8 @@ def transformer_image_server(
     tmp_path_factory: pytest.TempPathFactory,
     log_dir: Path,  # noqa: F811
 ) -> Iterator[Served]:
-    """The transformer, from its image, calling the predictor's image."""
+    """The transformer, from its image, calling the predictor's image and capturing what it
+    serves to ``/data/capture`` (written every second, for the jobs' tests)."""
     with serve(
         images["transformer"],
         [
@@ -125,9 +190,52 @@ def transformer_image_server(
             MODEL,
             "--predictor_host",
             f"127.0.0.1:{predictor_image_server.port}",
+            "--capture_uri",
+            "/data/capture",
+            "--capture_flush_seconds",
+            "1",
         ],
         [],
         tmp_path_factory.mktemp("transformer-image"),
         log_dir / "transformer-image.log",
     ) as served:
         yield served
+
+
+def run_jobs(
+    image: str, commands: list[tuple[list[str], list[str]]], data: Path
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run each (argv, env) in turn in one fresh container of ``image``, with ``data`` as its
+    ``/data`` (the CronJobs' volume); fails if anything outside /tmp and /data was written."""
+    with container(image) as ctr:
+        started_at = time.time()
+        time.sleep(1.1)  # file times have a resolution of a second on some file systems
+        done = [
+            ctr.run(argv, volumes=[f"{data}:/data"], env=env, timeout=300) for argv, env in commands
+        ]
+        changed, seen = ctr.written_since(started_at)
+    assert seen > 1000 and changed == [], f"{image} wrote {changed[:20]}"
+    return done
+
+
+def check_reports(reports: Path, version: str, rows: int, labelled: int) -> None:
+    """The drift and performance jobs' reports under ``reports``: every file, a verdict on all
+    13 features from ``rows`` served rows against ``version``'s baseline (found in MLflow),
+    and ``labelled`` labels joined to them."""
+    drift = reports / "drift"
+    files = {p.name for p in drift.iterdir()}
+    assert files == {"drift_report.json", "drift_report.html", "drift_metrics.prom"}
+    report = json.loads((drift / "drift_report.json").read_text())
+    assert report["status"] in {"ok", "drift"}  # enough rows to decide
+    assert report["model_version"] == version
+    assert report["rows_current"] == rows and report["rows_reference"] > 0
+    assert report["features_tested"] == 13
+    assert "monitoring_drift_dataset_drift{" in (drift / "drift_metrics.prom").read_text()
+
+    performance = reports / "performance"
+    report = json.loads((performance / "performance_report.json").read_text())
+    assert sum(w["labelled"] for w in report["windows"]) == labelled
+    assert {w["model_version"] for w in report["windows"]} == {version}
+    assert all(0 <= w["accuracy"] <= 1 for w in report["windows"] if w["accuracy"] is not None)
+    assert (performance / "performance_report.html").stat().st_size > 0
+    assert (performance / "performance_metrics.prom").stat().st_size > 0

@@ -8,32 +8,19 @@ image runs its command. ``STORAGE_DRIVER`` picks buildah's storage driver, as fo
 from __future__ import annotations
 
 import json
-import os
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.images.buildah import PARTS, ROOT, container, image_config
-from tests.images.conftest import MODEL, Served
+from tests.images.conftest import MODEL, Served, captured, check_reports, run_jobs, simulate
 from tests.integration.conftest import Registry
+from tests.unit.records import VALID as RECORD
 
 pytestmark = pytest.mark.images
-
-RECORD = {
-    "date": "2026-03-14",
-    "store_id": "S012",
-    "item_id": "I0457",
-    "category": "dairy",
-    "unit_price": 3.49,
-    "discount_pct": 0.1,
-    "on_promotion": True,
-    "is_holiday": False,
-}
-# Paths a run may write: the mounted writable ones, and what buildah itself mounts or
-# creates for a run (kernel file systems, /etc/hosts and /etc/resolv.conf).
-RUNTIME_PATHS = ("tmp", "data", "proc", "sys", "dev", "run", "etc/hosts", "etc/resolv.conf")
 
 
 def _missing(image: str, modules: list[str]) -> dict[str, bool]:
@@ -152,8 +139,6 @@ def test_monitoring_image_carries_the_jobs_and_feature_code_but_no_server(
         "predictor",
         "sklearn",
     ]
-    if not (ROOT / "monitoring" / "__main__.py").exists():
-        pytest.skip("monitoring/ has no command yet (issue 11): its --help is not checked")
     entrypoint = image_config(images["monitoring"])["Entrypoint"]
     with container(images["monitoring"]) as ctr:
         done = ctr.run([*entrypoint, "--help"])
@@ -227,19 +212,39 @@ def test_serving_from_the_images_writes_nothing_outside_tmp_and_data(
     )
     assert answer.status_code == 200, answer.text
     for served in (predictor_image_server, transformer_image_server):
-        rootfs = served.container.rootfs()
-        changed, seen = [], 0
-        for directory, dirs, files in os.walk(rootfs):
-            relative = os.path.relpath(directory, rootfs)
-            if relative.split(os.sep)[0] in RUNTIME_PATHS:
-                dirs.clear()
-                continue
-            for name in files + dirs:
-                path = os.path.join(directory, name)
-                if os.path.relpath(path, rootfs) in RUNTIME_PATHS:
-                    continue
-                seen += 1
-                if os.lstat(path).st_mtime > served.started_at:
-                    changed.append(os.path.relpath(path, rootfs))
+        changed, seen = served.container.written_since(served.started_at)
         assert seen > 1000  # the whole image was looked at
         assert changed == [], f"{served.container.image} wrote {changed[:20]}"
+
+
+def test_the_drift_and_performance_jobs_run_in_their_image_over_what_the_images_served(
+    images: dict[str, str], transformer_image_server: Served, registry: Registry
+) -> None:
+    # Real traffic through the transformer and predictor images, captured by the transformer
+    # to its /data, which the jobs' container mounts as its own /data (the CronJobs' PVC).
+    data = transformer_image_server.data
+    since = datetime.now(UTC).isoformat()  # the jobs read this traffic only
+    answered = simulate(transformer_image_server.url, registry, data / "labels" / "labels.csv")
+    served = len(answered)
+    assert captured(data / "capture", answered) == served
+
+    # The CronJobs' commands, but for this traffic only and the version that served it.
+    model_uri = f"models:/{MODEL}/{registry.version}"
+    entrypoint = image_config(images["monitoring"])["Entrypoint"]
+    env = [f"MONITORING_TRACKING_URI={registry.tracking_uri}"]  # as the CronJobs set it
+    common = ["--current", "/data/capture", "--since", since, "--model_uri", model_uri]
+    drift, performance = run_jobs(
+        images["monitoring"],
+        [
+            ([*entrypoint, "drift", *common, "--output", "/data/reports/drift"], env),
+            (
+                [*entrypoint, "performance", *common, "--labels", "/data/labels"]
+                + ["--step", "24h", "--output", "/data/reports/performance"],
+                env,
+            ),
+        ],
+        data,
+    )
+    assert drift.returncode == 0, drift.stderr[-3000:]
+    assert performance.returncode == 0, performance.stderr[-3000:]
+    check_reports(data / "reports", registry.version, served, served)

@@ -3,8 +3,8 @@ containers started on 127.0.0.1 with exactly their command, args and env (plus w
 controller appends), answering V1 and V2 requests; the chart's `helm test` script against
 them. A wrong env name or flag in a manifest fails here.
 
-The monitoring CronJobs' commands run the same way over what the transformer captured,
-once `python -m monitoring` (issue 11) is in the tree; until then that test skips, saying so.
+The monitoring CronJobs' commands run the same way over what the transformer captured.
+tests/images/test_manifests_in_images.py does all this again inside the images.
 """
 
 from __future__ import annotations
@@ -16,74 +16,18 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from harness.servers import Server, free_port
-from predictor.settings import PredictorSettings
 from rollout.metrics import per_version
 from tests.deploy import pods
-from tests.deploy.manifests import (
-    CHART,
-    ROOT,
-    Obj,
-    helm_notes,
-    helm_render,
-    one,
-    overlay,
-    pod_specs,
-    values_of,
-)
+from tests.deploy.manifests import CHART, ROOT, Obj, helm_notes, one, pod_specs, values_of
+from tests.deploy.pods import RECORD, ask_v1_and_v2, command_for, job_command, rendering
 from tests.integration.conftest import MODEL, Registry
-from transformer.settings import TransformerSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.deploy]
-
-NAMESPACE = "ml"
-RECORD = {
-    "date": "2026-03-14",
-    "store_id": "S012",
-    "item_id": "I0457",
-    "category": "dairy",
-    "unit_price": 3.49,
-    "discount_pct": 0.1,
-    "on_promotion": True,
-    "is_holiday": False,
-}
-
-
-def rendering(case: str) -> list[Obj]:
-    if case.startswith("helm-"):
-        return helm_render(values_of(CHART / "ci" / f"{case[5:]}-values.yaml"), tests=True)
-    return overlay(case)
-
-
-def config_of(objects: list[Obj]) -> dict[str, str]:
-    data: dict[str, str] = one(objects, "ConfigMap")["data"]
-    return data
-
-
-def command_for(
-    objects: list[Obj], component: str, subs: pods.Substitutions
-) -> tuple[list[str], dict[str, str]]:
-    """The process a pod of ``component`` runs, on 127.0.0.1; fails on an unknown env name."""
-    isvc = one(objects, "InferenceService")
-    spec = dict(pod_specs(isvc))[component]
-    (container,) = spec["containers"]
-    part = "predictor" if component.endswith("predictor") else "transformer"
-    prefix, settings = {
-        "predictor": ("PREDICTOR_", PredictorSettings),
-        "transformer": ("TRANSFORMER_", TransformerSettings),
-    }[part]
-    env = pods.resolve_env(container, config_of(objects))
-    unknown = pods.unknown_env(env, prefix, set(settings.model_fields))
-    assert unknown == set(), f"{component}: env the server would ignore"
-    args = pods.kserve_args(container, part, isvc, NAMESPACE)
-    args, env = pods.substitute(args, env, prefix, subs)
-    command = container.get("command") or pods.entrypoint(part)
-    return [*command, *args], env
 
 
 @pytest.fixture()
@@ -122,37 +66,12 @@ def run_pods(
         server.stop()
 
 
-def ask_v1_and_v2(transformer: Server, version: str) -> None:
-    v1 = httpx.post(
-        f"{transformer.url}/v1/models/{MODEL}:predict", json={"instances": [RECORD]}, timeout=30
-    )
-    assert v1.status_code == 200, v1.text
-    assert v1.json()["model_version"] == version == v1.headers["x-model-version"]
-    assert v1.json()["predictions"][0]["predicted_class"] in {"low", "medium", "high"}
-    inputs: list[dict[str, Any]] = [
-        {
-            "name": k,
-            "datatype": {bool: "BOOL", float: "FP64", str: "BYTES"}[type(v)],
-            "shape": [1],
-            "data": [v],
-        }
-        for k, v in RECORD.items()
-    ]
-    v2 = httpx.post(
-        f"{transformer.url}/v2/models/{MODEL}/infer", json={"inputs": inputs}, timeout=30
-    )
-    assert v2.status_code == 200, v2.text
-    answer = v2.json()
-    assert answer["model_name"] == MODEL and answer["model_version"] == version
-    assert {o["name"] for o in answer["outputs"]} == {"predicted_class", "probabilities"}
-
-
 @pytest.mark.parametrize("case", ["standard", "knative", "helm-operations"])
 def test_the_rendered_containers_serve_v1_and_v2(
     case: str, run_pods: Callable[..., tuple[Server, Server]], registry: Registry
 ) -> None:
     predictor, transformer = run_pods(rendering(case))
-    ask_v1_and_v2(transformer, registry.version)
+    ask_v1_and_v2(transformer.url, registry.version)
     counts = per_version([f"{predictor.url}/metrics"])  # what `rollout status --metrics` reads
     assert counts[registry.version]["model_calls"] >= 2
 
@@ -168,7 +87,7 @@ def test_a_standard_canary_container_serves_its_pinned_version(
             assert env["value"] == "models:/sales-quantity-classifier/2"
             env["value"] = f"models:/sales-quantity-classifier/{registry.version}"
     _, transformer = run_pods(objects, "canary[0].predictor")
-    ask_v1_and_v2(transformer, registry.version)
+    ask_v1_and_v2(transformer.url, registry.version)
 
 
 def test_the_helm_test_pod_passes_against_the_service_and_fails_on_a_wrong_answer(
@@ -257,33 +176,6 @@ def test_a_wrong_env_name_or_flag_in_a_manifest_fails(
         run_pods(objects)
 
 
-needs_monitoring = pytest.mark.skipif(
-    not (ROOT / "monitoring" / "__main__.py").exists(),
-    reason="python -m monitoring (issue 11) is not in this tree yet: the CronJobs' commands "
-    "cannot run (pending, not faked)",
-)
-
-
-def job_command(
-    objects: list[Obj], job: str, subs: pods.Substitutions
-) -> tuple[list[str], dict[str, str]]:
-    """The process the CronJob ``job`` starts, on 127.0.0.1; fails on an unknown env name."""
-    from monitoring import settings as monitoring_settings
-
-    cronjob = one(objects, "CronJob", f"sales-quantity-classifier-{job}")
-    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    settings = {
-        "drift": monitoring_settings.DriftSettings,
-        "performance": monitoring_settings.PerformanceSettings,
-    }[job]
-    env = pods.resolve_env(container, config_of(objects))
-    assert pods.unknown_env(env, "MONITORING_", set(settings.model_fields)) == set()
-    args, env = pods.substitute(list(container["args"]), env, "MONITORING_", subs)
-    command = container.get("command") or pods.entrypoint("monitoring")
-    return [*command, *args], env
-
-
-@needs_monitoring
 @pytest.mark.parametrize("case", ["standard", "helm-knative"])
 def test_the_cronjobs_commands_report_on_what_the_transformer_captured(
     case: str,
