@@ -182,10 +182,16 @@ def test_sigterm_drains_readiness_first_and_fails_no_request_in_flight(
     )
     outcomes: list[int | str] = []
     stop = threading.Event()
+    # Once readiness fails, Kubernetes takes the pod out of its endpoints within the delay,
+    # so no new connection arrives when the server stops accepting; connections still in
+    # the listener's backlog at that moment are reset by the kernel, whatever the server
+    # does. The clients, like kube-proxy, stop opening connections a second before the delay
+    # ends; every request they started must then be answered.
+    last_start = [time.monotonic() + 60]
 
     def load() -> None:
         deadline = time.monotonic() + 20
-        while not stop.is_set() and time.monotonic() < deadline:
+        while not stop.is_set() and time.monotonic() < min(deadline, last_start[0]):
             try:  # a new connection per request: refused once the server stops accepting
                 response = httpx.post(
                     f"{transformer.url}{V1}",
@@ -206,6 +212,7 @@ def test_sigterm_drains_readiness_first_and_fails_no_request_in_flight(
     time.sleep(1.0)
     signalled = time.monotonic()
     transformer.process.send_signal(signal.SIGTERM)
+    last_start[0] = signalled + 5 - 1
     # Several workers hear of it from their supervisor, which looks every 0.5 s.
     time.sleep(0.8)
     readiness = [  # a new connection each: with two workers, spread over both
