@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -90,30 +90,20 @@ class PredictorClient:
         length for the V2 binary tensor extension) besides the forwarded ones.
         """
         url = f"{self.base_url}{path}"
-        try:
+        with self._mapped_errors(url):
             async with self._http().post(url, data=content, headers=headers) as response:
                 content = await response.read()
                 status, reason, reply_headers = response.status, response.reason, response.headers
-        except TimeoutError as exc:
-            raise PredictorTimeout(
-                f"the predictor at {url} did not answer within {self._timeout_seconds:g}s"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise PredictorUnavailable(
-                f"the predictor at {url} is unreachable: {type(exc).__name__}: {exc}"
-            ) from exc
         body_ = _decode(
             status, reason or "", content, url, reply_headers.get(tensors.HEADER_LENGTH)
         )
         return PredictorReply(body_, {k.lower(): v for k, v in reply_headers.items()})
 
-    async def get_json(self, path: str) -> dict[str, Any]:
-        """GET ``path``; its JSON object, or a status-carrying error as :meth:`post`."""
-        url = f"{self.base_url}{path}"
+    @contextlib.contextmanager
+    def _mapped_errors(self, url: str) -> Iterator[None]:
+        """A timeout or a connection failure as the error the transformer answers with."""
         try:
-            async with self._http().get(url) as response:
-                content = await response.read()
-                status, reason = response.status, response.reason
+            yield
         except TimeoutError as exc:
             raise PredictorTimeout(
                 f"the predictor at {url} did not answer within {self._timeout_seconds:g}s"
@@ -122,6 +112,14 @@ class PredictorClient:
             raise PredictorUnavailable(
                 f"the predictor at {url} is unreachable: {type(exc).__name__}: {exc}"
             ) from exc
+
+    async def get_json(self, path: str) -> dict[str, Any]:
+        """GET ``path``; its JSON object, or a status-carrying error as :meth:`post`."""
+        url = f"{self.base_url}{path}"
+        with self._mapped_errors(url):
+            async with self._http().get(url) as response:
+                content = await response.read()
+                status, reason = response.status, response.reason
         return _decode(status, reason or "", content, url, None)
 
     async def aclose(self) -> None:
