@@ -15,8 +15,12 @@ there, not in production:
    KServe's ``TimingMiddleware`` (a log line per request). Overridden to add
    nothing: metrics cover timing.
 3. ``RESTServer._register_endpoints(app)``: registers KServe's routes, among them
-   ``GET /v2/models/{model_name}``. A route added before it wins over KServe's
-   route of the same path (:meth:`HookedRESTServer.routes_first`).
+   ``GET /v2/models/{model_name}`` and ``/v2/models/{model_name}/ready``, and the
+   model repository's ``POST /v2/repository/models/{model_name}/load`` and
+   ``/unload``. A route added before it wins over KServe's route of the same
+   path (:meth:`HookedRESTServer.routes_first`); routes can be removed after it
+   (:meth:`HookedRESTServer.routes_last`). KServe's application is built with
+   FastAPI's ``/openapi.json`` route, and ``/docs`` only if ``sys.argv`` asks.
 4. ``RESTServer._add_exception_handlers(app)``: registers KServe's handlers,
    ending with a catch-all for ``Exception`` (a 500); handlers added after it
    (:meth:`HookedRESTServer.more_exception_handlers`) answer their own types.
@@ -109,7 +113,8 @@ class HookedRESTServer(RESTServer):  # type: ignore[misc]
     """KServe's REST server, its private set-up steps turned into two public hooks.
 
     ``create_application`` (KServe's) calls, in order, the three steps below;
-    subclasses override :meth:`routes_first` and :meth:`more_exception_handlers`.
+    subclasses override :meth:`routes_first`, :meth:`routes_last` and
+    :meth:`more_exception_handlers`.
     """
 
     def uvicorn_server(self) -> uvicorn.Server:
@@ -120,6 +125,9 @@ class HookedRESTServer(RESTServer):  # type: ignore[misc]
     def routes_first(self, app: fastapi.FastAPI) -> None:
         """Add routes that win over KServe's routes of the same path."""
 
+    def routes_last(self, app: fastapi.FastAPI) -> None:
+        """Change the routes once KServe's are registered (e.g. remove some)."""
+
     def more_exception_handlers(self, app: fastapi.FastAPI) -> None:
         """Add exception handlers beside KServe's (theirs end with a 500 catch-all)."""
 
@@ -129,6 +137,7 @@ class HookedRESTServer(RESTServer):  # type: ignore[misc]
     def _register_endpoints(self, app: fastapi.FastAPI) -> None:  # private behaviour 3
         self.routes_first(app)
         super()._register_endpoints(app)
+        self.routes_last(app)
 
     def _add_exception_handlers(self, app: fastapi.FastAPI) -> None:  # private behaviour 4
         super()._add_exception_handlers(app)

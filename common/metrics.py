@@ -62,6 +62,7 @@ _ROUTES: Final = (
     ("v2_health", re.compile(r"/v2/health/(?:live|ready)")),
     ("v2_server_metadata", re.compile(r"/v2/?")),
     ("metrics", re.compile(r"/metrics")),
+    ("openapi", re.compile(r"/openapi\.json")),
     ("live", re.compile(r"/")),
 )
 

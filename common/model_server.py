@@ -42,6 +42,7 @@ class ServerOptions:
     max_bytes_elements: int = MAX_BYTES_ELEMENTS
     shutdown_delay_seconds: float = 0.0
     shutdown_grace_seconds: int = 30
+    enable_openapi: bool = False
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> ServerOptions:
@@ -59,6 +60,7 @@ class ServerOptions:
             max_bytes_elements=settings.max_bytes_elements,
             shutdown_delay_seconds=settings.shutdown_delay_seconds,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
+            enable_openapi=settings.enable_openapi,
         )
 
 
@@ -94,6 +96,7 @@ class ModelServer(HookedModelServer):
             limits=self._options.limits,
             max_bytes_elements=self._options.max_bytes_elements,
             shutdown_delay_seconds=self._options.shutdown_delay_seconds,
+            enable_openapi=self._options.enable_openapi,
         )
 
     def new_event_loop(self) -> Callable[[], asyncio.AbstractEventLoop]:

@@ -9,6 +9,12 @@ multi-worker supervisor. Changed:
   ids, limits, 405s, versioned paths, metrics, readiness on SIGTERM);
 - ``GET /v2/models/{name}`` also reports the model's version(s), when the model
   offers a ``metadata()`` method;
+- ``GET /v2/models/{name}/ready?model_version=V`` answers for the version served,
+  and 404 for another, as the versioned path does (KServe's answers 501);
+- the model repository's ``POST /v2/repository/models/{name}/load`` and
+  ``/unload`` are not served: a model server loads its one model at start-up, and
+  one anonymous request must not unload it;
+- ``/openapi.json`` is served only with ``enable_openapi``;
 - no per-request timing log line (metrics cover timing);
 - inference requests skip FastAPI (:mod:`common.routes`).
 
@@ -21,24 +27,29 @@ import asyncio
 import gc
 import logging
 import signal
+from http import HTTPStatus
 from types import FrameType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import fastapi
-from kserve.errors import ModelNotFound
+from kserve.errors import ModelNotFound, ModelNotReady
 from starlette.requests import Request
 from starlette.responses import Response
 
 from common import error_handlers, metrics
+from common.errors import ServingError
 from common.guard import Drain, Guard, Limits
 from common.kserve_adapter import HookedRESTServer, kserve_app, silence_kserve_deprecations
 from common.logs import configure_logging
 from common.routes import InferenceFirst
 from common.tensors import MAX_BYTES_ELEMENTS
 
-__all__ = ["HasMetadata", "RESTServer"]
+__all__ = ["HasMetadata", "RESTServer", "refuse_the_model_repository", "serve_openapi"]
 
 log = logging.getLogger(__name__)
+
+#: KServe's model repository extension (load and unload a model by name).
+REPOSITORY_PREFIX: Final = "/v2/repository/"
 
 
 @runtime_checkable
@@ -51,6 +62,7 @@ class HasMetadata(Protocol):
 class RESTServer(HookedRESTServer):
     """KServe's REST server on a configurable address, with our routes and error handler.
 
+    ``enable_openapi`` serves the application's OpenAPI document at ``/openapi.json``.
     ``limits`` and ``max_bytes_elements`` bound what one request may ask;
     ``shutdown_delay_seconds`` is how long it goes on serving after SIGTERM while its
     readiness already fails, before uvicorn stops accepting and finishes what is in
@@ -66,9 +78,11 @@ class RESTServer(HookedRESTServer):
         limits: Limits | None = None,
         max_bytes_elements: int = MAX_BYTES_ELEMENTS,
         shutdown_delay_seconds: float = 0.0,
+        enable_openapi: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.enable_openapi = enable_openapi
         self.config.host = bind_host
         self.log_level = log_level
         self.limits = limits or Limits()
@@ -130,7 +144,9 @@ class RESTServer(HookedRESTServer):
         gc.freeze()
 
     def routes_first(self, app: fastapi.FastAPI) -> None:
-        """``GET /v2/models/{model_name}``: KServe's metadata and the model's own."""
+        """Routes in place of KServe's: ``GET /v2/models/{model_name}`` (KServe's
+        metadata and the model's own), ``.../ready`` (with a version), ``/metrics``,
+        and the model repository's paths (a 404)."""
         dataplane = self.dataplane
 
         async def model_metadata(model_name: str) -> dict[str, Any]:
@@ -140,8 +156,27 @@ class RESTServer(HookedRESTServer):
                 metadata.update(model.metadata())
             return metadata
 
+        async def model_ready(model_name: str, model_version: str | None = None) -> dict[str, Any]:
+            if not await dataplane.model_ready(model_name):  # ModelNotFound: a 404
+                raise ModelNotReady(model_name)
+            if model_version:
+                served = await self._served_version(model_name)
+                if served != model_version:
+                    raise ServingError(
+                        f"model {model_name} version {model_version} is not served here; "
+                        f"it serves version {served}",
+                        status_code=HTTPStatus.NOT_FOUND,
+                    )
+            return {"name": model_name, "ready": True}
+
         app.add_api_route("/v2/models/{model_name}", model_metadata, methods=["GET"])
+        app.add_api_route("/v2/models/{model_name}/ready", model_ready, methods=["GET"])
         app.add_api_route("/metrics", _metrics, methods=["GET"])  # every worker's
+        refuse_the_model_repository(app)
+
+    def routes_last(self, app: fastapi.FastAPI) -> None:
+        """``/openapi.json`` only when enabled (:func:`serve_openapi`)."""
+        serve_openapi(app, enabled=self.enable_openapi)
 
     def more_exception_handlers(self, app: fastapi.FastAPI) -> None:
         """Answer every exception with its status, in one shape (replacing KServe's)."""
@@ -155,6 +190,45 @@ class RESTServer(HookedRESTServer):
             return None
         version = getattr(model, "served_version", None)
         return str(await version()) if callable(version) else None
+
+
+def refuse_the_model_repository(app: fastapi.FastAPI) -> None:
+    """Answer KServe's model repository paths (load, unload) with a 404; run first."""
+    app.add_api_route(
+        REPOSITORY_PREFIX + "{path:path}",
+        _no_repository,
+        methods=["POST"],
+        include_in_schema=False,
+    )
+
+
+def serve_openapi(app: fastapi.FastAPI, *, enabled: bool) -> None:
+    """Serve ``/openapi.json`` when ``enabled``, without the repository's paths; else
+    remove it (a 404). Run once every route is registered."""
+    if app.openapi_url is None:
+        return
+    if not enabled:
+        app.router.routes[:] = [
+            route for route in app.router.routes if getattr(route, "path", "") != app.openapi_url
+        ]
+        app.openapi_url = None
+        return
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()  # cached by FastAPI after the first call
+        for path in [p for p in document["paths"] if p.startswith(REPOSITORY_PREFIX)]:
+            del document["paths"][path]
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way
+
+
+async def _no_repository(path: str) -> None:
+    raise ServingError(
+        "the model repository API is not served: this server loads its one model at start-up",
+        status_code=HTTPStatus.NOT_FOUND,
+    )
 
 
 async def _metrics(request: Request) -> Response:

@@ -67,3 +67,6 @@ class ServerSettings(BaseSettings):
     shutdown_grace_seconds: int = Field(30, ge=1, le=600)
     """Longest wait for requests in flight after the delay; keep the delay plus this
     below the pod's terminationGracePeriodSeconds."""
+    enable_openapi: bool = False
+    """Serve the server's OpenAPI document at /openapi.json (the fuzz tests read it);
+    off, that path is a 404. No /docs page: Swagger UI loads its scripts from a CDN."""

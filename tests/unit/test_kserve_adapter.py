@@ -115,6 +115,35 @@ def test_3_kserve_registers_the_route_ours_overrides(app: fastapi.FastAPI) -> No
     assert "m" in answer.json()["error"]
 
 
+def test_3_kserve_registers_the_model_repository_in_register_endpoints(
+    app: fastapi.FastAPI,
+) -> None:
+    _rest_server(HookedRESTServer).create_application()
+    paths = app.openapi()["paths"]
+    assert {
+        "/v2/repository/models/{model_name}/load",
+        "/v2/repository/models/{model_name}/unload",
+    } <= set(paths)
+    assert _get(app, "/v2/repository/models/m/unload").status_code == 405  # POST only
+
+
+def test_3_routes_last_runs_after_kserves_routes(app: fastapi.FastAPI) -> None:
+    class Ours(HookedRESTServer):
+        def routes_last(self, app: fastapi.FastAPI) -> None:
+            seen.update(app.openapi()["paths"])
+            app.openapi_schema = None
+
+    seen: set[str] = set()
+    _rest_server(Ours).create_application()
+    assert "/v2/models/{model_name}/infer" in seen
+
+
+def test_3_kserves_app_serves_fastapis_openapi_document_and_no_docs() -> None:
+    # Built at import; common.launch hides argv, so --enable_docs_url never reaches it.
+    assert kserve.model_server.app.openapi_url == "/openapi.json"
+    assert "/openapi.json" in {getattr(r, "path", "") for r in kserve.model_server.app.routes}
+
+
 def test_4_kserve_ends_with_a_catch_all_and_later_handlers_are_kept(
     app: fastapi.FastAPI,
 ) -> None:

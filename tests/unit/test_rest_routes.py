@@ -1,0 +1,82 @@
+"""What the servers make of KServe's routes (common.rest_server): the model repository is
+a 404, ``/openapi.json`` is served only when enabled; behind the Guard, as served."""
+
+from __future__ import annotations
+
+import asyncio
+
+import fastapi
+import httpx
+import kserve.model_server
+import pytest
+from kserve.model_repository import ModelRepository
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+
+from common import error_handlers, metrics
+from common.guard import Guard, Limits
+from common.kserve_adapter import KSERVE_APP, HookedRESTServer
+from common.rest_server import refuse_the_model_repository, serve_openapi
+
+
+def served(monkeypatch: pytest.MonkeyPatch, *, enable_openapi: bool) -> Guard:
+    """KServe's routes on a fresh application, pruned, behind the Guard."""
+    app = fastapi.FastAPI()
+    monkeypatch.setattr(kserve.model_server, "app", app)
+
+    class Pruned(HookedRESTServer):
+        def routes_first(self, app: fastapi.FastAPI) -> None:
+            refuse_the_model_repository(app)
+
+        def routes_last(self, app: fastapi.FastAPI) -> None:
+            serve_openapi(app, enabled=enable_openapi)
+
+        def more_exception_handlers(self, app: fastapi.FastAPI) -> None:
+            error_handlers.install(app)
+
+    models = ModelRepository()
+    Pruned(
+        KSERVE_APP, DataPlane(model_registry=models), ModelRepositoryExtension(models), 1
+    ).create_application()
+    return Guard(app, limits=Limits())
+
+
+def call(guard: Guard, method: str, path: str) -> httpx.Response:
+    async def scenario() -> httpx.Response:
+        transport = httpx.ASGITransport(app=guard)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.request(method, path)
+
+    return asyncio.run(scenario())
+
+
+def test_the_openapi_document_is_a_404_by_default_counted_under_its_own_route(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    guard = served(monkeypatch, enable_openapi=False)
+    before = metrics.REQUESTS.labels("openapi", "404", "")._value.get()
+    answer = call(guard, "GET", "/openapi.json")
+    assert answer.status_code == 404
+    assert answer.json() == {"error": "Not Found", "request_id": answer.headers["x-request-id"]}
+    assert metrics.REQUESTS.labels("openapi", "404", "")._value.get() == before + 1
+
+
+def test_enabled_the_document_lists_what_is_served_and_not_the_repository(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answer = call(served(monkeypatch, enable_openapi=True), "GET", "/openapi.json")
+    assert answer.status_code == 200
+    paths = set(answer.json()["paths"])
+    assert {"/v2/models/{model_name}/infer", "/v1/models/{model_name}:predict"} <= paths
+    assert not any(path.startswith("/v2/repository/") for path in paths)
+
+
+@pytest.mark.parametrize("action", ["load", "unload"])
+@pytest.mark.parametrize("enable_openapi", [False, True])
+def test_no_request_loads_or_unloads_a_model(
+    monkeypatch: pytest.MonkeyPatch, action: str, enable_openapi: bool
+) -> None:
+    guard = served(monkeypatch, enable_openapi=enable_openapi)
+    answer = call(guard, "POST", f"/v2/repository/models/m/{action}")
+    assert answer.status_code == 404
+    assert "the model repository API is not served" in answer.json()["error"]
