@@ -12,8 +12,9 @@ multi-worker supervisor. Changed:
 - ``GET /v2/models/{name}/ready?model_version=V`` answers for the version served,
   and 404 for another, as the versioned path does (KServe's answers 501);
 - the model repository's ``POST /v2/repository/models/{name}/load`` and
-  ``/unload`` are not served: a model server loads its one model at start-up, and
-  one anonymous request must not unload it;
+  ``/unload`` are 404s: a model server loads its one model at start-up, and one
+  anonymous request must not unload it; so is ``:explain`` (no explainer; KServe
+  answers 501);
 - ``/openapi.json`` is served only with ``enable_openapi``;
 - no per-request timing log line (metrics cover timing);
 - inference requests skip FastAPI (:mod:`common.routes`).
@@ -33,6 +34,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 import fastapi
 from kserve.errors import ModelNotFound, ModelNotReady
+from kserve.protocol.dataplane import DataPlane
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -44,7 +46,7 @@ from common.logs import configure_logging
 from common.routes import InferenceFirst
 from common.tensors import MAX_BYTES_ELEMENTS
 
-__all__ = ["HasMetadata", "RESTServer", "refuse_the_model_repository", "serve_openapi"]
+__all__ = ["HasMetadata", "RESTServer", "refuse_what_is_not_served", "serve_openapi"]
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +148,7 @@ class RESTServer(HookedRESTServer):
     def routes_first(self, app: fastapi.FastAPI) -> None:
         """Routes in place of KServe's: ``GET /v2/models/{model_name}`` (KServe's
         metadata and the model's own), ``.../ready`` (with a version), ``/metrics``,
-        and the model repository's paths (a 404)."""
+        and 404s for what is not served."""
         dataplane = self.dataplane
 
         async def model_metadata(model_name: str) -> dict[str, Any]:
@@ -172,7 +174,7 @@ class RESTServer(HookedRESTServer):
         app.add_api_route("/v2/models/{model_name}", model_metadata, methods=["GET"])
         app.add_api_route("/v2/models/{model_name}/ready", model_ready, methods=["GET"])
         app.add_api_route("/metrics", _metrics, methods=["GET"])  # every worker's
-        refuse_the_model_repository(app)
+        refuse_what_is_not_served(app, dataplane)
 
     def routes_last(self, app: fastapi.FastAPI) -> None:
         """``/openapi.json`` only when enabled (:func:`serve_openapi`)."""
@@ -192,18 +194,32 @@ class RESTServer(HookedRESTServer):
         return str(await version()) if callable(version) else None
 
 
-def refuse_the_model_repository(app: fastapi.FastAPI) -> None:
-    """Answer KServe's model repository paths (load, unload) with a 404; run first."""
-    app.add_api_route(
-        REPOSITORY_PREFIX + "{path:path}",
-        _no_repository,
-        methods=["POST"],
-        include_in_schema=False,
-    )
+def refuse_what_is_not_served(app: fastapi.FastAPI, dataplane: DataPlane) -> None:
+    """404s in place of KServe's model repository (load, unload) and ``:explain``
+    (KServe's answers 501: no explainer); run before KServe's routes are added."""
+
+    async def no_repository(path: str) -> None:
+        raise ServingError(
+            "the model repository API is not served: this server loads its one model at start-up",
+            status_code=HTTPStatus.NOT_FOUND,
+        )
+
+    async def no_explanations(model_name: str) -> None:
+        dataplane.get_model_from_registry(model_name)  # ModelNotFound: a 404
+        raise ServingError(
+            f"model {model_name} offers no explanations: use :predict",
+            status_code=HTTPStatus.NOT_FOUND,
+        )
+
+    for path, refuse in (
+        (REPOSITORY_PREFIX + "{path:path}", no_repository),
+        ("/v1/models/{model_name}:explain", no_explanations),
+    ):
+        app.add_api_route(path, refuse, methods=["POST"], include_in_schema=False)
 
 
 def serve_openapi(app: fastapi.FastAPI, *, enabled: bool) -> None:
-    """Serve ``/openapi.json`` when ``enabled``, without the repository's paths; else
+    """Serve ``/openapi.json`` when ``enabled``, without the paths not served; else
     remove it (a 404). Run once every route is registered."""
     if app.openapi_url is None:
         return
@@ -217,18 +233,16 @@ def serve_openapi(app: fastapi.FastAPI, *, enabled: bool) -> None:
 
     def openapi() -> dict[str, Any]:
         document = generate()  # cached by FastAPI after the first call
-        for path in [p for p in document["paths"] if p.startswith(REPOSITORY_PREFIX)]:
+        for path in [p for p in document["paths"] if _not_served(p)]:
             del document["paths"][path]
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way
 
 
-async def _no_repository(path: str) -> None:
-    raise ServingError(
-        "the model repository API is not served: this server loads its one model at start-up",
-        status_code=HTTPStatus.NOT_FOUND,
-    )
+def _not_served(path: str) -> bool:
+    """Whether KServe's route of ``path`` is answered by :func:`refuse_what_is_not_served`."""
+    return path.startswith(REPOSITORY_PREFIX) or path.endswith(":explain")
 
 
 async def _metrics(request: Request) -> Response:

@@ -155,7 +155,8 @@ def start_transformer(log_dir: Path) -> Iterator[Callable[..., Server]]:
 
 @pytest.fixture(scope="session")
 def predictor(registry: Registry, log_dir: Path) -> Iterator[Server]:
-    """The session's predictor, serving the first promoted version, logging at DEBUG."""
+    """The session's predictor, serving the first promoted version, logging at DEBUG,
+    with its OpenAPI document."""
     port = free_port()
     server = start_server(
         "predictor",
@@ -169,6 +170,8 @@ def predictor(registry: Registry, log_dir: Path) -> Iterator[Server]:
             str(port),
             "--log_level",
             "DEBUG",
+            "--enable_openapi",
+            "true",  # tests/integration/test_protocol_fuzz.py reads it
         ],
         port=port,
         log_dir=log_dir,
@@ -180,7 +183,8 @@ def predictor(registry: Registry, log_dir: Path) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def transformer(predictor: Server, log_dir: Path) -> Iterator[Server]:
-    """The session's transformer, speaking V2 to the session's predictor."""
+    """The session's transformer, speaking V2 to the session's predictor, with its
+    OpenAPI document."""
     port = free_port()
     server = start_server(
         "transformer",
@@ -194,6 +198,8 @@ def transformer(predictor: Server, log_dir: Path) -> Iterator[Server]:
             str(port),
             "--log_level",
             "DEBUG",
+            "--enable_openapi",
+            "true",  # tests/integration/test_protocol_fuzz.py reads it
         ],
         port=port,
         log_dir=log_dir,

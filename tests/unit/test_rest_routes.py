@@ -1,5 +1,6 @@
-"""What the servers make of KServe's routes (common.rest_server): the model repository is
-a 404, ``/openapi.json`` is served only when enabled; behind the Guard, as served."""
+"""What the servers make of KServe's routes (common.rest_server): the model repository and
+``:explain`` are 404s, ``/openapi.json`` is served only when enabled; behind the Guard,
+as served."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 
 import fastapi
 import httpx
+import kserve
 import kserve.model_server
 import pytest
 from kserve.model_repository import ModelRepository
@@ -16,7 +18,7 @@ from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from common import error_handlers, metrics
 from common.guard import Guard, Limits
 from common.kserve_adapter import KSERVE_APP, HookedRESTServer
-from common.rest_server import refuse_the_model_repository, serve_openapi
+from common.rest_server import refuse_what_is_not_served, serve_openapi
 
 
 def served(monkeypatch: pytest.MonkeyPatch, *, enable_openapi: bool) -> Guard:
@@ -26,7 +28,7 @@ def served(monkeypatch: pytest.MonkeyPatch, *, enable_openapi: bool) -> Guard:
 
     class Pruned(HookedRESTServer):
         def routes_first(self, app: fastapi.FastAPI) -> None:
-            refuse_the_model_repository(app)
+            refuse_what_is_not_served(app, self.dataplane)
 
         def routes_last(self, app: fastapi.FastAPI) -> None:
             serve_openapi(app, enabled=enable_openapi)
@@ -35,6 +37,9 @@ def served(monkeypatch: pytest.MonkeyPatch, *, enable_openapi: bool) -> Guard:
             error_handlers.install(app)
 
     models = ModelRepository()
+    model = kserve.Model("m")
+    model.ready = True
+    models.update(model)
     Pruned(
         KSERVE_APP, DataPlane(model_registry=models), ModelRepositoryExtension(models), 1
     ).create_application()
@@ -69,6 +74,7 @@ def test_enabled_the_document_lists_what_is_served_and_not_the_repository(
     paths = set(answer.json()["paths"])
     assert {"/v2/models/{model_name}/infer", "/v1/models/{model_name}:predict"} <= paths
     assert not any(path.startswith("/v2/repository/") for path in paths)
+    assert "/v1/models/{model_name}:explain" not in paths
 
 
 @pytest.mark.parametrize("action", ["load", "unload"])
@@ -80,3 +86,13 @@ def test_no_request_loads_or_unloads_a_model(
     answer = call(guard, "POST", f"/v2/repository/models/m/{action}")
     assert answer.status_code == 404
     assert "the model repository API is not served" in answer.json()["error"]
+
+
+def test_explain_is_a_404_that_points_to_predict_not_kserves_501(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    guard = served(monkeypatch, enable_openapi=False)
+    answer = call(guard, "POST", "/v1/models/m:explain")
+    assert answer.status_code == 404
+    assert answer.json()["error"] == "model m offers no explanations: use :predict"
+    assert call(guard, "POST", "/v1/models/other:explain").status_code == 404
