@@ -75,3 +75,15 @@ def test_a_flag_another_part_tolerates_is_an_error_here(
         parse_settings(TransformerSettings, argv, prog="t")
     assert info.value.code == 2
     assert "unrecognized arguments: --model_dir" in capsys.readouterr().err
+
+
+def test_the_openapi_document_is_off_unless_a_flag_or_variable_turns_it_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PREDICTOR_ENABLE_OPENAPI", raising=False)
+    assert parse_settings(PredictorSettings, [], prog="p").enable_openapi is False
+    monkeypatch.setenv("TRANSFORMER_ENABLE_OPENAPI", "true")
+    argv = ["--predictor_host", "h"]
+    assert parse_settings(TransformerSettings, argv, prog="t").enable_openapi is True
+    argv += ["--enable_openapi", "false"]
+    assert parse_settings(TransformerSettings, argv, prog="t").enable_openapi is False
