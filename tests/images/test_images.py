@@ -19,6 +19,7 @@ from tests.images.buildah import PARTS, ROOT, container, image_config
 from tests.images.conftest import MODEL, Served, captured, check_reports, run_jobs, simulate
 from tests.integration.conftest import Registry
 from tests.unit.records import VALID as RECORD
+from transformer.protocol import RAW_DATATYPES
 
 pytestmark = pytest.mark.images
 
@@ -154,20 +155,10 @@ def test_monitoring_image_carries_the_jobs_and_feature_code_but_no_server(
 def test_v2_and_v1_requests_go_through_transformer_and_predictor_images(
     transformer_image_server: Served, predictor_image_server: Served, registry: Registry
 ) -> None:
-    columns = {
-        "date": "BYTES",
-        "store_id": "BYTES",
-        "item_id": "BYTES",
-        "category": "BYTES",
-        "unit_price": "FP64",
-        "discount_pct": "FP64",
-        "on_promotion": "BOOL",
-        "is_holiday": "BOOL",
-    }
     v2 = {
         "inputs": [
             {"name": name, "datatype": datatype, "shape": [1], "data": [RECORD[name]]}
-            for name, datatype in columns.items()
+            for name, datatype in RAW_DATATYPES.items()
         ]
     }
     with httpx.Client(base_url=transformer_image_server.url, timeout=30) as client:

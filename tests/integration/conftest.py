@@ -153,6 +153,25 @@ def start_transformer(log_dir: Path) -> Iterator[Callable[..., Server]]:
         server.stop()
 
 
+#: Starts a fresh predictor on the session's registry, and a transformer calling it.
+StartPair = Callable[[], tuple[Server, Server]]
+
+
+@pytest.fixture()
+def start_pair(
+    registry: Registry,
+    start_predictor: Callable[..., Server],
+    start_transformer: Callable[..., Server],
+) -> StartPair:
+    """Start (predictor, transformer) on free ports; both are stopped after the test."""
+
+    def start() -> tuple[Server, Server]:
+        predictor = start_predictor(registry.tracking_uri)
+        return predictor, start_transformer(f"127.0.0.1:{predictor.port}")
+
+    return start
+
+
 @pytest.fixture(scope="session")
 def predictor(registry: Registry, log_dir: Path) -> Iterator[Server]:
     """The session's predictor, serving the first promoted version, logging at DEBUG,

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from harness.servers import Server
-from tests.integration.conftest import MODEL, Registry
+from tests.integration.conftest import MODEL, StartPair
 from tests.integration.recording import recording_predictor
 from tests.integration.test_serving import V1, V2, columnar
 from tests.unit.records import VALID
@@ -16,13 +16,8 @@ from tests.unit.records import VALID
 pytestmark = pytest.mark.integration
 
 
-def test_a_stopped_predictor_is_a_503_with_a_clear_reason(
-    registry: Registry,
-    start_predictor: Callable[..., Server],
-    start_transformer: Callable[..., Server],
-) -> None:
-    predictor = start_predictor(registry.tracking_uri)
-    transformer = start_transformer(f"127.0.0.1:{predictor.port}")
+def test_a_stopped_predictor_is_a_503_with_a_clear_reason(start_pair: StartPair) -> None:
+    predictor, transformer = start_pair()
     assert httpx.post(f"{transformer.url}{V1}", json={"instances": [VALID]}).status_code == 200
 
     predictor.stop()

@@ -12,8 +12,8 @@ import pytest
 
 from harness.servers import Server
 from tests.integration.conftest import MODEL
+from tests.integration.test_serving import columnar
 from tests.unit.records import VALID, record
-from transformer.protocol import RAW_DATATYPES
 
 pytestmark = pytest.mark.integration
 
@@ -26,16 +26,7 @@ def v1(*records: dict[str, Any]) -> bytes:
 
 
 def v2_columnar(*records: dict[str, Any]) -> bytes:
-    inputs = [
-        {
-            "name": name,
-            "datatype": datatype,
-            "shape": [len(records)],
-            "data": [r[name] for r in records],
-        }
-        for name, datatype in RAW_DATATYPES.items()
-    ]
-    return orjson.dumps({"inputs": inputs})
+    return orjson.dumps(columnar(list(records)))
 
 
 HUGE = "1" + "0" * 400  # an integer beyond any double, as JSON text

@@ -8,14 +8,12 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from harness.servers import Server
-from tests.integration.conftest import MODEL, Registry
+from tests.integration.conftest import MODEL, StartPair
 from tests.unit.records import record
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -36,12 +34,9 @@ def rss_bytes(pid: int) -> int:
 
 
 def test_a_minute_at_a_steady_rate_has_no_errors_no_stall_and_no_leak(
-    registry: Registry,
-    start_predictor: Callable[..., Server],
-    start_transformer: Callable[..., Server],
+    start_pair: StartPair,
 ) -> None:
-    predictor = start_predictor(registry.tracking_uri)
-    transformer = start_transformer(f"127.0.0.1:{predictor.port}")
+    predictor, transformer = start_pair()
     bodies = [
         {"instances": [record(unit_price=1.0 + i % 50, store_id=f"S{i % 20:03d}")] * (1 + i % 8)}
         for i in range(64)

@@ -7,23 +7,13 @@ import pyarrow.dataset as ds
 import pytest
 
 from common.answers import Prediction
+from tests.unit.records import VALID
 from transformer.capture import DROPPED_ROWS, CaptureStore, capture_schema
 from transformer.features import compute_features
 
-RECORD = {
-    "date": "2026-03-14",
-    "store_id": "S012",
-    "item_id": "I0457",
-    "category": "dairy",
-    "unit_price": 3.5,
-    "discount_pct": 0.1,
-    "on_promotion": True,
-    "is_holiday": False,
-}
-
 
 def _call(rows: int) -> tuple[dict[str, list[object]], Prediction]:
-    records = {name: [value] * rows for name, value in RECORD.items()}
+    records = {name: [value] * rows for name, value in VALID.items()}
     probabilities = np.tile([0.2, 0.5, 0.3], (rows, 1))
     return records, Prediction(["high", "low", "medium"], probabilities, "sqc", "7")
 
