@@ -18,9 +18,9 @@ there, not in production:
    ``GET /v2/models/{model_name}`` and ``/v2/models/{model_name}/ready``, and the
    model repository's ``POST /v2/repository/models/{model_name}/load`` and
    ``/unload``. A route added before it wins over KServe's route of the same
-   path (:meth:`HookedRESTServer.routes_first`); routes can be removed after it
-   (:meth:`HookedRESTServer.routes_last`). KServe's application is built with
-   FastAPI's ``/openapi.json`` route, and ``/docs`` only if ``sys.argv`` asks.
+   path (:meth:`HookedRESTServer.routes_first`); :meth:`HookedRESTServer.routes_last`
+   runs after it. KServe's application is built with FastAPI's ``/openapi.json``
+   route (its document lists every route), and ``/docs`` only if ``sys.argv`` asks.
 4. ``RESTServer._add_exception_handlers(app)``: registers KServe's handlers,
    ending with a catch-all for ``Exception`` (a 500); handlers added after it
    (:meth:`HookedRESTServer.more_exception_handlers`) answer their own types.
@@ -110,7 +110,7 @@ def silence_kserve_deprecations() -> None:
 
 
 class HookedRESTServer(RESTServer):  # type: ignore[misc]
-    """KServe's REST server, its private set-up steps turned into two public hooks.
+    """KServe's REST server, its private set-up steps turned into public hooks.
 
     ``create_application`` (KServe's) calls, in order, the three steps below;
     subclasses override :meth:`routes_first`, :meth:`routes_last` and
@@ -126,7 +126,7 @@ class HookedRESTServer(RESTServer):  # type: ignore[misc]
         """Add routes that win over KServe's routes of the same path."""
 
     def routes_last(self, app: fastapi.FastAPI) -> None:
-        """Change the routes once KServe's are registered (e.g. remove some)."""
+        """Change the application once KServe's routes are registered."""
 
     def more_exception_handlers(self, app: fastapi.FastAPI) -> None:
         """Add exception handlers beside KServe's (theirs end with a 500 catch-all)."""
