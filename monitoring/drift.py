@@ -22,7 +22,14 @@ from monitoring import registry
 from monitoring.features import FEATURE_NAMES, KINDS
 from monitoring.settings import DriftSettings
 from monitoring.sources import ScanReport, feature_batches
-from monitoring.stats import CategoricalDrift, FeatureTest, Histogram, NumericDrift, adjust_bh
+from monitoring.stats import (
+    CategoricalDrift,
+    FeatureTest,
+    Histogram,
+    NumericDrift,
+    adjust_bh,
+    complete,
+)
 from monitoring.windows import TimeWindow, resolve_window
 
 __all__ = ["SCHEMA_VERSION", "DriftResult", "run_drift"]
@@ -66,6 +73,7 @@ def run_drift(settings: DriftSettings, now: datetime | None = None) -> DriftResu
         name: (NumericDrift if KINDS[name] == "numeric" else CategoricalDrift)(reference[name])
         for name in FEATURE_NAMES
     }
+    del reference  # the tests hold what they need of it
     current_scan = ScanReport(settings.current)
     for batch in feature_batches(
         settings.current, window=window, batch_rows=settings.batch_rows, report=current_scan
@@ -73,7 +81,10 @@ def run_drift(settings: DriftSettings, now: datetime | None = None) -> DriftResu
         for name, test in tests.items():
             test.update(batch.features[name])
     current_scan.progress(force=True)
-    results = {name: test.result(settings.min_rows) for name, test in tests.items()}
+    results = {name: test.summary(settings.min_rows) for name, test in tests.items()}
+    del tests  # summarised: their counts are freed before SciPy is imported
+    for result in results.values():
+        complete(result)
     print(f"tested {len(results)} features", file=sys.stderr)
 
     version = model.version if model else _most_common(current_scan)

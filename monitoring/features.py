@@ -6,14 +6,16 @@ compared as categories. Floating-point features are compared as distributions.
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from transformer.features import FEATURE_NAMES, FEATURES, compute_features
 from transformer.schema import RAW_FIELDS
+
+if TYPE_CHECKING:  # only raw records need pandas; stored features are read without it
+    import pandas as pd
 
 __all__ = ["FEATURE_NAMES", "KINDS", "RAW_FIELDS", "Kind", "features_from_raw"]
 

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 from prometheus_client import CollectorRegistry, Gauge, generate_latest, push_to_gateway
 
 from monitoring.errors import BadInput
@@ -154,6 +153,8 @@ def publish(
         except OSError as exc:
             errors.append(f"pushgateway {pushgateway}: {exc}")
     if alert and alert_webhook:
+        import httpx  # only to alert
+
         summary = {k: v for k, v in report.items() if k not in ("features", "windows")}
         try:
             httpx.post(alert_webhook, json=summary, timeout=10).raise_for_status()

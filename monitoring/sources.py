@@ -6,6 +6,11 @@ memory holds one batch, never the window. Files whose hour partition
 ``.*``, ``_*`` or ``*.tmp`` (a writer's temporary names) are never read. A file that
 cannot be read (corrupt, half-written, no timestamp to apply a window to) is skipped
 and listed in :class:`ScanReport`, never silently dropped, never fatal.
+
+Only pyarrow's core and Parquet reader are imported up front: columns become NumPy
+arrays through their buffers (``Array.to_numpy`` imports pandas), model versions are
+read dictionary-encoded and counted with NumPy, and ``pyarrow.compute`` is imported
+only to apply a time window or convert an unusual column type.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,9 +29,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -40,6 +42,7 @@ __all__ = ["FeatureBatch", "ScanReport", "SkippedFile", "feature_batches", "list
 log = logging.getLogger(__name__)
 
 TIMESTAMP = "timestamp"
+MODEL_VERSION = "model_version"
 _FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 _PARTITION = re.compile(r"date=(\d{4}-\d{2}-\d{2})(?:/hour=(\d{1,2}))?")
 
@@ -173,14 +176,22 @@ def _read_file(
     streaming CSV reader: each batch is decoded when asked for.
     """
     if _format(path) == "parquet":
-        parquet = pq.ParquetFile(fs.open_input_file(path), pre_buffer=False)
+        source = fs.open_input_file(path)
+        metadata = pq.read_metadata(source)
+        # model versions read as codes into a small dictionary: counted without strings
+        encoded = [MODEL_VERSION] if MODEL_VERSION in metadata.schema.names else None
+        parquet = pq.ParquetFile(
+            source, metadata=metadata, pre_buffer=False, read_dictionary=encoded
+        )
         schema = parquet.schema_arrow
         row_filter = _window_filter(schema, window)
         wanted = [c for c in dict.fromkeys([*columns, TIMESTAMP]) if c in schema.names]
         batches: Iterator[pa.RecordBatch] = parquet.iter_batches(
-            batch_size=batch_rows, columns=wanted
+            batch_size=batch_rows, columns=wanted, use_threads=False
         )
     else:
+        import pyarrow.csv as pacsv
+
         reader = pacsv.open_csv(
             fs.open_input_stream(path), read_options=pacsv.ReadOptions(block_size=1 << 22)
         )
@@ -192,8 +203,7 @@ def _read_file(
     keep = [c for c in columns if c in schema.names]
     for batch in batches:
         if row_filter is not None:
-            table = pa.Table.from_batches([batch]).filter(row_filter)
-            batch = table.combine_chunks().to_batches()[0] if table.num_rows else batch.slice(0, 0)
+            batch = batch.filter(row_filter(batch.column(TIMESTAMP)))
         yield batch.select(keep)
 
 
@@ -201,13 +211,11 @@ def feature_batches(
     uri: str, *, window: TimeWindow | None, batch_rows: int, report: ScanReport
 ) -> Iterator[FeatureBatch]:
     """Batches of model features: read as stored, or computed from raw records."""
-    columns = list(dict.fromkeys([*FEATURE_NAMES, *RAW_FIELDS, "model_version"]))
+    columns = list(dict.fromkeys([*FEATURE_NAMES, *RAW_FIELDS, MODEL_VERSION]))
     for batch in scan(uri, columns, window=window, batch_rows=batch_rows, report=report):
         names = set(batch.schema.names)
-        if "model_version" in names:
-            counts = pc.value_counts(batch.column("model_version")).to_pylist()
-            for item in counts:
-                report.model_versions[str(item["values"])] += int(item["counts"])
+        if MODEL_VERSION in names:
+            report.model_versions.update(_value_counts(batch.column(MODEL_VERSION)))
         if set(FEATURE_NAMES) <= names:
             features = {name: _floats(batch.column(name)) for name in FEATURE_NAMES}
         elif set(RAW_FIELDS) <= names:
@@ -226,12 +234,59 @@ def feature_batches(
         yield FeatureBatch(features, batch.num_rows)
 
 
-def _floats(column: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.float64]:
-    """A column as float64, nulls as NaN."""
-    if column.null_count == 0:
-        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
-    filled = pc.fill_null(pc.cast(column, pa.float64()), float("nan"))
-    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=np.float64)
+def _floats(column: pa.Array) -> npt.NDArray[np.float64]:
+    """A column as float64, nulls as NaN: a view of a float64 column without nulls."""
+    kind = column.type
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        import pyarrow.compute as pc
+
+        column = pc.cast(column, pa.float64())
+        kind = column.type
+    data = _values(column, _numpy_dtype(kind))
+    values = np.asarray(data, dtype=np.float64)
+    if column.null_count:
+        if values is data:
+            values = values.copy()
+        values[~_valid(column)] = np.nan
+    return values
+
+
+def _numpy_dtype(kind: pa.DataType) -> np.dtype[Any]:
+    """NumPy's dtype of a fixed-width integer or floating type (without pandas)."""
+    letter = "f" if pa.types.is_floating(kind) else "i" if pa.types.is_signed_integer(kind) else "u"
+    return np.dtype(f"{letter}{kind.bit_width // 8}")
+
+
+def _values(column: pa.Array, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """The data buffer of a fixed-width column, zero-copy (null slots hold anything)."""
+    buffer = column.buffers()[1]
+    if buffer is None:  # all null
+        return np.zeros(len(column), dtype=dtype)
+    return np.frombuffer(
+        buffer, dtype=dtype, count=len(column), offset=column.offset * dtype.itemsize
+    )
+
+
+def _valid(column: pa.Array) -> npt.NDArray[np.bool_]:
+    """True where ``column`` holds a value, from its validity bitmap."""
+    bitmap = column.buffers()[0]
+    if bitmap is None:
+        return np.full(len(column), column.null_count == 0)
+    bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")
+    return bits[column.offset : column.offset + len(column)].astype(bool)
+
+
+def _value_counts(column: pa.Array) -> Counter[str]:
+    """How often each (non-null) value occurs, as strings."""
+    if not pa.types.is_dictionary(column.type):
+        return Counter(str(v) for v in column.to_pylist() if v is not None)
+    indices = column.indices
+    codes = _values(indices, _numpy_dtype(indices.type))
+    if indices.null_count:
+        codes = codes[_valid(indices)]
+    counts = np.bincount(codes, minlength=len(column.dictionary))
+    names = column.dictionary.to_pylist()
+    return Counter({str(names[i]): int(counts[i]) for i in np.flatnonzero(counts)})
 
 
 def _format(path: str) -> str | None:
@@ -255,25 +310,31 @@ def _partition_overlaps(path: str, window: TimeWindow) -> bool:
     return window.overlaps_hour(day.replace(hour=int(match[2])))
 
 
-def _window_filter(schema: pa.Schema, window: TimeWindow | None) -> ds.Expression | None:
+def _window_filter(
+    schema: pa.Schema, window: TimeWindow | None
+) -> Callable[[pa.Array], pa.Array] | None:
+    """A function of a batch's timestamp column: the mask of rows inside the window."""
     if window is None or (window.since is None and window.until is None):
         return None
     if TIMESTAMP not in schema.names:
         return None
-    kind = schema.field(TIMESTAMP).type
-    column = ds.field(TIMESTAMP)
-    if not pa.types.is_timestamp(kind):
-        column = column.cast(pa.timestamp("us", "UTC"))
-        kind = pa.timestamp("us", "UTC")
+    import pyarrow.compute as pc
+
+    stored = schema.field(TIMESTAMP).type
+    kind = stored if pa.types.is_timestamp(stored) else pa.timestamp("us", "UTC")
 
     def bound(value: datetime) -> pa.Scalar:
         naive = kind.tz is None
         return pa.scalar(value.replace(tzinfo=None) if naive else value, type=kind)
 
-    condition: ds.Expression | None = None
-    if window.since is not None:
-        condition = column >= bound(window.since)
-    if window.until is not None:
-        upper = column < bound(window.until)
-        condition = upper if condition is None else condition & upper
-    return condition
+    def inside(column: pa.Array) -> pa.Array:
+        times = column if column.type == kind else pc.cast(column, kind)
+        masks: list[pa.Array] = []
+        if window.since is not None:
+            masks.append(pc.greater_equal(times, bound(window.since)))
+        if window.until is not None:
+            masks.append(pc.less(times, bound(window.until)))
+        mask = masks[0] if len(masks) == 1 else pc.and_(masks[0], masks[1])
+        return pc.fill_null(mask, False)
+
+    return inside

@@ -12,6 +12,11 @@ values (the current values are kept until there are more), else the asymptotic
 :class:`CategoricalDrift` counts categories; values the reference never had are
 pooled into one ``unseen`` category, tested by chi-square and measured by the
 Jensen-Shannon distance.
+
+Each test's ``summary()`` computes with NumPy all but what needs SciPy (p-values, the
+chi-square statistic, the Jensen-Shannon distance), which :func:`complete` adds: the
+drift job frees the counts in between and only then imports SciPy, so that the two
+never share the process's peak memory. ``result()`` does both at once.
 """
 
 from __future__ import annotations
@@ -19,13 +24,12 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
-from scipy.spatial.distance import jensenshannon
 
 __all__ = [
     "EXACT_LIMIT",
@@ -34,6 +38,7 @@ __all__ = [
     "NumericDrift",
     "FeatureTest",
     "adjust_bh",
+    "complete",
 ]
 
 #: scipy's ks_2samp uses its exact distribution up to this many values per sample.
@@ -71,6 +76,16 @@ class FeatureTest:
     insufficient: str | None = None  # why the test could not run
     quality: dict[str, Any] = field(default_factory=dict)
     histogram: Histogram | None = None
+    #: What is left to compute with SciPy (holds no reference to the test's counts).
+    pending: Callable[[FeatureTest], None] | None = field(default=None, repr=False)
+
+
+def complete(result: FeatureTest) -> FeatureTest:
+    """Add what a summary left to SciPy: p-value (and statistic, effect size for chi2)."""
+    if result.pending is not None:
+        result.pending(result)
+        result.pending = None
+    return result
 
 
 class NumericDrift:
@@ -83,6 +98,7 @@ class NumericDrift:
 
     Examples
     --------
+    >>> from scipy import stats
     >>> rng = np.random.default_rng(0)
     >>> ref, cur = rng.normal(size=500), rng.normal(0.3, size=20000)
     >>> drift = NumericDrift(ref)
@@ -98,7 +114,8 @@ class NumericDrift:
         self.n_ref = int(values.size)
         self.unique, counts = np.unique(values, return_counts=True)
         self.ref_cdf = np.cumsum(counts) / max(self.n_ref, 1)
-        self.ref_sorted = np.sort(values)
+        # the values themselves only for scipy's exact p-value (both samples small)
+        self.ref_sorted = np.sort(values) if self.n_ref <= EXACT_LIMIT else None
         m = self.unique.size
         # counts of current values by number of distinct reference values below them (L)
         # and at or below them (R): cumulated, they give #cur <= u_j and #cur < u_j.
@@ -145,6 +162,10 @@ class NumericDrift:
 
     def result(self, min_rows: int) -> FeatureTest:
         """KS statistic, scipy's p-value, D as the effect size, and data quality."""
+        return complete(self.summary(min_rows))
+
+    def summary(self, min_rows: int) -> FeatureTest:
+        """The result without its p-value, which :func:`complete` adds."""
         total = self.n + self.missing
         result = FeatureTest(
             test="ks",
@@ -164,7 +185,7 @@ class NumericDrift:
         d = self.statistic()
         result.statistic = d
         result.effect_size = d
-        result.p_value = self._p_value(d)
+        result.pending = self._p_value(d)
         m = self.unique.size
         outside = int(self._at_or_below[0] + self._below[m])  # < u_0, > u_m-1
         mean = self._sum / self.n
@@ -177,15 +198,29 @@ class NumericDrift:
         result.histogram = self._histogram()
         return result
 
-    def _p_value(self, d: float) -> float:
-        if self._kept is not None and self.n <= EXACT_LIMIT:
-            # Both samples small: scipy's exact distribution, from scipy itself.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # its exact-to-asymp notice
-                return float(stats.ks_2samp(self.ref_sorted, np.concatenate(self._kept)).pvalue)
+    def _p_value(self, d: float) -> Callable[[FeatureTest], None]:
+        """The p-value's computation, holding only the small samples it may need."""
+        if self.ref_sorted is not None and self._kept is not None and self.n <= EXACT_LIMIT:
+            reference, current = self.ref_sorted, np.concatenate(self._kept)
+
+            def exact(result: FeatureTest) -> None:
+                # Both samples small: scipy's exact distribution, from scipy itself.
+                from scipy import stats
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # exact-to-asymp notice
+                    result.p_value = float(stats.ks_2samp(reference, current).pvalue)
+
+            return exact
         big, small = sorted([float(self.n_ref), float(self.n)], reverse=True)
-        en = big * small / (big + small)
-        return float(stats.kstwo.sf(d, np.round(en)))
+        en = np.round(big * small / (big + small))
+
+        def asymptotic(result: FeatureTest) -> None:
+            from scipy import stats
+
+            result.p_value = float(stats.kstwo.sf(d, en))
+
+        return asymptotic
 
     def _histogram(self) -> Histogram:
         # Bins of equal width over the reference's range; each reference interval
@@ -246,6 +281,10 @@ class CategoricalDrift:
 
     def result(self, min_rows: int) -> FeatureTest:
         """Chi-square over reference categories plus pooled unseen ones; JS distance."""
+        return complete(self.summary(min_rows))
+
+    def summary(self, min_rows: int) -> FeatureTest:
+        """The result without statistic, p-value and distance, which :func:`complete` adds."""
         total = self.n + self.missing
         unseen = sum(self.unseen.values())
         result = FeatureTest(
@@ -271,12 +310,7 @@ class CategoricalDrift:
         if table.shape[1] < 2:
             result.insufficient = "a single category in reference and current data"
             return result
-        chi2 = stats.chi2_contingency(table, correction=False)
-        result.statistic = float(chi2.statistic)
-        result.p_value = float(chi2.pvalue)
-        result.effect_size = float(
-            jensenshannon(reference / reference.sum(), current / current.sum(), base=2)
-        )
+        result.pending = _chi2_and_distance(table, reference, current)
         result.histogram = self._histogram(reference, current)
         return result
 
@@ -311,8 +345,27 @@ def adjust_bh(p_values: list[float]) -> list[float]:
     """
     if not p_values:
         return []
+    from scipy import stats
+
     adjusted = stats.false_discovery_control(np.asarray(p_values), method="bh")
     return [float(p) for p in np.atleast_1d(adjusted)]
+
+
+def _chi2_and_distance(
+    table: npt.NDArray[Any], reference: npt.NDArray[Any], current: npt.NDArray[Any]
+) -> Callable[[FeatureTest], None]:
+    def compute(result: FeatureTest) -> None:
+        from scipy import stats
+        from scipy.spatial.distance import jensenshannon
+
+        chi2 = stats.chi2_contingency(table, correction=False)
+        result.statistic = float(chi2.statistic)
+        result.p_value = float(chi2.pvalue)
+        result.effect_size = float(
+            jensenshannon(reference / reference.sum(), current / current.sum(), base=2)
+        )
+
+    return compute
 
 
 def _counts(values: FloatArray) -> tuple[FloatArray, npt.NDArray[np.int64]]:
