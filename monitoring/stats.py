@@ -143,8 +143,9 @@ class NumericDrift:
         at = below < m
         equal = np.zeros(values.size, dtype=bool)
         equal[at] = self.unique[below[at]] == values[at]
-        self._below += np.bincount(below, minlength=m + 1)
-        self._at_or_below += np.bincount(below + equal, minlength=m + 1)
+        # in place: no array of the reference's size per batch
+        np.add.at(self._below, below, 1)
+        np.add.at(self._at_or_below, below + equal, 1)
         self.n += int(values.size)
         self._sum += float(values.sum())
         if self._kept is not None:
