@@ -11,6 +11,7 @@ import ctypes
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from pydantic_settings import BaseSettings
 
@@ -18,6 +19,7 @@ from common.cli import parse_settings
 from common.logs import configure_logging
 from monitoring.errors import EXIT_BAD_INPUT, MonitoringError
 from monitoring.settings import DriftSettings, PerformanceSettings, SimulateSettings
+from monitoring.tracking import target
 
 __all__ = ["main"]
 
@@ -70,6 +72,7 @@ def _drift(settings: BaseSettings) -> int:
     from monitoring.publish import drift_metrics, publish
 
     assert isinstance(settings, DriftSettings)
+    mlflow = target(settings.log_to_mlflow, settings.tracking_uri, settings.mlflow_experiment)
     import pyarrow as pa
 
     # One allocator for Arrow and NumPy (mimalloc keeps freed pages per thread), and
@@ -86,12 +89,13 @@ def _drift(settings: BaseSettings) -> int:
         pushgateway=settings.pushgateway,
         alert_webhook=settings.alert_webhook,
         alert=result.dataset_drift,
+        mlflow=mlflow,
     )
     report = result.report
     print(
         f"{report['status']}: {len(report['drifted_features'])} of {report['features_tested']} "
         f"features drift ({', '.join(report['drifted_features']) or 'none'}); "
-        f"{report['rows_current']} current rows; report {written['html']}",
+        f"{report['rows_current']} current rows; report {written['html']}{_run(report)}",
         file=sys.stderr,
     )
     return 1 if settings.fail_on_drift and result.dataset_drift else 0
@@ -118,6 +122,7 @@ def _performance(settings: BaseSettings) -> int:
     from monitoring.publish import performance_metrics, publish
 
     assert isinstance(settings, PerformanceSettings)
+    mlflow = target(settings.log_to_mlflow, settings.tracking_uri, settings.mlflow_experiment)
     report = run_performance(settings)
     written = publish(
         job="performance",
@@ -128,6 +133,7 @@ def _performance(settings: BaseSettings) -> int:
         pushgateway=settings.pushgateway,
         alert_webhook=settings.alert_webhook,
         alert=report["retrain_recommended"],
+        mlflow=mlflow,
     )
     latest = report["latest_by_version"].get(str(report["model_version"]))
     figures = ""
@@ -141,8 +147,13 @@ def _performance(settings: BaseSettings) -> int:
             f"{training.get('macro_f1', float('nan')):.3f}), majority-class accuracy "
             f"{latest['majority_accuracy']:.3f}, coverage {latest['coverage']:.0%}"
         )
-    print(f"{report['status']}{figures}; report {written['html']}", file=sys.stderr)
+    print(f"{report['status']}{figures}; report {written['html']}{_run(report)}", file=sys.stderr)
     return 1 if settings.fail_on_degradation and report["retrain_recommended"] else 0
+
+
+def _run(report: dict[str, Any]) -> str:
+    run_id = report.get("mlflow_run_id")
+    return f"; MLflow run {run_id}" if run_id else ""
 
 
 def _simulate(settings: BaseSettings) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest, push_to_gateway
 
+from monitoring import tracking
 from monitoring.errors import BadInput
 from monitoring.storage import write_bytes
 
@@ -138,8 +139,9 @@ def publish(
     pushgateway: str | None,
     alert_webhook: str | None,
     alert: bool,
+    mlflow: tracking.MlflowTarget | None = None,
 ) -> dict[str, str]:
-    """Write the files, push, alert; return the paths written."""
+    """Write the files, push, alert, log to MLflow; return the paths written."""
     errors: list[str] = []
     if pushgateway:
         try:
@@ -160,14 +162,23 @@ def publish(
             httpx.post(alert_webhook, json=summary, timeout=10).raise_for_status()
         except httpx.HTTPError as exc:
             errors.append(f"alert_webhook {alert_webhook}: {exc}")
+    run_id = None
+    if mlflow is not None:
+        try:
+            run_id = tracking.start_run(mlflow, report)
+            report["mlflow_run_id"] = run_id
+        except tracking.errors() as exc:
+            errors.append(f"mlflow {mlflow.tracking_uri}: {_first_line(exc)}")
+    report["delivery_errors"] = errors
+    files = _files(job, report, html, metrics)
+    if mlflow is not None and run_id is not None:
+        try:
+            tracking.finish_run(mlflow, run_id, dict(files.values()))
+        except tracking.errors() as exc:
+            errors.append(f"mlflow {mlflow.tracking_uri} run {run_id}: {_first_line(exc)}")
+            files = _files(job, report, html, metrics)
     for error in errors:
         log.error("delivery failed: %s", error)
-    report["delivery_errors"] = errors
-    files = {
-        "json": (f"{job}_report.json", json.dumps(report, indent=2).encode()),
-        "html": (f"{job}_report.html", html.encode()),
-        "metrics": (f"{job}_metrics.prom", generate_latest(metrics)),
-    }
     written = {}
     for kind, (name, data) in files.items():
         try:
@@ -175,3 +186,18 @@ def publish(
         except OSError as exc:
             raise BadInput(f"--output={output!r}: cannot write {name}: {exc}") from exc
     return written
+
+
+def _files(
+    job: str, report: dict[str, Any], html: str, metrics: CollectorRegistry
+) -> dict[str, tuple[str, bytes]]:
+    return {
+        "json": (f"{job}_report.json", json.dumps(report, indent=2).encode()),
+        "html": (f"{job}_report.html", html.encode()),
+        "metrics": (f"{job}_metrics.prom", generate_latest(metrics)),
+    }
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"

@@ -22,6 +22,7 @@ __all__ = [
     "download_baseline",
     "resolve",
     "tag_version",
+    "tracking",
     "temporary_directory",
 ]
 
@@ -40,7 +41,8 @@ class ModelVersion:
     metrics: dict[str, float]
 
 
-def _tracking(tracking_uri: str | None) -> str:
+def tracking(tracking_uri: str | None) -> str:
+    """The MLflow server: ``tracking_uri`` or MLFLOW_TRACKING_URI; BadInput if neither."""
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         raise BadInput("no MLflow server: give --tracking_uri or set MLFLOW_TRACKING_URI")
@@ -50,7 +52,7 @@ def _tracking(tracking_uri: str | None) -> str:
 def _client(tracking_uri: str | None) -> Any:
     from mlflow import MlflowClient
 
-    uri = _tracking(tracking_uri)
+    uri = tracking(tracking_uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -89,7 +91,7 @@ def download_baseline(model: ModelVersion, tracking_uri: str | None, directory: 
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
-    uri = _tracking(tracking_uri)
+    uri = tracking(tracking_uri)
     try:
         path = mlflow.artifacts.download_artifacts(
             run_id=model.run_id,

@@ -55,6 +55,11 @@ class JobSettings(_Base):
     """Fewer rows than this (per feature, or per performance window) is insufficient_data."""
     batch_rows: int = Field(65536, ge=1)
     """Rows read per batch: peak memory depends on this, not on the window's size."""
+    log_to_mlflow: bool = False
+    """Log the run to MLflow (tracking_uri) against the model version: tags, the report's
+    figures as metrics, its files as artifacts."""
+    mlflow_experiment: str = "sales-quantity-classifier-monitoring"
+    """MLflow experiment of the logged runs; created when missing."""
 
 
 class DriftSettings(JobSettings):

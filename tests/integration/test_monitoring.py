@@ -21,6 +21,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from harness.servers import Server, free_port, start_server
 from tests.integration.conftest import MODEL, Registry
+from tests.unit.monitoring_data import feature_frame, write_parquet
 
 pytestmark = pytest.mark.integration
 
@@ -140,6 +141,7 @@ def test_served_rows_are_all_captured_and_undrifted_traffic_does_not_drift(
     assert report["model_version"] == registry.version
     assert report["rows_current"] == len(labels)
     assert report["rows_reference"] > 1000  # the baseline logged by training
+    assert "mlflow_run_id" not in report  # logging to MLflow is off unless asked for
 
     metrics = httpx.get(f"{pushgateway.url}/metrics", timeout=10).text
     pushed = [line for line in metrics.splitlines() if line.startswith("monitoring_drift_")]
@@ -248,13 +250,75 @@ def test_degraded_windows_in_a_row_recommend_retraining_and_tag_the_version(
     args += ["--since", "2026-03-14T00:00Z", "--until", "2026-03-14T04:00Z", "--step", "1h"]
     args += ["--tracking_uri", registry.tracking_uri, "--fail_on_degradation"]
     args += ["--model_uri", served_model(registry)]
+    args += ["--log_to_mlflow", "--mlflow_experiment", f"monitoring-{tmp_path.name}"]
     done = monitoring(*args)
     assert done.returncode == 1, done.stderr
     report = json.loads((out / "performance_report.json").read_text())
     assert report["retrain_recommended"] is True
     assert report["consecutive_degraded"] == 4
-    tags = MlflowClient(registry.tracking_uri).get_model_version(MODEL, registry.version).tags
+    client = MlflowClient(registry.tracking_uri)
+    tags = client.get_model_version(MODEL, registry.version).tags
     assert tags["retrain_recommended"] == "true"
+
+    # the run logged to MLflow: the verdict, and accuracy per window as a history
+    assert report["delivery_errors"] == []
+    run = client.get_run(report["mlflow_run_id"])
+    assert client.get_experiment(run.info.experiment_id).name == f"monitoring-{tmp_path.name}"
+    assert run.data.tags["monitoring.job"] == "performance"
+    assert run.data.tags["monitoring.status"] == "retrain_recommended"
+    assert run.data.tags["model_version"] == registry.version
+    assert run.data.metrics["retrain_recommended"] == 1.0
+    history = client.get_metric_history(run.info.run_id, "accuracy")
+    windows = [w for w in report["windows"] if w["status"] != "insufficient_data"]
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(len(windows)))
+    assert sorted(m.value for m in history) == pytest.approx(sorted(w["accuracy"] for w in windows))
+    logged = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"performance_report.json", "performance_report.html"} <= logged
+
+
+def test_a_drift_run_is_logged_to_mlflow_against_the_model_version(
+    registry: Registry, tmp_path: Path
+) -> None:
+    current = write_parquet(feature_frame(3000, seed=2), tmp_path / "current.parquet")
+    out = tmp_path / "report"
+    done = monitoring(
+        "drift",
+        "--current",
+        str(current),
+        "--tracking_uri",
+        registry.tracking_uri,
+        "--model_uri",
+        served_model(registry),
+        "--output",
+        str(out),
+        "--log_to_mlflow",
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "drift_report.json").read_text())
+    assert report["delivery_errors"] == []
+
+    client = MlflowClient(registry.tracking_uri)
+    run = client.get_run(report["mlflow_run_id"])
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == "sales-quantity-classifier-monitoring"
+    assert run.info.status == "FINISHED"
+    tags = run.data.tags
+    assert (tags["model_name"], tags["model_version"]) == (MODEL, registry.version)
+    assert (tags["monitoring.job"], tags["monitoring.status"]) == ("drift", report["status"])
+    metrics = run.data.metrics
+    assert metrics["dataset_drift"] == float(report["dataset_drift"])
+    assert metrics["rows_current"] == 3000
+    assert metrics["rows_reference"] == report["rows_reference"]
+    for feature in report["features"]:
+        name = feature["name"]
+        assert metrics[f"feature/{name}/drift"] == float(feature["drift"])
+        for key in ("statistic", "p_value", "p_value_adjusted", "effect_size"):
+            if feature[key] is not None:
+                assert metrics[f"feature/{name}/{key}"] == pytest.approx(feature[key], rel=1e-12)
+    logged = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert logged == {"drift_report.json", "drift_report.html", "drift_metrics.prom"}
+    copy = client.download_artifacts(run.info.run_id, "drift_report.json", str(tmp_path))
+    assert json.loads(Path(copy).read_text())["features"] == report["features"]
 
 
 def test_bad_arguments_exit_2_with_a_message(registry: Registry, tmp_path: Path) -> None:
@@ -275,6 +339,19 @@ def test_bad_arguments_exit_2_with_a_message(registry: Registry, tmp_path: Path)
     assert done.returncode == 2, done.stderr
     assert "no-such-alias" in done.stderr
     assert "Traceback" not in done.stderr
+    reference = write_parquet(feature_frame(200, seed=1), tmp_path / "reference.parquet")
+    done = monitoring(
+        "drift",
+        "--current",
+        str(reference),
+        "--reference",
+        str(reference),
+        "--output",
+        str(tmp_path / "o"),
+        "--log_to_mlflow",
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--tracking_uri" in done.stderr and not (tmp_path / "o").exists()
     done = monitoring("simulate", "--transformer_url", "http://example.org", "--labels_out", "x")
     assert done.returncode == 2
     assert "127.0.0.1" in done.stderr
