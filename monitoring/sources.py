@@ -127,10 +127,12 @@ def scan(
     window: TimeWindow | None,
     batch_rows: int,
     report: ScanReport,
+    dictionary: Sequence[str] = (),
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of ``columns`` (those a file has) from every readable file.
 
-    ``uri`` may list several files or directories, separated by commas.
+    ``uri`` may list several files or directories, separated by commas. Parquet
+    columns named in ``dictionary`` are read dictionary-encoded.
     """
     located = [list_files(part.strip(), window) for part in uri.split(",") if part.strip()]
     if not located:
@@ -139,7 +141,7 @@ def scan(
     for fs, path in ((fs, path) for fs, paths in located for path in paths):
         rows_before = report.rows_read
         try:
-            for batch in _read_file(fs, path, columns, window, batch_rows):
+            for batch in _read_file(fs, path, columns, window, batch_rows, dictionary):
                 if batch.num_rows:
                     report.rows_read += batch.num_rows
                     yield batch
@@ -168,6 +170,7 @@ def _read_file(
     columns: Sequence[str],
     window: TimeWindow | None,
     batch_rows: int,
+    dictionary: Sequence[str] = (),
 ) -> Iterator[pa.RecordBatch]:
     """Batches of one file, pulled one at a time.
 
@@ -178,8 +181,7 @@ def _read_file(
     if _format(path) == "parquet":
         source = fs.open_input_file(path)
         metadata = pq.read_metadata(source)
-        # model versions read as codes into a small dictionary: counted without strings
-        encoded = [MODEL_VERSION] if MODEL_VERSION in metadata.schema.names else None
+        encoded = [c for c in dictionary if c in metadata.schema.names] or None
         parquet = pq.ParquetFile(
             source, metadata=metadata, pre_buffer=False, read_dictionary=encoded
         )
@@ -212,7 +214,16 @@ def feature_batches(
 ) -> Iterator[FeatureBatch]:
     """Batches of model features: read as stored, or computed from raw records."""
     columns = list(dict.fromkeys([*FEATURE_NAMES, *RAW_FIELDS, MODEL_VERSION]))
-    for batch in scan(uri, columns, window=window, batch_rows=batch_rows, report=report):
+    # model versions read as codes into a small dictionary: counted without strings
+    batches = scan(
+        uri,
+        columns,
+        window=window,
+        batch_rows=batch_rows,
+        report=report,
+        dictionary=[MODEL_VERSION],
+    )
+    for batch in batches:
         names = set(batch.schema.names)
         if MODEL_VERSION in names:
             report.model_versions.update(_value_counts(batch.column(MODEL_VERSION)))
