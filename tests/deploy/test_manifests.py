@@ -488,3 +488,25 @@ def test_every_reference_names_an_object_of_the_same_rendering(case: str | Path)
         (test_pod,) = [o for o in objects if o["kind"] == "Pod"]
         url = next(e["value"] for e in test_pod["spec"]["containers"][0]["env"])
         assert url.startswith(f"http://{isvc_name}-transformer.")
+
+
+def test_log_to_mlflow_is_off_by_default_and_one_value_turns_it_on_for_both_jobs() -> None:
+    def switches(values: Obj) -> dict[str, list[Obj]]:
+        jobs = {o["metadata"]["name"]: o for o in helm_render(values) if o["kind"] == "CronJob"}
+        return {
+            name: [
+                e
+                for e in job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0][
+                    "env"
+                ]
+                if e["name"] == "MONITORING_LOG_TO_MLFLOW"
+            ]
+            for name, job in jobs.items()
+        }
+
+    assert all(env == [] for env in switches({}).values())
+    turned_on = switches({"monitoring": {"logToMlflow": True}})
+    assert len(turned_on) == 2
+    assert all(
+        env == [{"name": "MONITORING_LOG_TO_MLFLOW", "value": "true"}] for env in turned_on.values()
+    )

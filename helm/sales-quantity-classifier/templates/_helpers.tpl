@@ -298,6 +298,10 @@ spec:
                       name: {{ . }}
                       key: ALERT_WEBHOOK_URL
                 {{- end }}
+                {{- if $m.logToMlflow }}
+                - name: MONITORING_LOG_TO_MLFLOW
+                  value: "true"
+                {{- end }}
               resources:
                 {{- toYaml $m.resources | nindent 16 }}
               securityContext:
