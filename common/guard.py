@@ -45,9 +45,8 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 _REQUEST_ID: Final = b"x-request-id"
 _MODEL_VERSION: Final = b"x-model-version"
-_INFERENCE: Final = re.compile(
-    r"/v1/models/[^/]+:(?:predict|explain)|/v2/models/[^/]+(?:/versions/[^/]+)?/infer"
-)
+#: The routes (:func:`common.metrics.route_of`) that take only POST.
+_INFERENCE: Final = frozenset({"v1_predict", "v1_explain", "v2_infer"})
 _VERSIONED: Final = re.compile(r"(/v2/models/([^/]+))/versions/([^/]+)(/infer|/ready)?")
 
 #: The version a model serves, by model name; None when no such model is served.
@@ -115,8 +114,13 @@ class Guard:
         route = metrics.route_of(scope["path"])
         answer = _Answer(send)
         try:
-            scope = await self._admitted(scope, answer)
-            await self.app(scope, self._limited(scope, receive), answer.send)
+            scope, length = self._admitted(scope, route, answer)
+            if "/versions/" in scope["path"] and (versioned := _VERSIONED.fullmatch(scope["path"])):
+                scope = await self._unversioned(scope, versioned)
+            # A declared length bounds the body (the HTTP parser reads no more than
+            # it); only a body without one is counted as it arrives.
+            limited = receive if length is not None else self._limited(receive)
+            await self.app(scope, limited, answer.send)
         except ServingError as exc:  # refused here, or raised past every handler
             await answer.error(exc.status_code, exc.reason, exc.headers)
         except Exception:
@@ -125,14 +129,17 @@ class Guard:
                 log.exception("unexpected fault", extra={"request_id": answer.request_id})
                 await answer.error(HTTPStatus.INTERNAL_SERVER_ERROR, "")
         finally:
-            status = str(answer.status or HTTPStatus.INTERNAL_SERVER_ERROR)
-            metrics.REQUESTS.labels(route, status, answer.model_version).inc()
-            metrics.REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)
+            metrics.observe_request(
+                route,
+                str(answer.status or HTTPStatus.INTERNAL_SERVER_ERROR),
+                answer.model_version,
+                time.perf_counter() - started,
+            )
 
-    async def _admitted(self, scope: Scope, answer: _Answer) -> Scope:
-        """``scope`` with a request id and a plain path; raises what refuses it."""
+    def _admitted(self, scope: Scope, route: str, answer: _Answer) -> tuple[Scope, int | None]:
+        """``scope`` with a request id, and the body's declared length; raises what refuses it."""
         path, method = scope["path"], scope["method"]
-        given = _header(scope, _REQUEST_ID)
+        given, length = _request_headers(scope["headers"])
         try:
             answer.request_id = request_id(given, max_chars=self.limits.max_request_id_chars)
         except ClientError:
@@ -145,18 +152,16 @@ class Guard:
                 "the server is shutting down: it finishes the requests it has",
                 status_code=HTTPStatus.SERVICE_UNAVAILABLE,
             )
-        if _INFERENCE.fullmatch(path) and method != "POST":
+        if route in _INFERENCE and method != "POST":
             raise ServingError(
                 f"{method} is not allowed on {path}: inference takes POST",
                 status_code=HTTPStatus.METHOD_NOT_ALLOWED,
                 headers={"allow": "POST"},
             )
-        length = _header(scope, b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limits.max_body_bytes:
+        declared = int(length) if length is not None and length.isdigit() else None
+        if declared is not None and declared > self.limits.max_body_bytes:
             raise self._too_large()
-        if versioned := _VERSIONED.fullmatch(path):
-            scope = await self._unversioned(scope, versioned)
-        return scope
+        return scope, declared
 
     async def _unversioned(self, scope: Scope, versioned: re.Match[str]) -> Scope:
         plain, model, version, rest = versioned.groups()
@@ -176,7 +181,7 @@ class Guard:
             "(max_body_bytes): send fewer records per request"
         )
 
-    def _limited(self, scope: Scope, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive) -> Receive:
         limit, read = self.limits.max_body_bytes, 0
 
         async def receive_limited() -> Message:
@@ -205,11 +210,17 @@ class _Answer:
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.status = int(message["status"])
-            headers = list(message.get("headers", []))
-            self.model_version = (_find(headers, _MODEL_VERSION) or b"").decode("latin-1")
-            if _find(headers, _REQUEST_ID) is None and self.request_id:
-                headers.append((_REQUEST_ID, self.request_id.encode()))
-            message = {**message, "headers": headers}
+            headers = message.get("headers", [])
+            has_id = False
+            for key, value in headers:
+                name = key.lower()
+                if name == _MODEL_VERSION and not self.model_version:
+                    self.model_version = bytes(value).decode("latin-1")
+                elif name == _REQUEST_ID:
+                    has_id = True
+            if not has_id and self.request_id:
+                headers = [*headers, (_REQUEST_ID, self.request_id.encode())]
+                message = {**message, "headers": headers}
             if self.status >= 400:
                 self._held = message
                 return
@@ -277,16 +288,22 @@ def _reason(body: bytes) -> str:
     return body[:500].decode(errors="replace")
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    value = _find(scope["headers"], name)
-    return None if value is None else value.decode("latin-1")
+def _request_headers(headers: Any) -> tuple[str | None, str | None]:
+    """The request id and the content length a request's headers give, in one pass.
 
-
-def _find(headers: Any, name: bytes) -> bytes | None:
+    The length is None when the body is chunked: a chunked body's length is not declared.
+    """
+    given = length = None
+    chunked = False
     for key, value in headers:
-        if key.lower() == name:
-            return bytes(value)
-    return None
+        name = key.lower()
+        if name == _REQUEST_ID and given is None:
+            given = bytes(value).decode("latin-1")
+        elif name == b"content-length" and length is None:
+            length = bytes(value).decode("latin-1")
+        elif name == b"transfer-encoding":
+            chunked = True
+    return given, None if chunked else length
 
 
 def _with_header(scope: Scope, name: bytes, value: str) -> Scope:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Final
 
@@ -32,6 +33,7 @@ __all__ = [
     "REQUESTS",
     "REQUEST_SECONDS",
     "exposition",
+    "observe_request",
     "route_of",
     "use_multiprocess_dir",
 ]
@@ -67,6 +69,26 @@ _ROUTES: Final = (
 )
 
 
+def observe_request(route: str, status: str, model_version: str, seconds: float) -> None:
+    """Count one answered request and its duration."""
+    _requests(route, status, model_version).inc()
+    _request_seconds(route).observe(seconds)
+
+
+# A labelled child is looked up once (prometheus_client's ``labels`` locks and checks its
+# arguments on every call). The labels are bounded: routes are a fixed set, statuses the
+# server's, versions those it served.
+@lru_cache(maxsize=1024)
+def _requests(route: str, status: str, model_version: str) -> Counter:
+    return REQUESTS.labels(route, status, model_version)
+
+
+@lru_cache(maxsize=64)
+def _request_seconds(route: str) -> Histogram:
+    return REQUEST_SECONDS.labels(route)
+
+
+@lru_cache(maxsize=1024)  # paths are callers', but repeat: the cache is bounded
 def route_of(path: str) -> str:
     """The route label of ``path``; ``other`` for any path the servers do not serve.
 

@@ -107,12 +107,12 @@ _SOURCES: Final = {
 
 
 def checked_features(columns: Mapping[str, list[Any]], *, where: str | None) -> dict[str, Any]:
-    """One request's features, computed before it may share a predictor call.
+    """The features of validated records, checked finite before the predictor sees them.
 
     Validated records give finite features (every number is bounded); this check
-    makes sure of it, so that no request's values can make a gathered predictor
-    call fail for the others: a non-finite feature is this request's 400, naming
-    the row and the fields it came from.
+    makes sure of it: a non-finite feature is a 400 naming the row and the fields it
+    came from, never a predictor call refused for every request that shared it (the
+    transformer then retries each request alone, and only the one at fault fails).
     """
     with np.errstate(over="ignore", invalid="ignore"):  # found and named below
         features = compute_features(columns)

@@ -1,8 +1,9 @@
 """One request's values must never fail another's (issue 10, isolation).
 
-Every number has finite bounds, features are computed and checked per request
-before it may share a predictor call, and a shared call that fails all the same is
-retried request by request, so that only the guilty request gets the error.
+Every number has finite bounds and every request is validated before it may share a
+predictor call; the call's features are checked finite before they are sent, and a
+shared call that fails all the same is retried request by request, so that only the
+guilty request gets the error.
 """
 
 from __future__ import annotations
@@ -162,3 +163,54 @@ def test_a_failed_gathered_call_is_retried_alone_and_fails_only_the_guilty_reque
         else:
             assert not isinstance(outcome, BaseException), outcome
             assert outcome.call.request_id == f"r{i}"
+
+
+def test_a_non_finite_feature_in_a_gathered_call_fails_only_its_own_request() -> None:
+    # Not reachable through validation (the bounds forbid it): records built past it.
+    poisoned = validate_records([VALID])
+    poisoned["unit_price"], poisoned["discount_pct"] = [1e308], [-1.0]
+    sent: list[list[float]] = []
+
+    async def scenario() -> list[Any]:
+        app = fake_predictor()
+
+        @web.middleware
+        async def record_prices(request: web.Request, handler: Any) -> web.StreamResponse:
+            body = await request.json()
+            sent.append(next(i["data"] for i in body["inputs"] if i["name"] == "unit_price"))
+            return await handler(request)
+
+        app.middlewares.append(record_prices)
+        server = TestServer(app, host="127.0.0.1", port=free_port())
+        await server.start_server()
+        settings = TransformerSettings(
+            model_name="m",
+            predictor_host=f"127.0.0.1:{server.port}",
+            predictor_binary_data=False,
+            predictor_concurrency=1,
+        )
+        transformer = SalesQuantityTransformer(settings)
+        try:
+            calls = [
+                PredictorCall("v1", f"r{i}", validate_records([VALID]), {}, "instances")
+                for i in range(6)
+            ]
+            calls[3] = PredictorCall("v1", "r3", poisoned, {}, "instances")
+            return await asyncio.wait_for(
+                asyncio.gather(*(transformer.predict(c) for c in calls), return_exceptions=True),
+                timeout=10,
+            )
+        finally:
+            await transformer.client.aclose()
+            await server.close()
+
+    outcomes = asyncio.run(scenario())
+    for i, outcome in enumerate(outcomes):
+        if i == 3:
+            assert isinstance(outcome, InvalidRecord)
+            assert "instances[0] is invalid: unit_price=1e+308" in str(outcome)
+        else:
+            assert not isinstance(outcome, BaseException), outcome
+            assert outcome.call.request_id == f"r{i}"
+    assert sent and all(1e308 not in prices for prices in sent)  # never sent on
+    assert sum(len(prices) for prices in sent) == 5  # each valid row sent once
