@@ -6,11 +6,12 @@ and answer the same raw records; only the protocol and the path differ.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from benchmarks.bodies import BodyMaker, mlflow_split, predictor_v1, predictor_v2, raw_v1, raw_v2
-from benchmarks.stack import MODEL
+from benchmarks.stack import MODEL, REF_SUFFIX
 
 __all__ = [
     "BASELINE",
@@ -21,6 +22,7 @@ __all__ = [
     "SKLEARN",
     "Design",
     "answer_rows",
+    "ref_designs",
 ]
 
 _V1: Final = f"/v1/models/{MODEL}:predict"
@@ -91,6 +93,24 @@ BATCH_DESIGNS: Final[tuple[Design, ...]] = (
     ),
     Design("full-v1-v1", "client→transformer→predictor", "V1 (→V1)", "transformer-v1", _V1, raw_v1),
 )
+
+
+def ref_designs(names: Sequence[str], ref: str) -> tuple[Design, ...]:
+    """The designs ``names`` (full paths) as served by another commit, ``ref``.
+
+    Each is named ``NAME@ref`` and calls that commit's servers; measured in the same
+    rounds as this tree's, they say what the change between the two costs.
+    """
+    return tuple(
+        replace(
+            d,
+            name=d.name + REF_SUFFIX,
+            title=f"the same at {ref[:12]}",
+            server=d.server + REF_SUFFIX,
+        )
+        for d in DESIGNS
+        if d.name in names and d.server.startswith("transformer")
+    )
 
 
 def answer_rows(answer: Any) -> int:

@@ -15,8 +15,9 @@ from typing import Final
 
 from benchmarks.designs import BASELINE, BASELINE_NUMPY, SKLEARN, Design
 from benchmarks.load import Measurement
+from benchmarks.stack import REF_SUFFIX
 
-__all__ = ["Results", "batch_section", "table", "verdicts"]
+__all__ = ["Results", "against_ref", "batch_section", "table", "verdicts"]
 
 Metric = Callable[[Measurement], float]
 _RPS: Final[Metric] = lambda m: m.rps  # noqa: E731
@@ -259,4 +260,28 @@ def verdicts(results: Results, concurrencies: Sequence[int]) -> list[str]:
         )
     if not set(concurrencies) >= {1, 8}:
         lines.append("  (targets are defined at concurrency 1 and 8; measure both to judge them)")
+    return lines
+
+
+def against_ref(results: Results, concurrencies: Sequence[int], ref: str) -> list[str]:
+    """What this tree's full paths cost against the same at ``ref``, measured in the same rounds.
+
+    One line per full path and concurrency: req/s and p50 as medians of per-round
+    ratios (this tree / ``ref``), with their ranges; above 1.00x p50 or below 1.00x
+    req/s is a cost.
+    """
+    lines = []
+    for protocol in ("v2", "v1"):
+        name = f"full-{protocol}"
+        for concurrency in concurrencies:
+            runs = results.single.get((name, concurrency))
+            then = results.single.get((name + REF_SUFFIX, concurrency))
+            if not runs or not then or _error(runs) or _error(then):
+                continue
+            rps = _round_ratios(runs, then, _RPS)
+            p50 = _round_ratios(runs, then, _P50)
+            lines.append(
+                f"  full path {protocol.upper()} conc {concurrency}: req/s "
+                f"{_median_and_range(rps)}, p50 {_median_and_range(p50)} of {ref}'s"
+            )
     return lines

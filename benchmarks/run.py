@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import platform
 import shlex
@@ -20,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +42,7 @@ from benchmarks.designs import (
     SKLEARN,
     Design,
     answer_rows,
+    ref_designs,
 )
 from benchmarks.load import LoadGenerator, Measurement, PythonClient, Wrk, ensure_wrk
 from benchmarks.stack import (
@@ -113,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--server_cpus", help="CPUs of the measured servers (the other allowed CPUs)")
     add("--no_pin", action="store_true", help="pin nothing; let the scheduler place all")
     add("--work_dir", help="keep logs and bodies here (default: a temporary directory)")
+    add(
+        "--compare_ref",
+        metavar="COMMIT",
+        help="also measure the full paths of COMMIT (its tree, this interpreter), in the same "
+        "rounds, and print what this tree costs against it (needs git)",
+    )
     return parser
 
 
@@ -125,13 +134,23 @@ def _run(args: argparse.Namespace, work_dir: Path, cleanup: contextlib.ExitStack
     pinning = _pinning(args)
     generator = _generator(args.client, work_dir, pinning)
     designs, batch = _selected(args.only)
+    ref_dir = None
+    if args.compare_ref:
+        ref_dir = _ref_tree(args.compare_ref, work_dir / "ref")
+        designs = (*designs, *ref_designs([d.name for d in designs], args.compare_ref))
     log_dir = work_dir / "logs"
     log_dir.mkdir(exist_ok=True)
     tracking_uri = args.tracking_uri or _own_registry(
         work_dir, log_dir, args.rows, pinning.client_prefix(), cleanup
     )
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # for the in-process model
-    stack = Stack(tracking_uri, log_dir, pinning.server_prefix(), shlex.split(args.predictor_flags))
+    stack = Stack(
+        tracking_uri,
+        log_dir,
+        pinning.server_prefix(),
+        shlex.split(args.predictor_flags),
+        ref_dir=ref_dir,
+    )
     cleanup.callback(stack.close)
     _start_servers(stack, (*designs, *batch))
     records = sample_records(args.distinct, seed=1)
@@ -189,6 +208,32 @@ def _print_report(
         print(report.batch_section(batch, results))
     print("\nTargets (medians of per-round ratios):")
     print("\n".join(report.verdicts(results, args.concurrency)))
+    if args.compare_ref:
+        print(f"\nThis tree against {args.compare_ref} (medians of per-round ratios):")
+        print("\n".join(report.against_ref(results, args.concurrency, args.compare_ref)))
+
+
+def _ref_tree(ref: str, into: Path) -> Path:
+    """The source tree of commit ``ref`` of this repository, extracted under ``into``."""
+    root = Path(__file__).resolve().parents[1]
+    git = shutil.which("git")
+    if git is None:
+        raise SystemExit("python -m benchmarks: error: --compare_ref needs git")
+    archive = subprocess.run(
+        [git, "-C", str(root), "archive", "--format=tar", f"{ref}^{{commit}}"],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        reason = archive.stderr.decode(errors="replace").strip().splitlines()
+        raise SystemExit(
+            f"python -m benchmarks: error: --compare_ref {ref}: "
+            f"{reason[-1] if reason else 'git archive failed'}"
+        )
+    into.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    return into
 
 
 def _pinning(args: argparse.Namespace) -> Pinning:

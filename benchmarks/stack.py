@@ -20,6 +20,7 @@ from harness.servers import Server, free_port, start_mlflow, start_server, stop_
 __all__ = [
     "MODEL",
     "MODEL_URI",
+    "REF_SUFFIX",
     "SERVER_KEYS",
     "Pinning",
     "Stack",
@@ -44,6 +45,8 @@ SERVER_KEYS: Final = (
     "transformer-json",
     "transformer-v1",
 )
+#: The suffix of a server run from the compared commit's tree (``Stack.ref_dir``).
+REF_SUFFIX: Final = "@ref"
 #: How each transformer variant calls the predictor.
 _TRANSFORMER_FLAGS: Final = {
     "transformer": [],
@@ -133,12 +136,17 @@ class Stack:
         Prepended to every server command (``taskset -c 1``), inherited by children.
     predictor_flags : list of str
         Extra flags for every predictor (a design variant, e.g. ``--max_batch_size 1``).
+    ref_dir : Path, optional
+        Another commit's source tree: a key ending in :data:`REF_SUFFIX` starts that
+        tree's server (``transformer@ref`` calls ``predictor@ref``), with this
+        interpreter and its packages.
     """
 
     tracking_uri: str
     log_dir: Path
     server_prefix: list[str]
     predictor_flags: list[str] = field(default_factory=list)
+    ref_dir: Path | None = None
     servers: dict[str, Server] = field(default_factory=dict)
     commands: dict[str, list[str]] = field(default_factory=dict)
 
@@ -147,11 +155,20 @@ class Stack:
         if key in self.servers:
             return self.servers[key]
         port = free_port()
-        args, ready, env = self._spec(key, port)
+        plain, ref = key.removesuffix(REF_SUFFIX), key.endswith(REF_SUFFIX)
+        if ref and self.ref_dir is None:
+            raise ValueError(f"server {key!r} needs the compared commit's tree (ref_dir)")
+        args, ready, env = self._spec(plain, port, suffix=REF_SUFFIX if ref else "")
         command = [*self.server_prefix, *args]
         self.commands[key] = [sys.executable if a == "python" else a for a in command]
         server = start_server(
-            key, command, port=port, log_dir=self.log_dir, env=env, ready_path=None
+            key,
+            command,
+            port=port,
+            log_dir=self.log_dir,
+            env=env,
+            ready_path=None,
+            cwd=self.ref_dir if ref else None,
         )
         self.servers[key] = server
         server.wait_ready(ready, timeout=240)
@@ -163,7 +180,9 @@ class Stack:
             stop_group(server)
         self.servers.clear()
 
-    def _spec(self, key: str, port: int) -> tuple[list[str], str, dict[str, str]]:
+    def _spec(
+        self, key: str, port: int, *, suffix: str = ""
+    ) -> tuple[list[str], str, dict[str, str]]:
         env = {"MLFLOW_TRACKING_URI": self.tracking_uri}
         if key in ("baseline", "baseline-numpy"):
             args = ["python", "-m", "benchmarks.baseline_app", "--model_uri", MODEL_URI]
@@ -186,7 +205,7 @@ class Stack:
                 args += ["--compile_model", "false"]
             return args, _READY, env
         if key in _TRANSFORMER_FLAGS:
-            predictor = self.start("predictor")
+            predictor = self.start("predictor" + suffix)
             args = [
                 "python",
                 "-m",

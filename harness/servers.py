@@ -82,8 +82,12 @@ def start_server(
     env: Mapping[str, str] | None = None,
     ready_path: str | None = None,
     timeout: float = 120.0,
+    cwd: Path | None = None,
 ) -> Server:
-    """Start ``args`` (``python`` is this interpreter) and wait until it is ready."""
+    """Start ``args`` (``python`` is this interpreter) and wait until it is ready.
+
+    ``cwd``, when given, is where it runs: ``python -m NAME`` imports NAME from there first.
+    """
     log_path = log_dir / f"{name}-{port}.log"
     command = [sys.executable if a == "python" else a for a in args]
     with log_path.open("wb") as log_file:
@@ -93,6 +97,7 @@ def start_server(
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             start_new_session=True,
+            cwd=cwd,
         )
     server = Server(name, process, port, log_path)
     if ready_path is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from benchmarks.designs import BASELINE, BASELINE_NUMPY, SKLEARN
 from benchmarks.load import Measurement
-from benchmarks.report import Results, verdicts
+from benchmarks.report import Results, against_ref, verdicts
 
 
 def run(rps: float, p50: float, p99: float) -> Measurement:
@@ -31,3 +31,17 @@ def test_the_predictor_is_judged_with_scikit_learn_as_mlflow_serve_scores() -> N
     line = next(v for v in verdicts(results, [1, 8]) if "predictor alone" in v)
     assert line.startswith("  [met    ] predictor alone V2, scikit-learn scoring")
     assert ": 4.00x and 4.00x; with the NumPy scorer 20.00x and 20.00x" in line
+
+
+def test_what_a_change_costs_is_the_median_of_per_round_ratios_against_the_ref() -> None:
+    results = Results()
+    # The second round ran on a busier machine: both trees' figures halved.
+    rounds = [(run(1000, 2.0, 4.0), run(960, 2.04, 4.0)), (run(500, 4.0, 8.0), run(490, 4.0, 8.0))]
+    for then, now in rounds:
+        results.add("full-v1@ref", 8, then)
+        results.add("full-v1", 8, now)
+    (line,) = against_ref(results, [8], "3689be5")
+    assert line == (
+        "  full path V1 conc 8: req/s 0.97x (rounds 0.96x-0.98x), "
+        "p50 1.01x (rounds 1.00x-1.02x) of 3689be5's"
+    )
