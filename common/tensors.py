@@ -217,15 +217,14 @@ def _read_tensor(
     """
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         raise ClientError(f"{tensors}[{position}] lacks a name, shape or datatype")
-    name, shape, datatype = spec["name"], spec.get("shape"), spec.get("datatype")
-    what = f"{tensors[:-1]} {name}"
-    if not isinstance(datatype, str) or not isinstance(spec.get("parameters") or {}, dict):
+    shape, datatype, given = spec.get("shape"), spec.get("datatype"), spec.get("parameters")
+    if not isinstance(datatype, str) or not isinstance(given or {}, dict):
         raise ClientError(f"{tensors}[{position}] lacks a name, shape or datatype")
-    parameters = dict(spec.get("parameters") or {})
+    parameters = dict(given) if given else {}
     spec["parameters"] = parameters
     if "data" in spec:  # JSON data may sit beside binary tensors
-        elements = checked_shape(shape, what)
-        check_element_count(elements, element_count(spec["data"]), what, shape)
+        what = _what(tensors, spec)
+        check_element_count(checked_shape(shape, what), element_count(spec["data"]), what, shape)
         return offset
     size = parameters.pop("binary_data_size", None)
     dtype = _DTYPES.get(datatype)
@@ -237,26 +236,38 @@ def _read_tensor(
         or dtype is None
     ):
         raise ClientError(
-            f"{what} is invalid: expected a known datatype and a binary_data_size within the body"
+            f"{_what(tensors, spec)} is invalid: expected a known datatype and a "
+            "binary_data_size within the body"
         )
-    elements = checked_shape(shape, what)
-    chunk = memoryview(body)[offset : offset + size]
+    if type(shape) is list and len(shape) == 1 and type(shape[0]) is int and shape[0] >= 0:
+        elements = shape[0]  # the usual [n], checked at a glance
+    else:
+        elements = checked_shape(shape, _what(tensors, spec))
     if datatype == "BYTES":
+        what = _what(tensors, spec)
         if elements > max_bytes_elements:
             raise ClientError(
                 f"{what} has {elements} BYTES elements: at most {max_bytes_elements} are accepted",
                 status_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             )
+        chunk = memoryview(body)[offset : offset + size]
         data = _bytes_elements(chunk, elements, what, shape).reshape(shape)
     else:
         if elements * dtype.itemsize != size:
             raise ClientError(
-                f"{what} does not match its shape {shape}: {size} bytes are not "
+                f"{_what(tensors, spec)} does not match its shape {shape}: {size} bytes are not "
                 f"{elements} {datatype} elements"
             )
-        data = np.frombuffer(body, dtype=dtype, count=elements, offset=offset).reshape(shape)
+        data = np.frombuffer(body, dtype=dtype, count=elements, offset=offset)
+        if data.shape != tuple(shape or ()):  # other than [n]
+            data = data.reshape(shape)
     spec["data"] = data
     return offset + size
+
+
+def _what(tensors: str, spec: dict[str, Any]) -> str:
+    """How messages name a tensor: ``input NAME`` (made only for a message)."""
+    return f"{tensors[:-1]} {spec['name']}"
 
 
 def checked_shape(shape: Any, what: str) -> int:
@@ -272,6 +283,8 @@ def checked_shape(shape: Any, what: str) -> int:
     ...
     common.errors.ClientError: input x has shape [-5]: expected a list of integers >= 0
     """
+    if type(shape) is list and len(shape) == 1 and type(shape[0]) is int and shape[0] >= 0:
+        return shape[0]  # the usual [n], checked at a glance
     if not isinstance(shape, list | tuple) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):

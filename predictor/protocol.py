@@ -50,7 +50,9 @@ def from_v2(
 ) -> npt.NDArray[np.float64]:
     """Read a V2 request, one input per feature, into the model's feature matrix."""
     for inp in request.inputs:
-        check_rows(leading_rows(inp.shape), max_rows, f"input {inp.name}")
+        rows = leading_rows(inp.shape)
+        if rows > max_rows:
+            check_rows(rows, max_rows, f"input {inp.name}")
     by_name = {inp.name: inp for inp in request.inputs}
     missing = [name for name in FEATURE_NAMES if name not in by_name]
     if missing:
@@ -59,10 +61,11 @@ def from_v2(
         unknown = sorted(set(by_name) - set(FEATURE_NAMES))
         raise InvalidFeatures(f"unknown input(s) {', '.join(unknown)}")
     for inp in request.inputs:  # before anything is allocated from a shape
+        data, shape = inp.data, inp.shape
+        if isinstance(data, np.ndarray) and data.shape == tuple(shape):
+            continue  # binary data, already read to its checked shape
         what = f"input {inp.name}"
-        check_element_count(
-            checked_shape(inp.shape, what), element_count(inp.data), what, inp.shape
-        )
+        check_element_count(checked_shape(shape, what), element_count(data), what, shape)
     shapes = {tuple(inp.shape) for inp in request.inputs}
     (shape,) = shapes if len(shapes) == 1 else ((),)
     if len(shape) not in (1, 2) or shape[1:] not in ((), (1,)) or not shape[0]:
@@ -75,7 +78,7 @@ def from_v2(
         inp = by_name[name]
         try:
             values = inp.data if isinstance(inp.data, np.ndarray) else inp.as_numpy()
-            matrix[:, column] = np.reshape(values, -1)
+            matrix[:, column] = values if values.ndim == 1 else values.reshape(-1)
         except (ValueError, TypeError) as exc:
             raise InvalidFeatures(f"input {name} is invalid: expected numbers ({exc})") from exc
     _check_finite(matrix, "inputs")
