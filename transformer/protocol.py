@@ -76,7 +76,9 @@ def records_from_v2(
     """Validate a V2 request of raw records, columnar or JSON records."""
     inputs = {inp.name: inp for inp in request.inputs}
     for inp in request.inputs:
-        check_rows(leading_rows(inp.shape), max_rows, f"input {inp.name}")
+        rows = leading_rows(inp.shape)
+        if rows > max_rows:
+            check_rows(rows, max_rows, f"input {inp.name}")
     if RECORDS_INPUT in inputs:
         if len(inputs) > 1:
             raise InvalidRecord(f"send either the input {RECORDS_INPUT!r} or one input per field")
@@ -180,9 +182,33 @@ def _values(inp: InferInput) -> list[Any]:
     The shape must describe the data exactly; BYTES must be UTF-8; BOOL takes
     true/false, or exactly 0 and 1 as some Open Inference Protocol clients send them.
     """
-    shape = inp.shape
-    what = f"input {inp.name}"
     data = inp.data
+    if not _plain(inp.shape, data):
+        data = _flattened(inp)
+    if inp.datatype == "BYTES":
+        return _text(data, inp.name)
+    if inp.datatype == "BOOL":
+        # 0 and 1 exactly (ints, not 1.0 or 2): what OIP clients that write BOOL as numbers send.
+        return [v == 1 if type(v) is int and v in (0, 1) else v for v in data]
+    return list(data)
+
+
+def _plain(shape: Any, data: Any) -> bool:
+    """Whether ``data`` is a flat JSON list of exactly ``shape`` [n]: the usual V2 input,
+    which needs no other check here."""
+    return (
+        type(shape) is list
+        and len(shape) == 1
+        and type(data) is list
+        and shape[0] == len(data)
+        and not any(type(value) is list for value in data)
+    )
+
+
+def _flattened(inp: InferInput) -> list[Any]:
+    """Any other input's data, checked against its shape, as a flat list."""
+    shape, data = inp.shape, inp.data
+    what = f"input {inp.name}"
     elements = tensors.checked_shape(shape, what)
     tensors.check_element_count(elements, tensors.element_count(data), what, shape)
     if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
@@ -196,11 +222,6 @@ def _values(inp: InferInput) -> list[Any]:
                 f"{what} data is invalid: expected a flat list, or one [value] per row"
             )
         data = [row[0] for row in data]
-    if inp.datatype == "BYTES":
-        return _text(data, inp.name)
-    if inp.datatype == "BOOL":
-        # 0 and 1 exactly (ints, not 1.0 or 2): what OIP clients that write BOOL as numbers send.
-        return [v == 1 if type(v) is int and v in (0, 1) else v for v in data]
     return list(data)
 
 
