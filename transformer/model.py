@@ -111,8 +111,8 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
         if isinstance(payload, InferRequest):
             caller: Literal["v1", "v2"] = "v2"
             columns = protocol.records_from_v2(payload, max_rows=self.settings.max_rows_per_request)
-            by_record = any(i.name == protocol.RECORDS_INPUT for i in payload.inputs)
-            where: str | None = "records" if by_record else None  # None: by input
+            # Valid: either the one input of JSON records, or one input per field.
+            where: str | None = "records" if len(payload.inputs) == 1 else None  # None: by input
         else:
             caller = "v1"
             columns = protocol.records_from_v1(payload, max_rows=self.settings.max_rows_per_request)
