@@ -43,5 +43,9 @@ def configure_logging(level: str = "INFO") -> None:
     # DEBUG brings back KServe's timings and uvicorn's access log.
     if root.level > logging.DEBUG:
         logging.getLogger("kserve.trace").setLevel(logging.WARNING)
-        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
         logging.getLogger("httpx").setLevel(logging.WARNING)
+        # Without a handler uvicorn skips the access log whole: with one, it formats
+        # each request's line before the level drops it.
+        access = logging.getLogger("uvicorn.access")
+        access.setLevel(logging.WARNING)
+        access.handlers[:] = []
