@@ -9,6 +9,8 @@ guilty request gets the error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -125,18 +127,28 @@ def fake_predictor() -> web.Application:
     return app
 
 
+@contextlib.asynccontextmanager
+async def transformer_calling(app: web.Application) -> AsyncIterator[SalesQuantityTransformer]:
+    """A transformer calling ``app`` over HTTP, one predictor call at a time."""
+    server = TestServer(app, host="127.0.0.1", port=free_port())
+    await server.start_server()
+    settings = TransformerSettings(
+        model_name="m",
+        predictor_host=f"127.0.0.1:{server.port}",
+        predictor_binary_data=False,
+        predictor_concurrency=1,
+    )
+    transformer = SalesQuantityTransformer(settings)
+    try:
+        yield transformer
+    finally:
+        await transformer.client.aclose()
+        await server.close()
+
+
 def test_a_failed_gathered_call_is_retried_alone_and_fails_only_the_guilty_request() -> None:
     async def scenario() -> list[Any]:
-        server = TestServer(fake_predictor(), host="127.0.0.1", port=free_port())
-        await server.start_server()
-        settings = TransformerSettings(
-            model_name="m",
-            predictor_host=f"127.0.0.1:{server.port}",
-            predictor_binary_data=False,
-            predictor_concurrency=1,
-        )
-        transformer = SalesQuantityTransformer(settings)
-        try:
+        async with transformer_calling(fake_predictor()) as transformer:
             calls = []
             for i in range(12):
                 price = POISON if i == 5 else 3.0 + i
@@ -149,9 +161,6 @@ def test_a_failed_gathered_call_is_retried_alone_and_fails_only_the_guilty_reque
                 asyncio.gather(*(transformer.predict(c) for c in calls), return_exceptions=True),
                 timeout=10,
             )
-        finally:
-            await transformer.client.aclose()
-            await server.close()
         return [calls, outcomes]
 
     calls, outcomes = asyncio.run(scenario())
@@ -181,16 +190,7 @@ def test_a_non_finite_feature_in_a_gathered_call_fails_only_its_own_request() ->
             return await handler(request)
 
         app.middlewares.append(record_prices)
-        server = TestServer(app, host="127.0.0.1", port=free_port())
-        await server.start_server()
-        settings = TransformerSettings(
-            model_name="m",
-            predictor_host=f"127.0.0.1:{server.port}",
-            predictor_binary_data=False,
-            predictor_concurrency=1,
-        )
-        transformer = SalesQuantityTransformer(settings)
-        try:
+        async with transformer_calling(app) as transformer:
             calls = [
                 PredictorCall("v1", f"r{i}", validate_records([VALID]), {}, "instances")
                 for i in range(6)
@@ -200,9 +200,6 @@ def test_a_non_finite_feature_in_a_gathered_call_fails_only_its_own_request() ->
                 asyncio.gather(*(transformer.predict(c) for c in calls), return_exceptions=True),
                 timeout=10,
             )
-        finally:
-            await transformer.client.aclose()
-            await server.close()
 
     outcomes = asyncio.run(scenario())
     for i, outcome in enumerate(outcomes):

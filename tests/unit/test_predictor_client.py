@@ -27,7 +27,6 @@ from transformer.errors import (
     PredictorTimeout,
     PredictorUnavailable,
 )
-from transformer.features import compute_features
 from transformer.model import PredictorCall, SalesQuantityTransformer
 from transformer.schema import validate_records
 from transformer.settings import TransformerSettings
@@ -191,8 +190,7 @@ def test_an_answer_with_the_wrong_number_of_rows_is_a_502() -> None:
         transformer = SalesQuantityTransformer(settings)
         records = validate_records([VALID, VALID])
         try:
-            features = compute_features(records)
-            await transformer.predict(PredictorCall("v2", "r1", records, {}, features))
+            await transformer.predict(PredictorCall("v2", "r1", records, {}, None))
         finally:
             await transformer.client.aclose()
             await server.close()
