@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any, Final
 
 from common.errors import ClientError
 
-__all__ = ["MAX_ROWS_PER_REQUEST", "TooManyRows", "check_rows", "leading_rows"]
+__all__ = [
+    "MAX_ROWS_PER_REQUEST",
+    "TooManyRows",
+    "check_input_rows",
+    "check_rows",
+    "leading_rows",
+]
 
 #: Default of the ``max_rows_per_request`` setting.
 MAX_ROWS_PER_REQUEST: Final = 10_000
@@ -40,3 +47,12 @@ def leading_rows(shape: Any) -> int:
     if isinstance(shape, list | tuple) and shape and isinstance(shape[0], int):
         return int(shape[0])
     return 0
+
+
+def check_input_rows(inputs: Iterable[Any], max_rows: int) -> None:
+    """Refuse a V2 request any of whose ``inputs`` has more than ``max_rows`` rows
+    (its shape's first dimension), naming the input; before anything is read from them."""
+    for inp in inputs:
+        rows = leading_rows(inp.shape)
+        if rows > max_rows:  # the message is made only for the one refused
+            check_rows(rows, max_rows, f"input {inp.name}")

@@ -19,7 +19,7 @@ from kserve import InferRequest
 from common.bodies import json_body
 from common.contract import FEATURE_NAMES, FEATURES
 from common.errors import quoted
-from common.limits import MAX_ROWS_PER_REQUEST, check_rows, leading_rows
+from common.limits import MAX_ROWS_PER_REQUEST, check_input_rows, check_rows
 from common.tensors import check_element_count, checked_shape, element_count
 from predictor.errors import InvalidFeatures
 
@@ -49,10 +49,7 @@ def from_v2(
     request: InferRequest, *, max_rows: int = MAX_ROWS_PER_REQUEST
 ) -> npt.NDArray[np.float64]:
     """Read a V2 request, one input per feature, into the model's feature matrix."""
-    for inp in request.inputs:
-        rows = leading_rows(inp.shape)
-        if rows > max_rows:
-            check_rows(rows, max_rows, f"input {inp.name}")
+    check_input_rows(request.inputs, max_rows)
     by_name = {inp.name: inp for inp in request.inputs}
     missing = [name for name in FEATURE_NAMES if name not in by_name]
     if missing:

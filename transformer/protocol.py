@@ -28,7 +28,7 @@ from common import tensors
 from common.bodies import json_body
 from common.contract import FEATURES
 from common.errors import quoted
-from common.limits import MAX_ROWS_PER_REQUEST, check_rows, leading_rows
+from common.limits import MAX_ROWS_PER_REQUEST, check_input_rows, check_rows
 from transformer.errors import InvalidRecord
 from transformer.features import compute_features
 from transformer.schema import RAW_FIELDS, validate_columns, validate_records
@@ -75,10 +75,7 @@ def records_from_v2(
 ) -> dict[str, list[Any]]:
     """Validate a V2 request of raw records, columnar or JSON records."""
     inputs = {inp.name: inp for inp in request.inputs}
-    for inp in request.inputs:
-        rows = leading_rows(inp.shape)
-        if rows > max_rows:
-            check_rows(rows, max_rows, f"input {inp.name}")
+    check_input_rows(request.inputs, max_rows)
     if RECORDS_INPUT in inputs:
         if len(inputs) > 1:
             raise InvalidRecord(f"send either the input {RECORDS_INPUT!r} or one input per field")
