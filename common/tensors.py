@@ -32,9 +32,9 @@ __all__ = [
     "BINARY_CONTENT_TYPE",
     "HEADER_LENGTH",
     "MAX_BYTES_ELEMENTS",
-    "check_element_count",
+    "check_shape_of",
     "checked_shape",
-    "element_count",
+    "flat_length",
     "binary_request",
     "read_binary",
     "read_binary_request",
@@ -223,8 +223,7 @@ def _read_tensor(
     parameters = dict(given) if given else {}
     spec["parameters"] = parameters
     if "data" in spec:  # JSON data may sit beside binary tensors
-        what = _what(tensors, spec)
-        check_element_count(checked_shape(shape, what), element_count(spec["data"]), what, shape)
+        check_shape_of(shape, spec["data"], _what(tensors, spec))
         return offset
     size = parameters.pop("binary_data_size", None)
     dtype = _DTYPES.get(datatype)
@@ -239,9 +238,8 @@ def _read_tensor(
             f"{_what(tensors, spec)} is invalid: expected a known datatype and a "
             "binary_data_size within the body"
         )
-    if type(shape) is list and len(shape) == 1 and type(shape[0]) is int and shape[0] >= 0:
-        elements = shape[0]  # the usual [n], checked at a glance
-    else:
+    elements = flat_length(shape)
+    if elements is None:  # the name is made only when the shape needs a full check
         elements = checked_shape(shape, _what(tensors, spec))
     if datatype == "BYTES":
         what = _what(tensors, spec)
@@ -283,13 +281,27 @@ def checked_shape(shape: Any, what: str) -> int:
     ...
     common.errors.ClientError: input x has shape [-5]: expected a list of integers >= 0
     """
-    if type(shape) is list and len(shape) == 1 and type(shape[0]) is int and shape[0] >= 0:
-        return shape[0]  # the usual [n], checked at a glance
+    n = flat_length(shape)
+    if n is not None:
+        return n
     if not isinstance(shape, list | tuple) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise ClientError(f"{what} has shape {quoted(shape)}: expected a list of integers >= 0")
     return math.prod(shape)
+
+
+def flat_length(shape: Any) -> int | None:
+    """``n`` for the usual V2 shape ``[n]``, told at a glance; None for any other shape.
+
+    Examples
+    --------
+    >>> flat_length([3]), flat_length([3, 1]), flat_length([True]), flat_length([-1])
+    (3, None, None, None)
+    """
+    if type(shape) is list and len(shape) == 1 and type(shape[0]) is int and shape[0] >= 0:
+        return shape[0]
+    return None
 
 
 def element_count(data: Any) -> int:
@@ -303,13 +315,16 @@ def element_count(data: Any) -> int:
     return 1
 
 
-def check_element_count(expected: int, actual: int, what: str, shape: Any) -> None:
-    """A ``ClientError`` when a tensor's data does not fill its shape exactly."""
+def check_shape_of(shape: Any, data: Any, what: str) -> int:
+    """The element count of ``shape``; a ``ClientError`` unless it is a valid shape and
+    ``data`` (a NumPy array, or a flat or nested JSON list) fills it exactly."""
+    expected, actual = checked_shape(shape, what), element_count(data)
     if expected != actual:
         raise ClientError(
             f"{what} does not match its shape {quoted(shape)}: {actual} element(s) "
             f"for the {expected} it describes"
         )
+    return expected
 
 
 def _bytes_elements(chunk: memoryview, elements: int, what: str, shape: Any) -> npt.NDArray[Any]:

@@ -20,7 +20,7 @@ from common.bodies import json_body
 from common.contract import FEATURE_NAMES, FEATURES
 from common.errors import quoted
 from common.limits import MAX_ROWS_PER_REQUEST, check_input_rows, check_rows
-from common.tensors import check_element_count, checked_shape, element_count
+from common.tensors import check_shape_of
 from predictor.errors import InvalidFeatures
 
 __all__ = ["from_v1", "from_v2"]
@@ -61,8 +61,7 @@ def from_v2(
         data, shape = inp.data, inp.shape
         if isinstance(data, np.ndarray) and data.shape == tuple(shape):
             continue  # binary data, already read to its checked shape
-        what = f"input {inp.name}"
-        check_element_count(checked_shape(shape, what), element_count(data), what, shape)
+        check_shape_of(shape, data, f"input {inp.name}")
     shapes = {tuple(inp.shape) for inp in request.inputs}
     (shape,) = shapes if len(shapes) == 1 else ((),)
     if len(shape) not in (1, 2) or shape[1:] not in ((), (1,)) or not shape[0]:

@@ -194,10 +194,8 @@ def _plain(shape: Any, data: Any) -> bool:
     """Whether ``data`` is a flat JSON list of exactly ``shape`` [n]: the usual V2 input,
     which needs no other check here."""
     return (
-        type(shape) is list
-        and len(shape) == 1
-        and type(data) is list
-        and shape[0] == len(data)
+        type(data) is list
+        and tensors.flat_length(shape) == len(data)
         and not any(type(value) is list for value in data)
     )
 
@@ -206,8 +204,7 @@ def _flattened(inp: InferInput) -> list[Any]:
     """Any other input's data, checked against its shape, as a flat list."""
     shape, data = inp.shape, inp.data
     what = f"input {inp.name}"
-    elements = tensors.checked_shape(shape, what)
-    tensors.check_element_count(elements, tensors.element_count(data), what, shape)
+    tensors.check_shape_of(shape, data, what)
     if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
         raise InvalidRecord(f"{what} has shape {list(shape)}: expected [n] or [n, 1]")
     # JSON data keeps the values exactly as sent; binary data comes as an array.
