@@ -88,6 +88,13 @@ def complete(result: FeatureTest) -> FeatureTest:
     return result
 
 
+def _present(batch: FloatArray) -> tuple[FloatArray, int]:
+    """The values of ``batch`` that are not missing (NaN), and how many are."""
+    missing = np.isnan(batch)
+    n_missing = int(missing.sum())
+    return (batch[~missing] if n_missing else batch), n_missing
+
+
 class NumericDrift:
     """Exact two-sample KS of a fixed reference against current values fed in batches.
 
@@ -130,9 +137,7 @@ class NumericDrift:
 
     def update(self, batch: FloatArray) -> None:
         """Count one batch of current values."""
-        missing = np.isnan(batch)
-        n_missing = int(missing.sum())
-        values = batch[~missing] if n_missing else batch
+        values, n_missing = _present(batch)
         self.missing += n_missing
         if not values.size:
             return
@@ -265,9 +270,7 @@ class CategoricalDrift:
 
     def update(self, batch: FloatArray) -> None:
         """Count one batch of current values."""
-        missing = np.isnan(batch)
-        n_missing = int(missing.sum())
-        values = batch[~missing] if n_missing else batch
+        values, n_missing = _present(batch)
         self.missing += n_missing
         if not values.size:
             return
