@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -41,6 +42,27 @@ def monitoring(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[
 def served_model(registry: Registry) -> str:
     """The version the session's predictor serves (other tests promote newer ones)."""
     return f"models:/{MODEL}/{registry.version}"
+
+
+def drift(
+    registry: Registry, current: Path, out: Path, *flags: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``python -m monitoring drift`` of ``current`` against the served model's baseline,
+    writing to ``out``; the process and its JSON report."""
+    done = monitoring(
+        "drift",
+        "--current",
+        str(current),
+        "--tracking_uri",
+        registry.tracking_uri,
+        "--model_uri",
+        served_model(registry),
+        "--output",
+        str(out),
+        *flags,
+    )
+    written = out / "drift_report.json"
+    return done, json.loads(written.read_text()) if written.exists() else {}
 
 
 @pytest.fixture(scope="module")
@@ -118,24 +140,17 @@ def test_served_rows_are_all_captured_and_undrifted_traffic_does_not_drift(
     assert set(captured.column("model_version").to_pylist()) == {registry.version}
 
     out = tmp_path / "report"
-    done = monitoring(
-        "drift",
-        "--current",
-        str(capture),
+    done, report = drift(
+        registry,
+        capture,
+        out,
         "--window",
         "1h",
-        "--tracking_uri",
-        registry.tracking_uri,
-        "--model_uri",
-        served_model(registry),
-        "--output",
-        str(out),
         "--pushgateway",
         pushgateway.url,
         "--fail_on_drift",
     )
     assert done.returncode == 0, done.stderr
-    report = json.loads((out / "drift_report.json").read_text())
     assert report["dataset_drift"] is False
     assert report["drifted_features"] == []
     assert report["model_version"] == registry.version
@@ -202,20 +217,8 @@ def test_a_price_shift_is_found_in_the_price_features_alone(
         start_transformer, predictor, registry, tmp_path, "price=1.4"
     )
     out = tmp_path / "report"
-    done = monitoring(
-        "drift",
-        "--current",
-        str(capture),
-        "--tracking_uri",
-        registry.tracking_uri,
-        "--model_uri",
-        served_model(registry),
-        "--output",
-        str(out),
-        "--fail_on_drift",
-    )
+    done, report = drift(registry, capture, out, "--fail_on_drift")
     assert done.returncode == 1, done.stderr
-    report = json.loads((out / "drift_report.json").read_text())
     # the raw price moves two features: the price and the price after discount
     assert sorted(report["drifted_features"]) == ["effective_price", "unit_price"]
     assert report["dataset_drift"] is True
@@ -281,20 +284,8 @@ def test_a_drift_run_is_logged_to_mlflow_against_the_model_version(
 ) -> None:
     current = write_parquet(feature_frame(3000, seed=2), tmp_path / "current.parquet")
     out = tmp_path / "report"
-    done = monitoring(
-        "drift",
-        "--current",
-        str(current),
-        "--tracking_uri",
-        registry.tracking_uri,
-        "--model_uri",
-        served_model(registry),
-        "--output",
-        str(out),
-        "--log_to_mlflow",
-    )
+    done, report = drift(registry, current, out, "--log_to_mlflow")
     assert done.returncode == 0, done.stderr
-    report = json.loads((out / "drift_report.json").read_text())
     assert report["delivery_errors"] == []
 
     client = MlflowClient(registry.tracking_uri)
