@@ -92,30 +92,29 @@ def test_requests_are_counted_by_route_status_and_version_on_both_servers(
     transformer: Server, predictor: Server, registry: Registry
 ) -> None:
     version = registry.version
-    before = {
-        "t200": metric(
-            transformer, "requests_total", route="v1_predict", status="200", model_version=version
-        ),
-        "t400": metric(transformer, "requests_total", route="v1_predict", status="400"),
-        "p200": metric(
-            predictor, "requests_total", route="v1_predict", status="200", model_version=version
-        ),
-        "latency": metric(transformer, "request_duration_seconds_count", route="v1_predict"),
-    }
+
+    def counts() -> dict[str, float]:
+        return {
+            "t200": metric(
+                transformer,
+                "requests_total",
+                route="v1_predict",
+                status="200",
+                model_version=version,
+            ),
+            "t400": metric(transformer, "requests_total", route="v1_predict", status="400"),
+            "p200": metric(
+                predictor, "requests_total", route="v1_predict", status="200", model_version=version
+            ),
+            "latency": metric(transformer, "request_duration_seconds_count", route="v1_predict"),
+        }
+
+    before = counts()
     for _ in range(3):
         assert httpx.post(f"{transformer.url}{V1}", json={"instances": [VALID]}).status_code == 200
     assert httpx.post(f"{transformer.url}{V1}", json={"instances": [{}]}).status_code == 400
     assert httpx.post(f"{predictor.url}{V1}", json=FEATURES_V1).status_code == 200
-    after = {
-        "t200": metric(
-            transformer, "requests_total", route="v1_predict", status="200", model_version=version
-        ),
-        "t400": metric(transformer, "requests_total", route="v1_predict", status="400"),
-        "p200": metric(
-            predictor, "requests_total", route="v1_predict", status="200", model_version=version
-        ),
-        "latency": metric(transformer, "request_duration_seconds_count", route="v1_predict"),
-    }
+    after = counts()
     # The transformer's 200s called the predictor's V2 route, not its V1 one.
     assert after == {
         "t200": before["t200"] + 3,
