@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common import metrics
 from common.errors import ClientError, ServingError
-from common.request_ids import MAX_REQUEST_ID_CHARS, request_id
+from common.request_ids import MAX_REQUEST_ID_CHARS, new_request_id, request_id
 
 __all__ = ["BodyTooLarge", "Drain", "Guard", "Limits", "MAX_BODY_BYTES"]
 
@@ -138,23 +138,24 @@ class Guard:
 
     def _admitted(self, scope: Scope, route: str, answer: _Answer) -> tuple[Scope, int | None]:
         """``scope`` with a request id, and the body's declared length; raises what refuses it."""
-        path, method = scope["path"], scope["method"]
         given, length = _request_headers(scope["headers"])
-        try:
-            answer.request_id = request_id(given, max_chars=self.limits.max_request_id_chars)
-        except ClientError:
-            answer.request_id = request_id(None)  # the caller's is not echoed
-            raise
-        if given is None:
-            scope = _with_header(scope, _REQUEST_ID, answer.request_id)
-        if self.drain.active and _READINESS.fullmatch(path):
+        if given:
+            try:
+                answer.request_id = request_id(given, max_chars=self.limits.max_request_id_chars)
+            except ClientError:
+                answer.request_id = new_request_id()  # the caller's is not echoed
+                raise
+        else:  # none, or empty: the edge adds one, as a proxy would
+            answer.request_id = new_request_id()
+            scope = _with_request_id(scope, answer.request_id, replace=given is not None)
+        if self.drain.active and _READINESS.fullmatch(scope["path"]):
             raise ServingError(
                 "the server is shutting down: it finishes the requests it has",
                 status_code=HTTPStatus.SERVICE_UNAVAILABLE,
             )
-        if route in _INFERENCE and method != "POST":
+        if route in _INFERENCE and scope["method"] != "POST":
             raise ServingError(
-                f"{method} is not allowed on {path}: inference takes POST",
+                f"{scope['method']} is not allowed on {scope['path']}: inference takes POST",
                 status_code=HTTPStatus.METHOD_NOT_ALLOWED,
                 headers={"allow": "POST"},
             )
@@ -198,6 +199,8 @@ class Guard:
 
 class _Answer:
     """Passes the app's answer on; rewrites error answers into the one error shape."""
+
+    __slots__ = ("_body", "_held", "_send", "model_version", "request_id", "status")
 
     def __init__(self, send: Send) -> None:
         self._send = send
@@ -306,6 +309,9 @@ def _request_headers(headers: Any) -> tuple[str | None, str | None]:
     return given, None if chunked else length
 
 
-def _with_header(scope: Scope, name: bytes, value: str) -> Scope:
-    headers = [(k, v) for k, v in scope["headers"] if k.lower() != name]
-    return {**scope, "headers": [*headers, (name, value.encode())]}
+def _with_request_id(scope: Scope, value: str, *, replace: bool) -> Scope:
+    """``scope`` with the ``x-request-id`` header ``value`` (in place of an empty one)."""
+    headers = scope["headers"]
+    if replace:
+        headers = [(k, v) for k, v in headers if k.lower() != _REQUEST_ID]
+    return {**scope, "headers": [*headers, (_REQUEST_ID, value.encode())]}

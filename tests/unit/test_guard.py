@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import Any
 
 import fastapi
@@ -16,6 +17,7 @@ from starlette.responses import JSONResponse
 from common import error_handlers, metrics
 from common.errors import ClientError, Overloaded
 from common.guard import Guard, Limits
+from common.request_ids import new_request_id
 
 INFER = "/v2/models/m/infer"
 
@@ -67,11 +69,23 @@ def call(method: str, path: str, **kwargs: Any) -> httpx.Response:
     return asyncio.run(scenario())
 
 
-def test_a_request_gets_an_id_at_the_edge_that_the_app_and_the_answer_share() -> None:
-    response = call("POST", INFER, content=b"{}")
+@pytest.mark.parametrize("given", [None, ""])
+def test_a_request_gets_an_id_at_the_edge_that_the_app_and_the_answer_share(
+    given: str | None,
+) -> None:
+    headers = {} if given is None else {"x-request-id": given}
+    response = call("POST", INFER, content=b"{}", headers=headers)
     assert response.status_code == 200
     assert response.json()["id"] == response.headers["x-request-id"]
-    assert len(response.headers["x-request-id"]) == 36
+    assert uuid.UUID(response.headers["x-request-id"]).version == 4
+
+
+def test_new_ids_are_distinct_version_4_uuids() -> None:
+    ids = [new_request_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids[:100]:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
 
 
 @pytest.mark.parametrize(
