@@ -17,13 +17,14 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -33,12 +34,14 @@ __all__ = [
     "REQUESTS",
     "REQUEST_SECONDS",
     "exposition",
+    "labelled",
     "observe_request",
     "route_of",
     "use_multiprocess_dir",
 ]
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+MetricT = TypeVar("MetricT", Counter, Gauge, Histogram)
 
 REQUESTS = Counter(
     "requests",
@@ -71,21 +74,18 @@ _ROUTES: Final = (
 
 def observe_request(route: str, status: str, model_version: str, seconds: float) -> None:
     """Count one answered request and its duration."""
-    _requests(route, status, model_version).inc()
-    _request_seconds(route).observe(seconds)
+    labelled(REQUESTS, route, status, model_version).inc()
+    labelled(REQUEST_SECONDS, route).observe(seconds)
 
 
-# A labelled child is looked up once (prometheus_client's ``labels`` locks and checks its
-# arguments on every call). The labels are bounded: routes are a fixed set, statuses the
-# server's, versions those it served.
-@lru_cache(maxsize=1024)
-def _requests(route: str, status: str, model_version: str) -> Counter:
-    return REQUESTS.labels(route, status, model_version)
-
-
-@lru_cache(maxsize=64)
-def _request_seconds(route: str) -> Histogram:
-    return REQUEST_SECONDS.labels(route)
+# Each request observes a handful of metrics: a labelled child is looked up once, not on
+# every call (prometheus_client's ``labels`` locks and checks its arguments each time).
+# The labels are bounded: routes are a fixed set, statuses the server's, versions and
+# model names those it served.
+@lru_cache(maxsize=4096)
+def labelled(metric: MetricT, *values: str) -> MetricT:
+    """``metric.labels(*values)``, looked up once per set of values."""
+    return metric.labels(*values)
 
 
 @lru_cache(maxsize=1024)  # paths are callers', but repeat: the cache is bounded
