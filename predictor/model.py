@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import kserve
 import numpy as np
 import numpy.typing as npt
 from kserve import InferRequest, InferResponse
@@ -14,6 +13,8 @@ from prometheus_client import Gauge, Histogram
 from common import answers, request_ids
 from common.batching import MicroBatcher
 from common.contract import FEATURES
+from common.metrics import labelled
+from common.staged_model import StagedModel
 from predictor import protocol, registry
 from predictor.scorer import Scorer, scorer_for
 from predictor.settings import PredictorSettings
@@ -37,7 +38,7 @@ MODEL_CALL_ROWS = Histogram(
 )
 
 
-class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
+class SalesQuantityPredictor(StagedModel):
     """Serve one version of the registered sales-quantity-classifier.
 
     Parameters
@@ -143,7 +144,7 @@ class SalesQuantityPredictor(kserve.Model):  # type: ignore[misc]
 
     def _predict_proba(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         assert self._scorer is not None, "predict before load"
-        MODEL_CALL_ROWS.labels(self.name).observe(len(matrix))
+        labelled(MODEL_CALL_ROWS, self.name).observe(len(matrix))
         return self._scorer.predict_proba(matrix)
 
     def get_input_types(self) -> list[dict[str, Any]]:

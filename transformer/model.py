@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Literal
 
-import kserve
 from kserve import InferRequest, InferResponse
 from prometheus_client import Histogram
 
 from common import answers, request_ids
 from common.batching import MicroBatcher
 from common.errors import ServingError
+from common.metrics import labelled
+from common.staged_model import StagedModel
 from transformer import protocol
 from transformer.capture import CaptureStore
 from transformer.client import PredictorClient, forwarded_headers
@@ -54,7 +55,7 @@ class Answer:
     prediction: answers.Prediction
 
 
-class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
+class SalesQuantityTransformer(StagedModel):
     """Validate raw records, compute features, ask the predictor, answer readably.
 
     Parameters
@@ -152,7 +153,7 @@ class SalesQuantityTransformer(kserve.Model):  # type: ignore[misc]
         """
         s = self.settings
         first = calls[0]
-        PREDICTOR_CALL_REQUESTS.labels(self.name).observe(len(calls))
+        labelled(PREDICTOR_CALL_REQUESTS, self.name).observe(len(calls))
         if len(calls) > 1:
             log.debug(
                 "one predictor call for requests %s",
