@@ -182,9 +182,10 @@ def _values(inp: InferInput) -> list[Any]:
     data = inp.data
     if not _plain(inp.shape, data):
         data = _flattened(inp)
-    if inp.datatype == "BYTES":
+    # ``type in map(type, data)`` scans in C: the per-value loops run only when needed.
+    if inp.datatype == "BYTES" and bytes in map(type, data):
         return _text(data, inp.name)
-    if inp.datatype == "BOOL":
+    if inp.datatype == "BOOL" and int in map(type, data):
         # 0 and 1 exactly (ints, not 1.0 or 2): what OIP clients that write BOOL as numbers send.
         return [v == 1 if type(v) is int and v in (0, 1) else v for v in data]
     return list(data)
@@ -196,7 +197,7 @@ def _plain(shape: Any, data: Any) -> bool:
     return (
         type(data) is list
         and tensors.flat_length(shape) == len(data)
-        and not any(type(value) is list for value in data)
+        and list not in map(type, data)
     )
 
 
