@@ -11,7 +11,8 @@ FastAPI's own answers unchecked:
 - a wrong method on an inference path is a 405 with ``Allow: POST`` (KServe's
   routes took ``GET .../:predict`` for a model named ``...:predict``: a 404);
 - versioned V2 paths (``/v2/models/NAME/versions/VERSION/...``) are served for the
-  version the model serves, and are a 404 naming it for any other;
+  version the model serves, and are a 404 naming it for any other; so is a
+  ``model_version`` query parameter on a V2 model's infer, ready and metadata paths;
 - every error answer has the shape ``{"error": reason, "request_id": id}``
   (FastAPI's ``{"detail": ...}`` included); a 500 says only that the server failed
   and under which request id its log has the trace;
@@ -29,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final
+from urllib.parse import parse_qs
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -48,6 +50,9 @@ _MODEL_VERSION: Final = b"x-model-version"
 #: The routes (:func:`common.metrics.route_of`) that take only POST.
 _INFERENCE: Final = frozenset({"v1_predict", "v1_explain", "v2_infer"})
 _VERSIONED: Final = re.compile(r"(/v2/models/([^/]+))/versions/([^/]+)(/infer|/ready)?")
+#: The routes on which a ``model_version`` query parameter selects a version.
+_VERSION_SELECTING: Final = frozenset({"v2_infer", "v2_model_ready", "v2_model_metadata"})
+_MODEL_PATH: Final = re.compile(r"/v2/models/([^/]+)(?:/infer|/ready)?")
 
 #: The version a model serves, by model name; None when no such model is served.
 ServedVersion = Callable[[str], Awaitable[str | None]]
@@ -117,6 +122,8 @@ class Guard:
             scope, length = self._admitted(scope, route, answer)
             if "/versions/" in scope["path"] and (versioned := _VERSIONED.fullmatch(scope["path"])):
                 scope = await self._unversioned(scope, versioned)
+            if scope.get("query_string") and route in _VERSION_SELECTING:
+                await self._check_query_version(scope)
             # A declared length bounds the body (the HTTP parser reads no more than
             # it); only a body without one is counted as it arrives.
             limited = receive if length is not None else self._limited(receive)
@@ -166,6 +173,21 @@ class Guard:
 
     async def _unversioned(self, scope: Scope, versioned: re.Match[str]) -> Scope:
         plain, model, version, rest = versioned.groups()
+        await self._check_served(model, version)
+        path = plain + (rest or "")
+        return {**scope, "path": path, "raw_path": path.encode()}
+
+    async def _check_query_version(self, scope: Scope) -> None:
+        """A ``model_version`` query parameter selects a version as the versioned path does."""
+        query = parse_qs(bytes(scope["query_string"]).decode("latin-1"))
+        model = _MODEL_PATH.fullmatch(scope["path"])
+        if model is None:
+            return
+        for version in query.get("model_version", []):
+            await self._check_served(model[1], version)
+
+    async def _check_served(self, model: str, version: str) -> None:
+        """Raise a 404 naming the version served, unless ``model`` serves ``version``."""
         served = await self.served_version(model) if self.served_version else None
         if served is None or served != version:
             serves = f"; it serves version {served}" if served else ""
@@ -173,8 +195,6 @@ class Guard:
                 f"model {model} version {version} is not served here{serves}",
                 status_code=HTTPStatus.NOT_FOUND,
             )
-        path = plain + (rest or "")
-        return {**scope, "path": path, "raw_path": path.encode()}
 
     def _too_large(self) -> BodyTooLarge:
         return BodyTooLarge(

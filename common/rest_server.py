@@ -9,8 +9,9 @@ multi-worker supervisor. Changed:
   ids, limits, 405s, versioned paths, metrics, readiness on SIGTERM);
 - ``GET /v2/models/{name}`` also reports the model's version(s), when the model
   offers a ``metadata()`` method;
-- ``GET /v2/models/{name}/ready?model_version=V`` answers for the version served,
-  and 404 for another, as the versioned path does (KServe's answers 501);
+- a ``model_version`` query parameter on ``GET /v2/models/{name}``, ``.../ready``
+  and ``POST .../infer`` is checked by the Guard: the version served is answered, any
+  other is a 404, as on the versioned paths (KServe answers 501, or ignored it on infer);
 - the model repository's ``POST /v2/repository/models/{name}/load`` and
   ``/unload`` are 404s: a model server loads its one model at start-up, and one
   anonymous request must not unload it; so is ``:explain`` (no explainer; KServe
@@ -151,7 +152,11 @@ class RESTServer(HookedRESTServer):
         and 404s for what is not served."""
         dataplane = self.dataplane
 
-        async def model_metadata(model_name: str) -> dict[str, Any]:
+        # A ``model_version`` query parameter is documented on these routes and checked by
+        # the Guard, as the versioned paths are: a version not served is a 404 there.
+        async def model_metadata(
+            model_name: str, model_version: str | None = None
+        ) -> dict[str, Any]:
             metadata: dict[str, Any] = await dataplane.model_metadata(model_name)
             model = dataplane.get_model_from_registry(model_name)
             if isinstance(model, HasMetadata):
@@ -161,14 +166,6 @@ class RESTServer(HookedRESTServer):
         async def model_ready(model_name: str, model_version: str | None = None) -> dict[str, Any]:
             if not await dataplane.model_ready(model_name):  # ModelNotFound: a 404
                 raise ModelNotReady(model_name)
-            if model_version:
-                served = await self._served_version(model_name)
-                if served != model_version:
-                    raise ServingError(
-                        f"model {model_name} version {model_version} is not served here; "
-                        f"it serves version {served}",
-                        status_code=HTTPStatus.NOT_FOUND,
-                    )
             return {"name": model_name, "ready": True}
 
         app.add_api_route("/v2/models/{model_name}", model_metadata, methods=["GET"])

@@ -34,6 +34,8 @@ from schemathesis.checks import not_a_server_error
 
 from harness.servers import Server
 from tests.integration.conftest import MODEL, READY, Registry
+from tests.unit.records import VALID
+from transformer.protocol import RAW_DATATYPES
 
 pytestmark = pytest.mark.integration
 
@@ -126,8 +128,21 @@ def test_what_the_fuzzing_found_is_a_4xx_and_leaves_the_model_served(
         for version, status in ((registry.version, 200), ("999", 404)):  # a 501
             answer = httpx.get(f"{server.url}{READY}?model_version={version}", timeout=10)
             assert answer.status_code == status, answer.text
+        # Infer used to be served by the loaded version whichever version the caller named.
+        infer = f"{server.url}/v2/models/{MODEL}/infer?model_version=999"
+        answer = httpx.post(infer, json={"inputs": []}, timeout=10)
+        assert answer.status_code == 404, answer.text
+        assert f"it serves version {registry.version}" in answer.json()["error"]
         answer = httpx.post(f"{server.url}/v1/models/{MODEL}:explain", json={}, timeout=10)
         assert answer.status_code == 404, answer.text  # a 501
+    columns = [
+        {"name": name, "datatype": datatype, "shape": [1], "data": [VALID[name]]}
+        for name, datatype in RAW_DATATYPES.items()
+    ]
+    infer = f"{transformer.url}/v2/models/{MODEL}/infer?model_version={registry.version}"
+    answer = httpx.post(infer, json={"inputs": columns}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model_version"] == registry.version
 
 
 @oip.parametrize()

@@ -181,6 +181,20 @@ def test_versioned_paths_serve_the_served_version_and_404_another() -> None:
     assert call("GET", "/v2/models/zz/versions/7/ready").status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", INFER), ("GET", "/v2/models/m/ready"), ("GET", "/v2/models/m/versions/7/ready")],
+)
+def test_a_model_version_query_serves_the_served_version_and_404s_another(
+    method: str, path: str
+) -> None:
+    served = call(method, f"{path}?model_version=7", content=b"{}" if method == "POST" else None)
+    assert served.status_code == 200, served.text
+    other = call(method, f"{path}?model_version=8", content=b"{}" if method == "POST" else None)
+    assert other.status_code == 404
+    assert other.json()["error"] == "model m version 8 is not served here; it serves version 7"
+
+
 def test_requests_are_counted_by_route_status_and_model_version() -> None:
     def count(status: str, version: str) -> float:
         value = metrics.REGISTRY.get_sample_value(
