@@ -9,26 +9,22 @@ guilty request gets the error.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from kserve import InferInput, InferRequest
 
 from common.bodies import json_body
 from common.errors import ClientError
-from harness.servers import free_port
+from tests.unit.predictors import transformer_calling
 from tests.unit.records import VALID, record
 from transformer import protocol
 from transformer.errors import InvalidRecord
-from transformer.model import PredictorCall, SalesQuantityTransformer
+from transformer.model import PredictorCall
 from transformer.schema import MAX_UNIT_PRICE, validate_records
-from transformer.settings import TransformerSettings
 
 PRICE = f"expected a number greater than 0 and at most {MAX_UNIT_PRICE}"
 
@@ -125,25 +121,6 @@ def fake_predictor() -> web.Application:
     app = web.Application()
     app.router.add_post("/v2/models/m/infer", infer)
     return app
-
-
-@contextlib.asynccontextmanager
-async def transformer_calling(app: web.Application) -> AsyncIterator[SalesQuantityTransformer]:
-    """A transformer calling ``app`` over HTTP, one predictor call at a time."""
-    server = TestServer(app, host="127.0.0.1", port=free_port())
-    await server.start_server()
-    settings = TransformerSettings(
-        model_name="m",
-        predictor_host=f"127.0.0.1:{server.port}",
-        predictor_binary_data=False,
-        predictor_concurrency=1,
-    )
-    transformer = SalesQuantityTransformer(settings)
-    try:
-        yield transformer
-    finally:
-        await transformer.client.aclose()
-        await server.close()
 
 
 def test_a_failed_gathered_call_is_retried_alone_and_fails_only_the_guilty_request() -> None:

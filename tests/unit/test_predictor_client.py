@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from common.errors import ServingError
 from common.tensors import HEADER_LENGTH
 from harness.servers import free_port
+from tests.unit.predictors import transformer_calling
 from tests.unit.records import VALID
 from transformer.client import PredictorClient, PredictorReply, forwarded_headers
 from transformer.errors import (
@@ -27,9 +28,8 @@ from transformer.errors import (
     PredictorTimeout,
     PredictorUnavailable,
 )
-from transformer.model import PredictorCall, SalesQuantityTransformer
+from transformer.model import PredictorCall
 from transformer.schema import validate_records
-from transformer.settings import TransformerSettings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 JSON = {"content-type": "application/json"}
@@ -180,20 +180,9 @@ def test_an_answer_with_the_wrong_number_of_rows_is_a_502() -> None:
     async def scenario() -> None:
         app = web.Application()
         app.router.add_post("/v2/models/m/infer", answer(200, one_row))
-        server = TestServer(app, host="127.0.0.1", port=free_port())
-        await server.start_server()
-        settings = TransformerSettings(
-            model_name="m",
-            predictor_host=f"127.0.0.1:{server.port}",
-            predictor_binary_data=False,
-        )
-        transformer = SalesQuantityTransformer(settings)
         records = validate_records([VALID, VALID])
-        try:
+        async with transformer_calling(app) as transformer:
             await transformer.predict(PredictorCall("v2", "r1", records, {}, None))
-        finally:
-            await transformer.client.aclose()
-            await server.close()
 
     with pytest.raises(PredictorFailed, match="answered 1 row"):
         asyncio.run(scenario())
