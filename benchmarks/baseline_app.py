@@ -29,7 +29,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from common.contract import feature_matrix
+from common.core.contract import feature_matrix
 from predictor.scorer import scorer_for
 from transformer.errors import InvalidRecord
 from transformer.features import compute_features

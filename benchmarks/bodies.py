@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from common.contract import FEATURE_NAMES, FEATURES
+from common.core.contract import FEATURE_NAMES, FEATURES
 from training.dataset import generate_sales
 from transformer.features import compute_features
 from transformer.protocol import RAW_DATATYPES

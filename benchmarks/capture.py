@@ -106,7 +106,7 @@ def _in_process(calls: int = 20_000) -> None:
     import time
 
     from benchmarks.bodies import sample_records
-    from common.answers import Prediction
+    from common.protocol.answers import Prediction
     from transformer.capture import CaptureStore
     from transformer.features import compute_features
 

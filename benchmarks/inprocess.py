@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from benchmarks.bodies import Record
-from common.contract import feature_matrix
+from common.core.contract import feature_matrix
 from transformer.features import compute_features
 from transformer.schema import RAW_FIELDS, validate_records
 

@@ -3,11 +3,12 @@
 ``python -m benchmarks.overhead`` times, per one-row request, the fixed costs that
 every request meets on both servers, each beside what it replaced or wraps:
 
-- the Guard (:mod:`common.guard`) around an application that answers at once, against
+- the Guard (:mod:`common.serving.edge`) around an application that answers at once, against
   that application alone;
-- the model call: ``kserve.Model.__call__`` against :class:`common.staged_model.StagedModel`,
+- the model call: ``kserve.Model.__call__`` against
+  :class:`common.serving.staged_model.StagedModel`,
   on a model whose stages return at once;
-- a new request id: ``uuid.uuid4()`` against :func:`common.request_ids.new_request_id`;
+- a new request id: ``uuid.uuid4()`` against :func:`common.serving.request_ids.new_request_id`;
 - reading a one-row V2 JSON request of raw records (pydantic and KServe), then
   validating its columns (:func:`transformer.protocol.records_from_v2`).
 
@@ -33,9 +34,9 @@ from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from starlette.types import Message, Receive, Scope, Send
 
 from benchmarks.bodies import raw_v2, sample_records
-from common.guard import Guard, Limits
-from common.request_ids import new_request_id
-from common.staged_model import StagedModel
+from common.serving.edge import Guard, Limits
+from common.serving.request_ids import new_request_id
+from common.serving.staged_model import StagedModel
 from transformer import protocol
 
 __all__ = ["main"]

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic_settings import BaseSettings
 
-from common.cli import parse_settings
-from common.logs import configure_logging
+from common.core.cli import parse_settings
+from common.core.logs import configure_logging
 from monitoring.errors import EXIT_BAD_INPUT, MonitoringError
 from monitoring.settings import DriftSettings, PerformanceSettings, SimulateSettings
 from monitoring.tracking import target

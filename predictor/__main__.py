@@ -7,9 +7,9 @@ import os
 import sys
 from typing import Any
 
-from common.cli import parse_settings
-from common.launch import serve_models
-from common.logs import configure_logging
+from common.core.cli import parse_settings
+from common.core.logs import configure_logging
+from common.serving.launch import serve_models
 from predictor.errors import ModelLoadError
 from predictor.settings import PredictorSettings
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.errors import ClientError, ServingError
+from common.core.errors import ClientError, ServingError
 
 __all__ = ["InvalidFeatures", "ModelLoadError"]
 

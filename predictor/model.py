@@ -10,11 +10,12 @@ import numpy.typing as npt
 from kserve import InferRequest, InferResponse
 from prometheus_client import Gauge, Histogram
 
-from common import answers, request_ids
-from common.batching import MicroBatcher
-from common.contract import FEATURES
-from common.metrics import labelled
-from common.staged_model import StagedModel
+from common.core.contract import FEATURES
+from common.protocol import answers
+from common.serving import request_ids
+from common.serving.batching import MicroBatcher
+from common.serving.metrics import labelled
+from common.serving.staged_model import StagedModel
 from predictor import protocol, registry
 from predictor.scorer import Scorer, scorer_for
 from predictor.settings import PredictorSettings
@@ -148,7 +149,7 @@ class SalesQuantityPredictor(StagedModel):
         return self._scorer.predict_proba(matrix)
 
     def get_input_types(self) -> list[dict[str, Any]]:
-        """V2 metadata: one input per feature, from ``common.contract``."""
+        """V2 metadata: one input per feature, from ``common.core.contract``."""
         return [{"name": f.name, "datatype": f.datatype, "shape": [-1]} for f in FEATURES]
 
     def get_output_types(self) -> list[dict[str, Any]]:

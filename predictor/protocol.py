@@ -1,10 +1,10 @@
 """Feature payloads in, class predictions out, for the V1 and V2 protocols.
 
 V1 request:  ``{"instances": [{"store_index": 12, ...}, ...]}`` (objects keyed by
-             feature name, or lists in the order of ``common.contract.FEATURES``).
+             feature name, or lists in the order of ``common.core.contract.FEATURES``).
 V2 request:  one input per feature, named as in FEATURES, shape ``[n]`` or ``[n, 1]``.
 
-Answers are shaped by ``common.answers``, which the transformer reads too.
+Answers are shaped by ``common.protocol.answers``, which the transformer reads too.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import numpy as np
 import numpy.typing as npt
 from kserve import InferRequest
 
-from common.bodies import json_body
-from common.contract import FEATURE_NAMES, FEATURES
-from common.errors import quoted
-from common.limits import MAX_ROWS_PER_REQUEST, check_input_rows, check_rows
-from common.tensors import check_shape_of
+from common.core.contract import FEATURE_NAMES, FEATURES
+from common.core.errors import quoted
+from common.protocol.bodies import json_body
+from common.protocol.row_limits import MAX_ROWS_PER_REQUEST, check_input_rows, check_rows
+from common.protocol.tensors import check_shape_of
 from predictor.errors import InvalidFeatures
 
 __all__ = ["from_v1", "from_v2"]

@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model as MlflowModel
 from mlflow.tracking import MlflowClient
 
-from common.contract import FEATURES
+from common.core.contract import FEATURES
 from predictor.errors import ModelLoadError
 
 __all__ = ["LoadedModel", "ModelRef", "load_model", "parse_model_uri", "with_retries"]

@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from common.settings import KSERVE_SERVER_FLAGS, ServerSettings
+from common.core.settings import KSERVE_SERVER_FLAGS, ServerSettings
 
 __all__ = ["KSERVE_FLAGS", "PredictorSettings"]
 

@@ -13,8 +13,8 @@ import sys
 
 from mlflow.exceptions import MlflowException
 
-from common.cli import parse_settings
-from common.logs import configure_logging
+from common.core.cli import parse_settings
+from common.core.logs import configure_logging
 from training.job import run
 from training.settings import TrainingSettings
 

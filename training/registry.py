@@ -2,7 +2,7 @@
 
 The run holds what the other parts read back: the model (skops format, with an
 exact trusted-types list and a signature naming every feature of
-``common.contract.FEATURES``), its test metrics, the feature and class
+``common.core.contract.FEATURES``), its test metrics, the feature and class
 specification (``model_spec.json``), and a sample of the training features
 (``baseline/features.parquet``) that drift monitoring compares served features with.
 """
@@ -29,7 +29,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from sklearn.pipeline import Pipeline
 
-from common.contract import FEATURE_NAMES, FEATURES
+from common.core.contract import FEATURE_NAMES, FEATURES
 from training.dataset import CLASSES, LABEL, QUANTITY_THRESHOLDS
 
 __all__ = [

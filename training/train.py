@@ -1,8 +1,8 @@
 """Fit and evaluate the sales-quantity-classifier on the shared features.
 
 Features come only from :func:`transformer.features.compute_features`, stacked by
-:func:`common.contract.feature_matrix`: the model is fitted on exactly the
-float64 matrix the predictor receives, columns in :data:`common.contract.FEATURES`
+:func:`common.core.contract.feature_matrix`: the model is fitted on exactly the
+float64 matrix the predictor receives, columns in :data:`common.core.contract.FEATURES`
 order. Columns are selected by position because the model gets a NumPy array, not a
 DataFrame.
 
@@ -29,7 +29,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler, TargetEncoder
 
-from common.contract import FEATURE_NAMES, feature_matrix
+from common.core.contract import FEATURE_NAMES, feature_matrix
 from training.dataset import CLASSES, LABEL
 from transformer.features import compute_features
 from transformer.schema import RAW_FIELDS

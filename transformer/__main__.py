@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from common.cli import parse_settings
-from common.launch import serve_models
-from common.logs import configure_logging
+from common.core.cli import parse_settings
+from common.core.logs import configure_logging
+from common.serving.launch import serve_models
 from transformer.settings import TransformerSettings
 
 

@@ -39,7 +39,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from prometheus_client import Counter, Gauge
 
-from common.answers import Prediction
+from common.protocol.answers import Prediction
 from transformer.features import FEATURES
 
 __all__ = ["CaptureStore", "capture_schema"]

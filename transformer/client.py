@@ -23,8 +23,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from common import tensors
-from common.errors import ClientError
+from common.core.errors import ClientError
+from common.protocol import tensors
 from transformer.errors import (
     PredictorFailed,
     PredictorRejected,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from common.errors import ClientError, UpstreamError
+from common.core.errors import ClientError, UpstreamError
 
 __all__ = [
     "InvalidRecord",

@@ -3,7 +3,7 @@
 Serving (the transformer) and training both call :func:`compute_features`, so the
 model sees at prediction time exactly the columns it was fitted on: no
 training-serving skew. The feature list and its types, the contract both
-containers share, live in :mod:`common.contract`; this module computes them.
+containers share, live in :mod:`common.core.contract`; this module computes them.
 
 Only NumPy is imported here: the transformer image carries no scikit-learn.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 # Re-exported: code that computes features usually wants their names beside them.
-from common.contract import FEATURE_NAMES, FEATURES, Feature, feature_matrix
+from common.core.contract import FEATURE_NAMES, FEATURES, Feature, feature_matrix
 
 __all__ = [
     "CATEGORIES",

@@ -10,11 +10,12 @@ from typing import Any, Literal
 from kserve import InferRequest, InferResponse
 from prometheus_client import Histogram
 
-from common import answers, request_ids
-from common.batching import MicroBatcher
-from common.errors import ServingError
-from common.metrics import labelled
-from common.staged_model import StagedModel
+from common.core.errors import ServingError
+from common.protocol import answers
+from common.serving import request_ids
+from common.serving.batching import MicroBatcher
+from common.serving.metrics import labelled
+from common.serving.staged_model import StagedModel
 from transformer import protocol
 from transformer.capture import CaptureStore
 from transformer.client import PredictorClient, forwarded_headers

@@ -33,7 +33,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 from typing_extensions import TypedDict
 
-from common.errors import quoted
+from common.core.errors import quoted
 from transformer.errors import InvalidRecord
 from transformer.features import CATEGORIES
 

@@ -123,7 +123,7 @@ def test_predictor_image_has_no_transformer_code_at_all(images: dict[str, str]) 
     assert not missing["predictor.model"] and not missing["mlflow"] and not missing["sklearn"]
     assert missing["transformer.model"] and missing["transformer.client"]
     assert missing["transformer.schema"]
-    assert missing["transformer"]  # the contract it shares is common/contract.py
+    assert missing["transformer"]  # the contract it shares is common/core/contract.py
 
 
 def test_monitoring_image_carries_the_jobs_and_feature_code_but_no_server(
@@ -132,13 +132,16 @@ def test_monitoring_image_carries_the_jobs_and_feature_code_but_no_server(
     missing = _missing(
         images["monitoring"],
         ["monitoring", "transformer.features", "mlflow", "pyarrow", "scipy", "pandas"]
-        + ["kserve", "transformer.model", "predictor", "sklearn"],
+        + ["common.core.contract", "kserve", "transformer.model", "predictor", "sklearn"]
+        + ["common.protocol", "common.serving"],
     )
     assert [m for m, gone in missing.items() if gone] == [
         "kserve",
         "transformer.model",
         "predictor",
         "sklearn",
+        "common.protocol",  # common's core alone: no codec, no server
+        "common.serving",
     ]
     entrypoint = image_config(images["monitoring"])["Entrypoint"]
     with container(images["monitoring"]) as ctr:

@@ -17,7 +17,7 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from common import tensors
+from common.protocol import tensors
 
 
 @dataclass

@@ -11,8 +11,8 @@ import httpx
 import orjson
 import pytest
 
-from common.contract import FEATURES
-from common.tensors import HEADER_LENGTH
+from common.core.contract import FEATURES
+from common.protocol.tensors import HEADER_LENGTH
 from harness.servers import Server
 from tests.integration.conftest import MODEL, READY, Registry
 from tests.unit.records import VALID, record

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.contract import FEATURE_NAMES, FEATURES
+from common.core.contract import FEATURE_NAMES, FEATURES
 from harness.servers import Server
 from tests.integration.conftest import Registry
 from tests.integration.recording import recording_predictor

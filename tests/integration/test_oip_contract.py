@@ -10,7 +10,7 @@ import jsonschema_rs
 import pytest
 import yaml
 
-from common.contract import FEATURES
+from common.core.contract import FEATURES
 from harness.servers import Server
 from tests.integration.conftest import MODEL, Registry
 from tests.integration.test_protocol_fuzz import oip_document

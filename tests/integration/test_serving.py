@@ -14,7 +14,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from common.tensors import HEADER_LENGTH, binary_request, read_binary
+from common.protocol.tensors import HEADER_LENGTH, binary_request, read_binary
 from harness.servers import Server
 from tests.integration.conftest import MODEL, Registry
 from tests.unit.records import VALID, record

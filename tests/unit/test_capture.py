@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
-from common.answers import Prediction
+from common.protocol.answers import Prediction
 from tests.unit.records import VALID
 from transformer.capture import DROPPED_ROWS, CaptureStore, capture_schema
 from transformer.features import compute_features

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.contract import FEATURE_NAMES, FEATURES, feature_matrix
+from common.core.contract import FEATURE_NAMES, FEATURES, feature_matrix
 from tests.unit.records import VALID, record
 from transformer.features import CATEGORIES, compute_features
 from transformer.schema import validate_records

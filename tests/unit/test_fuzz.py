@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kserve import InferInput, InferRequest
 
-from common.errors import ClientError
-from common.tensors import HEADER_LENGTH, binary_request, read_binary_request
+from common.core.errors import ClientError
+from common.protocol.tensors import HEADER_LENGTH, binary_request, read_binary_request
 from tests.unit.records import VALID
 from transformer import protocol
 from transformer.features import CATEGORIES

@@ -1,5 +1,5 @@
-"""The edge every request passes (common.guard) and the one error answer
-(common.error_handlers), on a small FastAPI app with the same handlers."""
+"""The edge every request passes (common.serving.edge) and the one error answer
+(common.serving.error_answers), on a small FastAPI app with the same handlers."""
 
 from __future__ import annotations
 
@@ -14,17 +14,17 @@ import pytest
 from kserve.errors import InvalidInput, ModelNotFound
 from starlette.responses import JSONResponse
 
-from common import error_handlers, metrics
-from common.errors import ClientError, Overloaded
-from common.guard import Guard, Limits
-from common.request_ids import new_request_id
+from common.core.errors import ClientError, Overloaded
+from common.serving import error_answers, metrics
+from common.serving.edge import Guard, Limits
+from common.serving.request_ids import new_request_id
 
 INFER = "/v2/models/m/infer"
 
 
 def app_with_routes() -> fastapi.FastAPI:
     app = fastapi.FastAPI()
-    error_handlers.install(app)
+    error_answers.install(app)
 
     @app.post(INFER)
     async def infer(request: fastapi.Request) -> JSONResponse:
@@ -107,7 +107,7 @@ def test_every_client_mistake_is_one_error_shape_with_the_request_id(
     assert response.status_code == status
     assert response.json() == {"error": reason, "request_id": "r-1"}
     assert response.headers["x-request-id"] == "r-1"
-    logged = [r for r in caplog.records if r.name == "common.error_handlers"]
+    logged = [r for r in caplog.records if r.name == "common.serving.error_answers"]
     assert logged and all(r.levelno <= logging.WARNING and not r.exc_info for r in logged)
 
 

@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 from kserve import InferInput, InferRequest
 
-from common.bodies import json_body
-from common.errors import ClientError
+from common.core.errors import ClientError
+from common.protocol.bodies import json_body
 from tests.unit.predictors import transformer_calling
 from tests.unit.records import VALID, record
 from transformer import protocol

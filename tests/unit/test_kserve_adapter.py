@@ -1,4 +1,5 @@
-"""Each KServe behaviour common.kserve_adapter relies on, pinned against the installed KServe.
+"""Each KServe behaviour common.serving.kserve_adapter relies on, pinned against the installed
+KServe.
 
 The numbers in the test names follow the list in the adapter's docstring. When
 one of these fails after a KServe upgrade, the adapter (and only it) needs a
@@ -34,9 +35,9 @@ from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
 from kserve.protocol.rest.server import RESTServer
 from timing_asgi import TimingMiddleware
 
-from common.error_handlers import answer as serving_error_handler
-from common.errors import ClientError, ServingError
-from common.kserve_adapter import (
+from common.core.errors import ClientError, ServingError
+from common.serving.error_answers import answer as serving_error_handler
+from common.serving.kserve_adapter import (
     ADAPTED_KSERVE_VERSION,
     KSERVE_APP,
     DrainingSupervisor,
@@ -139,7 +140,7 @@ def test_3_routes_last_runs_after_kserves_routes(app: fastapi.FastAPI) -> None:
 
 
 def test_3_kserves_app_serves_fastapis_openapi_document_and_no_docs() -> None:
-    # Built at import; common.launch hides argv, so --enable_docs_url never reaches it.
+    # Built at import; common.serving.launch hides argv, so --enable_docs_url never reaches it.
     assert kserve.model_server.app.openapi_url == "/openapi.json"
     assert "/openapi.json" in {getattr(r, "path", "") for r in kserve.model_server.app.routes}
 
@@ -324,7 +325,7 @@ def test_the_hooked_model_server_is_kserves_with_a_rest_server_to_make() -> None
 
 
 def test_importing_kserve_parses_sys_argv() -> None:
-    # Why common.launch hides the part's own flags before the first `import kserve`.
+    # Why common.serving.launch hides the part's own flags before the first `import kserve`.
     done = subprocess.run(
         [sys.executable, "-c", "import kserve", "--http_port", "not-a-port"],
         capture_output=True,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.cli import parse_settings
+from common.core.cli import parse_settings
 from monitoring.__main__ import _bare_booleans
 from monitoring.settings import DriftSettings, PerformanceSettings
 

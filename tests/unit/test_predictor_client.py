@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from common.errors import ServingError
-from common.tensors import HEADER_LENGTH
+from common.core.errors import ServingError
+from common.protocol.tensors import HEADER_LENGTH
 from harness.servers import free_port
 from tests.unit.predictors import transformer_calling
 from tests.unit.records import VALID

@@ -9,9 +9,9 @@ import orjson
 import pytest
 from kserve import InferInput, InferRequest
 
-from common import answers, tensors
-from common.contract import FEATURE_NAMES, FEATURES
-from common.errors import ClientError
+from common.core.contract import FEATURE_NAMES, FEATURES
+from common.core.errors import ClientError
+from common.protocol import answers, tensors
 from predictor import protocol as predictor_protocol
 from predictor.errors import InvalidFeatures
 from tests.unit.records import VALID, record

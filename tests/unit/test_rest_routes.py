@@ -1,4 +1,4 @@
-"""What the servers make of KServe's routes (common.rest_server): the model repository and
+"""What the servers make of KServe's routes (common.serving.rest_server): the model repository and
 ``:explain`` are 404s, ``/openapi.json`` is served only when enabled; behind the Guard,
 as served."""
 
@@ -15,10 +15,10 @@ from kserve.model_repository import ModelRepository
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
-from common import error_handlers, metrics
-from common.guard import Guard, Limits
-from common.kserve_adapter import KSERVE_APP, HookedRESTServer
-from common.rest_server import refuse_what_is_not_served, serve_openapi
+from common.serving import error_answers, metrics
+from common.serving.edge import Guard, Limits
+from common.serving.kserve_adapter import KSERVE_APP, HookedRESTServer
+from common.serving.rest_server import refuse_what_is_not_served, serve_openapi
 
 
 def served(monkeypatch: pytest.MonkeyPatch, *, enable_openapi: bool) -> Guard:
@@ -34,7 +34,7 @@ def served(monkeypatch: pytest.MonkeyPatch, *, enable_openapi: bool) -> Guard:
             serve_openapi(app, enabled=enable_openapi)
 
         def more_exception_handlers(self, app: fastapi.FastAPI) -> None:
-            error_handlers.install(app)
+            error_answers.install(app)
 
     models = ModelRepository()
     model = kserve.Model("m")

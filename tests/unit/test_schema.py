@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from common.errors import quoted
+from common.core.errors import quoted
 from tests.unit.records import VALID, record
 from transformer.errors import InvalidRecord
 from transformer.features import CATEGORIES

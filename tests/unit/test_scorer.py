@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
-from common.contract import FEATURE_NAMES
+from common.core.contract import FEATURE_NAMES
 from predictor import scorer
 from predictor.scorer import compile_pipeline, probe_rows, scorer_for
 from training.dataset import LABEL, generate_sales, split_by_time

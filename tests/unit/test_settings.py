@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from common.cli import parse_settings
+from common.core.cli import parse_settings
 from predictor.settings import KSERVE_FLAGS, PredictorSettings
 from transformer.settings import TransformerSettings
 
@@ -62,7 +62,7 @@ def test_the_help_names_each_flags_environment_variable(
 
 def test_the_tolerated_flags_given_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     argv = ["--predictor_host", "h", "--protocol", "v2", "--max_threads", "4"]
-    with caplog.at_level(logging.INFO, logger="common.cli"):
+    with caplog.at_level(logging.INFO, logger="common.core.cli"):
         parse_settings(TransformerSettings, argv, prog="t")
     assert caplog.messages == ["ignoring flags this part does not use: max_threads, protocol"]
 

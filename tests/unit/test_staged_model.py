@@ -12,7 +12,7 @@ from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME
 from kserve.model import InferenceVerb
 from prometheus_client import Histogram
 
-from common.staged_model import StagedModel
+from common.serving.staged_model import StagedModel
 
 STAGE_METRICS = (PRE_HIST_TIME, PREDICT_HIST_TIME, POST_HIST_TIME)
 

@@ -8,8 +8,8 @@ import numpy as np
 import orjson
 import pytest
 
-from common.errors import ClientError
-from common.tensors import HEADER_LENGTH, binary_request, read_binary_request
+from common.core.errors import ClientError
+from common.protocol.tensors import HEADER_LENGTH, binary_request, read_binary_request
 
 
 def test_every_datatype_the_project_uses_comes_back_as_sent() -> None:

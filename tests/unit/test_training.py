@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from common.contract import FEATURE_NAMES, FEATURES
+from common.core.contract import FEATURE_NAMES, FEATURES
 from training.__main__ import main
 from training.dataset import CLASSES, LABEL, generate_sales, load_sales_csv, split_by_time
 from training.job import TrainingResult, run

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import orjson
 
-from common.errors import ClientError
+from common.core.errors import ClientError
 
 __all__ = ["json_body"]
 

@@ -12,7 +12,7 @@ import random
 import re
 from typing import Final
 
-from common.errors import ClientError, quoted
+from common.core.errors import ClientError, quoted
 
 __all__ = ["ALLOWED", "MAX_REQUEST_ID_CHARS", "new_request_id", "request_id"]
 
@@ -38,7 +38,7 @@ def request_id(*candidates: str | None, max_chars: int = MAX_REQUEST_ID_CHARS) -
     >>> request_id("a b")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    common.errors.ClientError: the request id "a b" is invalid: expected 1 to 128 of letters, ...
+    common.core.errors.ClientError: the request id "a b" is invalid: ...
     """
     for candidate in candidates:
         if candidate:

@@ -12,7 +12,7 @@ many have come (or the time is up). A lone client therefore never waits.
 
 What one caller does must not harm another:
 
-- the queue is bounded (``max_queue``): beyond it :class:`common.errors.Overloaded`
+- the queue is bounded (``max_queue``): beyond it :class:`common.core.errors.Overloaded`
   (503 with ``Retry-After``) answers at once, rather than a wait without end;
 - a caller that has gone (its task cancelled) is dropped from the queue unserved;
 - a batch that fails is retried item by item when ``retry_alone`` says the
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Generic, TypeVar
 
-from common.errors import Overloaded, ServingError
+from common.core.errors import Overloaded, ServingError
 
 __all__ = ["BatchFailed", "MicroBatcher"]
 
@@ -91,7 +91,7 @@ class MicroBatcher(Generic[Item, Result]):
         Only items of equal keys share a batch (e.g. callers' credentials).
     max_queue : int, default=1000
         Most items waiting for a slot (items too large to share a batch count
-        while they run); one more raises :class:`common.errors.Overloaded`.
+        while they run); one more raises :class:`common.core.errors.Overloaded`.
     retry_alone : callable, optional
         Given what a batch of several items raised, whether to run each item
         alone so that the failure reaches only the item that caused it. Never
@@ -147,7 +147,7 @@ class MicroBatcher(Generic[Item, Result]):
 
         Raises
         ------
-        common.errors.Overloaded
+        common.core.errors.Overloaded
             When ``max_queue`` items are already waiting.
         """
         loop = self._loop_for_submit()

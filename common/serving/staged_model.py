@@ -23,7 +23,7 @@ import kserve
 from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME
 from kserve.model import InferenceVerb
 
-from common.metrics import labelled
+from common.serving.metrics import labelled
 
 __all__ = ["StagedModel"]
 

@@ -18,12 +18,12 @@ from typing import Any
 import kserve
 import uvloop
 
-from common import metrics
-from common.guard import Limits
-from common.kserve_adapter import KSERVE_APP, HookedModelServer
-from common.rest_server import RESTServer
-from common.settings import ServerSettings
-from common.tensors import MAX_BYTES_ELEMENTS
+from common.core.settings import ServerSettings
+from common.protocol.tensors import MAX_BYTES_ELEMENTS
+from common.serving import metrics
+from common.serving.edge import Limits
+from common.serving.kserve_adapter import KSERVE_APP, HookedModelServer
+from common.serving.rest_server import RESTServer
 
 __all__ = ["ModelServer", "ServerOptions", "serve"]
 
@@ -65,7 +65,7 @@ class ServerOptions:
 
 
 class ModelServer(HookedModelServer):
-    """KServe's model server with :class:`common.rest_server.RESTServer`."""
+    """KServe's model server with :class:`common.serving.rest_server.RESTServer`."""
 
     def __init__(self, options: ServerOptions, **kwargs: Any) -> None:
         super().__init__(

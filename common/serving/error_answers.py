@@ -12,7 +12,7 @@ KServe's ``ModelNotReady``                5xx     WARNING, reason only
 anything else                             500     ERROR, with the traceback
 =======================================  ======  ==================================
 
-The answer is ``{"error": reason}``; :class:`common.guard.Guard` adds the request
+The answer is ``{"error": reason}``; :class:`common.serving.edge.Guard` adds the request
 id and replaces a 500's reason with a generic one, so no exception text leaves
 the server.
 """
@@ -38,7 +38,7 @@ from kserve.errors import (
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from common.errors import ClientError, ServingError
+from common.core.errors import ClientError, ServingError
 
 __all__ = ["answer", "install"]
 

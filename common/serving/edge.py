@@ -17,7 +17,7 @@ FastAPI's own answers unchecked:
   (FastAPI's ``{"detail": ...}`` included); a 500 says only that the server failed
   and under which request id its log has the trace;
 - on SIGTERM (:class:`Drain`), readiness answers 503 while requests are still served;
-- ``requests_total`` and ``request_duration_seconds`` (:mod:`common.metrics`).
+- ``requests_total`` and ``request_duration_seconds`` (:mod:`common.serving.metrics`).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from urllib.parse import parse_qs
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common import metrics
-from common.errors import ClientError, ServingError
-from common.request_ids import MAX_REQUEST_ID_CHARS, new_request_id, request_id
+from common.core.errors import ClientError, ServingError
+from common.serving import metrics
+from common.serving.request_ids import MAX_REQUEST_ID_CHARS, new_request_id, request_id
 
 __all__ = ["BodyTooLarge", "Drain", "Guard", "Limits", "MAX_BODY_BYTES"]
 
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 _REQUEST_ID: Final = b"x-request-id"
 _MODEL_VERSION: Final = b"x-model-version"
-#: The routes (:func:`common.metrics.route_of`) that take only POST.
+#: The routes (:func:`common.serving.metrics.route_of`) that take only POST.
 _INFERENCE: Final = frozenset({"v1_predict", "v1_explain", "v2_infer"})
 _VERSIONED: Final = re.compile(r"(/v2/models/([^/]+))/versions/([^/]+)(/infer|/ready)?")
 #: The routes on which a ``model_version`` query parameter selects a version.

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from common.settings import ServerSettings
+from common.core.settings import ServerSettings
 
 __all__ = ["serve_models"]
 
@@ -25,6 +25,6 @@ def serve_models(settings: ServerSettings, make_models: Callable[[], Sequence[An
     may import KServe (the model classes do).
     """
     sys.argv = sys.argv[:1]
-    from common.model_server import ServerOptions, serve
+    from common.serving.model_server import ServerOptions, serve
 
     serve(make_models(), ServerOptions.from_settings(settings))

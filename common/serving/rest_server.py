@@ -5,7 +5,7 @@ multi-worker supervisor. Changed:
 
 - the bind address is a setting (127.0.0.1 on a laptop, 0.0.0.0 in a pod);
 - every exception is answered with its status and ``{"error": reason}``
-  (:mod:`common.error_handlers`), behind :class:`common.guard.Guard` (request
+  (:mod:`common.serving.error_answers`), behind :class:`common.serving.edge.Guard` (request
   ids, limits, 405s, versioned paths, metrics, readiness on SIGTERM);
 - ``GET /v2/models/{name}`` also reports the model's version(s), when the model
   offers a ``metadata()`` method;
@@ -18,9 +18,9 @@ multi-worker supervisor. Changed:
   answers 501);
 - ``/openapi.json`` is served only with ``enable_openapi``;
 - no per-request timing log line (metrics cover timing);
-- inference requests skip FastAPI (:mod:`common.routes`).
+- inference requests skip FastAPI (:mod:`common.serving.dispatch`).
 
-The private KServe steps it hooks into are :mod:`common.kserve_adapter`'s.
+The private KServe steps it hooks into are :mod:`common.serving.kserve_adapter`'s.
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ from kserve.protocol.dataplane import DataPlane
 from starlette.requests import Request
 from starlette.responses import Response
 
-from common import error_handlers, metrics
-from common.errors import ServingError
-from common.guard import Drain, Guard, Limits
-from common.kserve_adapter import HookedRESTServer, kserve_app, silence_kserve_deprecations
-from common.logs import configure_logging
-from common.routes import InferenceFirst
-from common.tensors import MAX_BYTES_ELEMENTS
+from common.core.errors import ServingError
+from common.core.logs import configure_logging
+from common.protocol.tensors import MAX_BYTES_ELEMENTS
+from common.serving import error_answers, metrics
+from common.serving.dispatch import InferenceFirst
+from common.serving.edge import Drain, Guard, Limits
+from common.serving.kserve_adapter import HookedRESTServer, kserve_app, silence_kserve_deprecations
 
 __all__ = ["HasMetadata", "RESTServer", "refuse_what_is_not_served", "serve_openapi"]
 
@@ -179,7 +179,7 @@ class RESTServer(HookedRESTServer):
 
     def more_exception_handlers(self, app: fastapi.FastAPI) -> None:
         """Answer every exception with its status, in one shape (replacing KServe's)."""
-        error_handlers.install(app)
+        error_answers.install(app)
 
     async def _served_version(self, model_name: str) -> str | None:
         """The version ``model_name`` serves, for versioned paths; None if no such model."""

@@ -33,7 +33,7 @@ class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(use_attribute_docstrings=True)
 
     tolerated_flags: ClassVar[frozenset[str]] = KSERVE_SERVER_FLAGS
-    """Flags the command line accepts and ignores (see :func:`common.cli.parse_settings`)."""
+    """Flags the command line accepts and ignores (see :func:`common.core.cli.parse_settings`)."""
 
     bind_host: str = "127.0.0.1"
     """Address to listen on; 0.0.0.0 in a container."""

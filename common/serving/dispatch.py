@@ -4,7 +4,7 @@ Each inference request otherwise crosses FastAPI's and Starlette's middleware
 stack and tries KServe's routes one regular expression at a time, which on a
 single-row request costs more than reading it. :class:`InferenceFirst` matches
 the two inference paths itself and hands everything else to the application.
-Errors are answered by :func:`common.error_handlers.answer`, as on any other route.
+Errors are answered by :func:`common.serving.error_answers.answer`, as on any other route.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from common import error_handlers
-from common.handlers import infer_v2, predict_v1
-from common.tensors import MAX_BYTES_ELEMENTS
+from common.protocol.tensors import MAX_BYTES_ELEMENTS
+from common.serving import error_answers
+from common.serving.endpoints import infer_v2, predict_v1
 
 __all__ = ["INFERENCE_ROUTES", "Handler", "InferenceFirst"]
 
@@ -65,4 +65,4 @@ class InferenceFirst:
         await self.app(scope, receive, send)
 
     async def _answer_error(self, request: Request, exc: Exception) -> Response:
-        return error_handlers.answer(request, exc)
+        return error_answers.answer(request, exc)

@@ -26,7 +26,7 @@ from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.protocol.infer_type import RequestedOutput, serialize_byte_tensor
 from kserve.utils.numpy_codec import to_np_dtype
 
-from common.errors import ClientError, quoted
+from common.core.errors import ClientError, quoted
 
 __all__ = [
     "BINARY_CONTENT_TYPE",
@@ -279,7 +279,7 @@ def checked_shape(shape: Any, what: str) -> int:
     >>> checked_shape([-5], "input x")
     Traceback (most recent call last):
     ...
-    common.errors.ClientError: input x has shape [-5]: expected a list of integers >= 0
+    common.core.errors.ClientError: input x has shape [-5]: expected a list of integers >= 0
     """
     n = flat_length(shape)
     if n is not None:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any, Final
 
-from common.errors import ClientError
+from common.core.errors import ClientError
 
 __all__ = [
     "MAX_ROWS_PER_REQUEST",
@@ -34,7 +34,7 @@ def check_rows(rows: int, max_rows: int, where: str) -> None:
     >>> check_rows(3, 2, "instances")
     Traceback (most recent call last):
     ...
-    common.limits.TooManyRows: instances has 3 rows: at most 2 per request (max_rows_per_request)
+    common.protocol.row_limits.TooManyRows: instances has 3 rows: at most 2 per request ...
     """
     if rows > max_rows:
         raise TooManyRows(

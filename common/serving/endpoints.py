@@ -2,8 +2,8 @@
 
 They do what KServe's V1 ``:predict`` and V2 ``/infer`` routes do (check the
 model is ready, decode, infer, encode), reading the V2 binary tensor extension
-with :mod:`common.tensors` and answering with orjson (:mod:`common.v2_json`).
-:mod:`common.routes` sends requests to them.
+with :mod:`common.protocol.tensors` and answering with orjson (:mod:`common.protocol.v2_json`).
+:mod:`common.serving.dispatch` sends requests to them.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from common import tensors
-from common.bodies import json_body
-from common.errors import ClientError
-from common.v2_json import dumps, json_answer_wanted, v2_json
+from common.core.errors import ClientError
+from common.protocol import tensors
+from common.protocol.bodies import json_body
+from common.protocol.v2_json import dumps, json_answer_wanted, v2_json
 
 __all__ = ["infer_v2", "predict_v1"]
 

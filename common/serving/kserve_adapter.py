@@ -2,7 +2,7 @@
 
 The model servers keep KServe's data plane, endpoints, error handlers and
 multi-worker supervisor, and change how they are put together
-(:mod:`common.rest_server`, :mod:`common.model_server`). KServe 0.21 offers no
+(:mod:`common.serving.rest_server`, :mod:`common.serving.model_server`). KServe 0.21 offers no
 public hooks for that, so this module uses these private names and behaviours,
 and nothing else in the project does. ``tests/unit/test_kserve_adapter.py`` pins
 each one against the installed KServe, so an upgrade that changes one fails
@@ -51,7 +51,7 @@ there, not in production:
     supervisor exits).
 
 Two public behaviours are worked around elsewhere and pinned by the same tests:
-``import kserve`` parses ``sys.argv`` (``common.launch`` hides ours from it), and
+``import kserve`` parses ``sys.argv`` (``common.serving.launch`` hides ours from it), and
 KServe answers with FastAPI's deprecated ``ORJSONResponse``
 (:func:`silence_kserve_deprecations`).
 """
