@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,17 +18,60 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import httpx
 
 __all__ = ["Server", "free_port", "running", "start_mlflow", "start_server", "stop_group"]
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+#: Where the kernel picks a client connection's local port; read once.
+_EPHEMERAL_RANGE: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
+#: Ports below this are left to well-known and registered services.
+_LOWEST_PORT: Final = 10_000
+#: Handed out by this process already: two calls before either server binds differ.
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = (int(n) for n in _EPHEMERAL_RANGE.read_text().split())
+    except (OSError, ValueError):
+        return 32_768, 60_999  # Linux's default
+    return low, high
+
+
+def _server_ports() -> range:
+    """The widest range of ports outside the ephemeral range (and above the well-known)."""
+    low, high = _ephemeral_range()
+    below, above = range(_LOWEST_PORT, low), range(high + 1, 65_536)
+    return below if len(below) >= len(above) else above
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on, outside the ephemeral range.
+
+    Binding port 0 would hand out an ephemeral port, which a client connection may
+    take as its local port before the server binds it (``EADDRINUSE``, seen in CI).
+    A port outside the range is never a client's; one taken by another server is
+    refused by the bind check, and this process never hands out the same port twice.
+    """
+    ports = _server_ports()
+    for _ in range(1_000):
+        port = random.choice(ports)
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 @dataclass

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.servers import free_port
 from tests.deploy.manifests import CRD_FILE, kubectl, shared_dir
 
 __all__ = ["Cluster", "started_cluster"]
@@ -28,11 +29,10 @@ CRD_NAME = "inferenceservices.serving.kserve.io"
 
 
 def _free_port_pair() -> int:
-    """A port p with p and p + 1 both free (etcd's client and peer ports)."""
+    """A port p with p and p + 1 both free (etcd's client and peer ports), outside the
+    ephemeral range like every test server's port (harness.servers.free_port)."""
     for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
+        port = free_port()
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port + 1))
