@@ -55,12 +55,13 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile.predictor Dockerfile.transformer Dockerfile.monitoring
 	$(BIN)/actionlint .github/workflows/ci.yaml
+	$(BIN)/mkdocs build --strict --quiet --site-dir site
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Images and release (issue 12): README "Images and release".
+# Images and release (issue 12): docs/images.md.
 .PHONY: lock images release
 LOCK_PARTS := predictor transformer monitoring
 UV_LOCK := $(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \

@@ -25,9 +25,10 @@ class PredictorSettings(ServerSettings):
     """Registry model to serve: models:/NAME@ALIAS, models:/NAME/STAGE or models:/NAME/VERSION.
     Resolved to one version at start-up."""
     tracking_uri: str | None = None
-    """MLflow tracking server; unset means MLflow's own MLFLOW_TRACKING_URI."""
+    """MLflow tracking server; unset means MLflow's own MLFLOW_TRACKING_URI. One of the two
+    is required (exit status 2 without either)."""
     load_timeout_seconds: float = Field(300.0, gt=0)
-    """How long to keep retrying MLflow at start-up before giving up."""
+    """How long to keep retrying MLflow at start-up before giving up (exit status 1)."""
     retry_initial_seconds: float = Field(1.0, gt=0)
     """First wait between MLflow attempts; doubles up to retry_max_seconds."""
     retry_max_seconds: float = Field(30.0, gt=0)

@@ -27,7 +27,7 @@ __all__ = ["main"]
 STANDARD_CANARY_LIMITS = (
     "in Standard mode KServe 0.21 routes spec.canary[]'s share from the gateway straight to "
     "the canary predictor, around the transformer, and its webhook refuses a canary for a "
-    "predictor without a storage URI; use Knative mode for canaries (README, Canary rollouts)"
+    "predictor without a storage URI; use Knative mode for canaries (docs/canary.md)"
 )
 
 

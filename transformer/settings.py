@@ -31,8 +31,9 @@ class TransformerSettings(ServerSettings):
     predictor_protocol: Literal["v1", "v2"] = "v2"
     """Protocol spoken to the predictor, whatever the caller speaks."""
     predictor_binary_data: bool = True
-    """Send V2 feature tensors as raw bytes (the V2 binary tensor extension) rather than
-    JSON numbers; any V2 server (KServe, MLServer, Triton) reads both."""
+    """Send V2 feature tensors, and ask for the probabilities, as raw bytes (the V2 binary
+    tensor extension) rather than JSON numbers; any V2 server (KServe, MLServer, Triton)
+    reads both."""
     predictor_use_ssl: bool = False
     """Call the predictor over HTTPS."""
     predictor_request_timeout_seconds: float = Field(10.0, gt=0)

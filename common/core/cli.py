@@ -4,7 +4,7 @@ Each part declares its configuration once, as a pydantic-settings class whose
 fields carry docstrings. :func:`parse_settings` reads it with pydantic-settings'
 own command-line source, with the same names (``--model_uri`` for ``model_uri``,
 read from ``PREDICTOR_MODEL_URI`` when the flag is absent), so code, manifests,
-chart values and the README use one vocabulary.
+chart values and the docs use one vocabulary.
 
 What pydantic-settings does not do by itself, and this module adds:
 

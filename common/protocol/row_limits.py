@@ -1,4 +1,4 @@
-"""Limits on what one request may ask, each a setting with a default (see the README)."""
+"""Limits on what one request may ask, each a setting with a default (docs/hardening.md)."""
 
 from __future__ import annotations
 
