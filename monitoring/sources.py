@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from monitoring.errors import BadInput
 from monitoring.features import FEATURE_NAMES, RAW_FIELDS, features_from_raw
+from monitoring.reports import ScanSummary, SkippedFile
 from monitoring.storage import filesystem
 from monitoring.windows import TimeWindow
 
@@ -47,17 +48,9 @@ _FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 _PARTITION = re.compile(r"date=(\d{4}-\d{2}-\d{2})(?:/hour=(\d{1,2}))?")
 
 
-@dataclass(frozen=True)
-class SkippedFile:
-    """A file that was not (fully) read, and why."""
-
-    path: str
-    reason: str
-
-
 @dataclass
 class ScanReport:
-    """What a scan read and what it skipped."""
+    """What a scan read and what it skipped, counted as it reads."""
 
     source: str
     files_found: int = 0
@@ -67,15 +60,16 @@ class ScanReport:
     model_versions: Counter[str] = field(default_factory=Counter)
     _last_progress: float = 0.0
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "rows": self.rows_read,
-            "files_found": self.files_found,
-            "files_read": self.files_read,
-            "files_skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
-            "model_versions": dict(self.model_versions),
-        }
+    def summary(self) -> ScanSummary:
+        """What was read, for the report (a copy: later reads do not change it)."""
+        return ScanSummary(
+            source=self.source,
+            rows=self.rows_read,
+            files_found=self.files_found,
+            files_read=self.files_read,
+            files_skipped=tuple(self.skipped),
+            model_versions=dict(self.model_versions),
+        )
 
     def progress(self, force: bool = False) -> None:
         """A line on stderr at most every few seconds: files and rows read so far."""
