@@ -40,10 +40,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "performance": (PerformanceSettings, _performance),
         "simulate": (SimulateSettings, _simulate),
     }
+    if args[:1] in (["-h"], ["--help"]):
+        print(_USAGE)  # asked for: the answer, on stdout
+        return 0
     if not args or args[0] not in jobs:
+        configure_logging()
         given = f"unknown job {args[0]!r}; " if args and not args[0].startswith("-") else ""
-        print(f"{_USAGE}\nerror: {given}name the job first", file=sys.stderr)
-        return 0 if args[:1] in (["-h"], ["--help"]) else EXIT_BAD_INPUT
+        log.error("error: %sname the job first (%s)", given, _USAGE)
+        return EXIT_BAD_INPUT
     settings_cls, run = jobs[args[0]]
     settings = parse_settings(
         settings_cls,
@@ -54,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(settings)
     except MonitoringError as exc:
-        print(f"python -m monitoring {args[0]}: error: {exc}", file=sys.stderr)
+        log.error("python -m monitoring %s: error: %s", args[0], exc)
         return exc.exit_code
 
 
@@ -94,12 +98,16 @@ def _drift(settings: BaseSettings) -> int:
         alert=verdict.dataset_drift,
         mlflow=mlflow,
     )
-    print(
-        f"{verdict.status}: {len(verdict.drifted_features)} of {verdict.features_tested} "
-        f"features drift ({', '.join(verdict.drifted_features) or 'none'}); "
-        f"{report.current.rows} current rows; report {delivery.written['html']}"
-        f"{_run(delivery)}",
-        file=sys.stderr,
+    log.info(
+        "%s: %d of %d features drift (%s); %d current rows; report %s%s",
+        verdict.status,
+        len(verdict.drifted_features),
+        verdict.features_tested,
+        ", ".join(verdict.drifted_features) or "none",
+        report.current.rows,
+        delivery.written["html"],
+        _run(delivery),
+        extra=_outcome(verdict.status, delivery),
     )
     return 1 if settings.fail_on_drift and verdict.dataset_drift else 0
 
@@ -150,9 +158,13 @@ def _performance(settings: BaseSettings) -> int:
             f"{training.get('macro_f1', float('nan')):.3f}), majority-class accuracy "
             f"{scores.majority_accuracy:.3f}, coverage {latest.coverage:.0%}"
         )
-    print(
-        f"{report.status}{figures}; report {delivery.written['html']}{_run(delivery)}",
-        file=sys.stderr,
+    log.info(
+        "%s%s; report %s%s",
+        report.status,
+        figures,
+        delivery.written["html"],
+        _run(delivery),
+        extra=_outcome(report.status, delivery),
     )
     return 1 if settings.fail_on_degradation and retrain else 0
 
@@ -161,12 +173,30 @@ def _run(delivery: Delivery) -> str:
     return f"; MLflow run {delivery.mlflow_run_id}" if delivery.mlflow_run_id else ""
 
 
+def _outcome(status: str, delivery: Delivery) -> dict[str, object]:
+    """The summary line's fields of its own, for a log pipeline."""
+    return {
+        "status": status,
+        "report": delivery.written["json"],
+        **({"mlflow_run_id": delivery.mlflow_run_id} if delivery.mlflow_run_id else {}),
+        **({"delivery_errors": list(delivery.errors)} if delivery.errors else {}),
+    }
+
+
 def _simulate(settings: BaseSettings) -> int:
     from monitoring.simulate import run_simulation
 
     assert isinstance(settings, SimulateSettings)
     summary = run_simulation(settings)
-    print(summary, file=sys.stderr)
+    log.info(
+        "sent %d requests (%d answered), %d rows labelled in %s s; labels in %s",
+        summary["requests_sent"],
+        summary["requests_answered"],
+        summary["rows_labelled"],
+        summary["seconds"],
+        summary["labels_out"],
+        extra=summary,
+    )
     return 0
 
 

@@ -9,7 +9,6 @@ that a tiny shift measured on millions of rows is significant but not an alarm.
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,7 +87,7 @@ def run_drift(settings: DriftSettings, now: datetime | None = None) -> DriftResu
     del tests  # summarised: their counts are freed before SciPy is imported
     for result in results.values():
         complete(result)
-    print(f"tested {len(results)} features", file=sys.stderr)
+    log.info("tested %d features", len(results))
 
     rule = _rule(settings)
     features = _features(results, rule)

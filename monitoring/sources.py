@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import posixpath
 import re
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -72,14 +71,16 @@ class ScanReport:
         )
 
     def progress(self, force: bool = False) -> None:
-        """A line on stderr at most every few seconds: files and rows read so far."""
+        """Log a line at most every few seconds: files and rows read so far."""
         now = time.monotonic()
         if force or now - self._last_progress > 5:
             self._last_progress = now
-            print(
-                f"read {self.rows_read} rows from {self.files_read}/{self.files_found} files "
-                f"of {self.source}",
-                file=sys.stderr,
+            log.info(
+                "read %d rows from %d/%d files of %s",
+                self.rows_read,
+                self.files_read,
+                self.files_found,
+                self.source,
             )
 
 

@@ -259,3 +259,28 @@ def test_constant_columns_and_small_samples_are_insufficient_data_with_a_reason(
     small = run_drift(_settings(tmp_path, reference, current, min_rows=100)).report
     assert {f.status for f in small.features} == {"insufficient_data"}
     assert "fewer than min_rows=100" in (small.features[0].reason or "")
+
+
+def test_the_cli_writes_to_stderr_only_json_log_lines_ending_with_its_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reference = write_parquet(feature_frame(2000, 50), tmp_path / "ref.parquet")
+    current = write_parquet(
+        feature_frame(2000, 51, price_shift_sigma=0.5), tmp_path / "cur.parquet"
+    )
+    out = tmp_path / "out"
+    args = ["drift", "--reference", str(reference), "--current", str(current)]
+    assert main([*args, "--output", str(out), "--critical_features", "unit_price"]) == 0
+    assert main(["sideways"]) == 2
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.err.splitlines()]
+    assert captured.out == ""
+    assert any(line["message"].startswith("read 2000 rows from 1/1 files") for line in lines)
+    summary, usage = lines[-2:]
+    assert summary["message"].startswith("drift: 1 of 13 features drift (unit_price); 2000")
+    assert summary["status"] == "drift"
+    assert summary["report"] == str(out / "drift_report.json")
+    assert usage["level"] == "ERROR"
+    assert "unknown job 'sideways'" in usage["message"]
+    assert main(["--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: python -m monitoring {drift,")
