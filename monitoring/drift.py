@@ -3,7 +3,8 @@
 Per feature a two-sample test (KS for numeric features, chi-square for codes),
 Benjamini-Hochberg adjusted across features; a feature drifts only when its
 adjusted p-value is below ``alpha`` AND its effect size reaches the threshold, so
-that a tiny shift measured on millions of rows is significant but not an alarm.
+that a tiny shift measured on millions of rows is significant but not an alarm
+(:mod:`monitoring.verdicts` decides; :class:`monitoring.reports.DriftReport` is the result).
 """
 
 from __future__ import annotations
