@@ -20,6 +20,7 @@ __all__ = [
     "BASELINE_ARTIFACT",
     "ModelVersion",
     "download_baseline",
+    "model_name",
     "resolve",
     "tag_version",
     "tracking",
@@ -39,6 +40,17 @@ class ModelVersion:
     version: str
     run_id: str
     metrics: dict[str, float]
+
+
+def model_name(model_uri: str) -> str:
+    """The registered model's name in a ``models:/`` URI, as the reports name it.
+
+    Examples
+    --------
+    >>> model_name("models:/sales-quantity-classifier@production")
+    'sales-quantity-classifier'
+    """
+    return model_uri.removeprefix("models:/").split("@")[0].split("/")[0]
 
 
 def tracking(tracking_uri: str | None) -> str:
