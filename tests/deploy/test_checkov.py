@@ -15,8 +15,6 @@ import yaml
 
 from tests.deploy.manifests import CI_VALUES, OVERLAYS, ROOT, helm_render, overlay, values_of
 
-pytestmark = pytest.mark.deploy
-
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 # Kinds checkov has checks for among ours (none for PVCs and NetworkPolicies; it does not
 # know InferenceServices).

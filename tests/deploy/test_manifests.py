@@ -31,8 +31,6 @@ from tests.deploy.manifests import (
     values_of,
 )
 
-pytestmark = pytest.mark.deploy
-
 KUBERNETES_VERSION = "1.37"
 KINDS = {
     "ServiceAccount",

@@ -22,8 +22,6 @@ from harness.servers import Server, free_port, start_mlflow, start_server
 MODEL = "sales-quantity-classifier"
 READY = f"/v2/models/{MODEL}/ready"
 
-pytestmark = pytest.mark.integration
-
 
 @dataclass(frozen=True)
 class Registry:

@@ -27,7 +27,7 @@ from tests.deploy.manifests import CHART, ROOT, Obj, helm_notes, one, pod_specs,
 from tests.deploy.pods import RECORD, ask_v1_and_v2, command_for, job_command, rendering
 from tests.integration.conftest import MODEL, Registry
 
-pytestmark = [pytest.mark.integration, pytest.mark.deploy]
+pytestmark = pytest.mark.deploy
 
 
 @pytest.fixture()

@@ -22,8 +22,6 @@ from transformer.features import compute_features
 from transformer.protocol import RAW_DATATYPES, to_predictor_v2
 from transformer.schema import RAW_FIELDS, validate_records
 
-pytestmark = pytest.mark.integration
-
 V1 = f"/v1/models/{MODEL}:predict"
 V2 = f"/v2/models/{MODEL}/infer"
 
