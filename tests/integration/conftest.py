@@ -70,7 +70,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory, log_dir: Path) -> Iterato
 
 
 @pytest.fixture()
-def registry_copy(registry: Registry, tmp_path: Path, log_dir: Path) -> Callable[[int], Server]:
+def registry_copy(
+    registry: Registry, tmp_path: Path, log_dir: Path
+) -> Iterator[Callable[[int], Server]]:
     """Start another MLflow server, on a copy of the session's registry."""
     started: list[Server] = []
 
