@@ -43,7 +43,7 @@ test: $(STAMP) system-deps checkov  ## every tier: unit, then integration agains
 	$(BIN)/python -m pytest
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not integration and not images"
+	$(BIN)/python -m pytest -m "not integration and not images and not deploy"
 
 bench: $(STAMP)  ## every serving design side by side on 127.0.0.1; one table (minutes)
 	$(BIN)/python -m benchmarks

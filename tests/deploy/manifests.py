@@ -91,7 +91,7 @@ def helm_render(
     """
     chart = helm.Chart.load(CHART)
     rendered = chart.render(values or {}, name=release, namespace=NAMESPACE, is_install=True)
-    objects = []
+    objects: list[Obj] = []
     for path, text in sorted(rendered.items()):
         if not path.endswith(".yaml") or ("/tests/" in path and not tests):
             continue
@@ -151,7 +151,7 @@ def strict_isvc_schema() -> Obj:
     properties, except where x-kubernetes-preserve-unknown-fields is set, makes a plain
     JSON-schema check reject a misspelt field too.
     """
-    schema = copy.deepcopy(crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    schema: Obj = copy.deepcopy(crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
 
     def close(node: Any) -> None:
         if isinstance(node, dict):

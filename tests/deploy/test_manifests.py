@@ -31,8 +31,6 @@ from tests.deploy.manifests import (
     values_of,
 )
 
-pytestmark = pytest.mark.deploy
-
 KUBERNETES_VERSION = "1.37"
 KINDS = {
     "ServiceAccount",
@@ -436,7 +434,10 @@ def test_a_chart_canary_pins_one_registry_version_and_keeps_the_stable_uri(
     spec = one(helm_render(values_of(CHART / "ci" / values)), "InferenceService")["spec"]
 
     def uri(container: Obj) -> str:
-        return next(e["value"] for e in container["env"] if e["name"] == "PREDICTOR_MODEL_URI")
+        value: str = next(
+            e["value"] for e in container["env"] if e["name"] == "PREDICTOR_MODEL_URI"
+        )
+        return value
 
     if canary_at == "predictor":  # Knative: the new revision is the canary
         assert spec["predictor"]["canaryTrafficPercent"] == 10

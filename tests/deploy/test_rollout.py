@@ -19,8 +19,6 @@ from rollout.__main__ import main
 from tests.deploy.cluster import Cluster
 from tests.deploy.manifests import Obj, one, overlay
 
-pytestmark = pytest.mark.deploy
-
 NAME = "sales-quantity-classifier"
 STABLE = "models:/sales-quantity-classifier@production"
 

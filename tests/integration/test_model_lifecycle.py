@@ -14,8 +14,6 @@ from tests.integration.conftest import MODEL, READY, Registry, train
 from tests.integration.test_serving import V1, V2, columnar
 from tests.unit.records import VALID
 
-pytestmark = pytest.mark.integration
-
 
 def served_version(server: Server) -> str:
     versions: list[str] = httpx.get(f"{server.url}/v2/models/{MODEL}").json()["versions"]

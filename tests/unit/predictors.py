@@ -20,7 +20,8 @@ async def transformer_calling(app: web.Application) -> AsyncIterator[SalesQuanti
     """A transformer calling ``app`` over HTTP in V2 JSON, one predictor call at a time."""
     server = TestServer(app, host="127.0.0.1", port=free_port())
     await server.start_server()
-    settings = TransformerSettings(
+    # mypy sees a default in Field(default=10.0), not in the settings' Field(10.0, gt=0)
+    settings = TransformerSettings(  # type: ignore[call-arg]
         model_name="m",
         predictor_host=f"127.0.0.1:{server.port}",
         predictor_binary_data=False,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,7 +48,7 @@ def test_categorical_drift_pools_unseen_categories_and_counts_missing() -> None:
     assert result.statistic == pytest.approx(stats.chi2_contingency(table, correction=False)[0])
 
 
-def _settings(tmp_path: Path, reference: Path, current: Path, **extra: object) -> DriftSettings:
+def _settings(tmp_path: Path, reference: Path, current: Path, **extra: Any) -> DriftSettings:
     return DriftSettings(
         reference=str(reference), current=str(current), output=str(tmp_path / "out"), **extra
     )

@@ -12,10 +12,11 @@ import fastapi
 import httpx
 import pytest
 from kserve.errors import InvalidInput, ModelNotFound
+from prometheus_client import REGISTRY
 from starlette.responses import JSONResponse
 
 from common.core.errors import ClientError, Overloaded
-from common.serving import error_answers, metrics
+from common.serving import error_answers
 from common.serving.edge import Guard, Limits
 from common.serving.request_ids import new_request_id
 
@@ -197,7 +198,7 @@ def test_a_model_version_query_serves_the_served_version_and_404s_another(
 
 def test_requests_are_counted_by_route_status_and_model_version() -> None:
     def count(status: str, version: str) -> float:
-        value = metrics.REGISTRY.get_sample_value(
+        value = REGISTRY.get_sample_value(
             "requests_total", {"route": "v2_infer", "status": status, "model_version": version}
         )
         return value or 0.0
