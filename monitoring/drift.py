@@ -18,7 +18,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from monitoring import registry
+from common.core.model_uri import parse_model_uri
+from monitoring import served_model
 from monitoring.features import FEATURE_NAMES, KINDS
 from monitoring.settings import DriftSettings
 from monitoring.sources import ScanReport, feature_batches
@@ -55,14 +56,16 @@ class DriftResult:
 def run_drift(settings: DriftSettings, now: datetime | None = None) -> DriftResult:
     """Run the drift check once; raise BadInput / Unavailable when it cannot."""
     window = resolve_window(settings.window, settings.since, settings.until, now)
-    model: registry.ModelVersion | None = None
-    with registry.temporary_directory() as tmp:
+    model: served_model.ModelVersion | None = None
+    with served_model.temporary_directory() as tmp:
         if settings.reference is None:
-            model = registry.resolve(settings.model_uri, settings.tracking_uri)
-            reference_uri = str(registry.download_baseline(model, settings.tracking_uri, Path(tmp)))
+            model = served_model.resolve(settings.model_uri, settings.tracking_uri)
+            reference_uri = str(
+                served_model.download_baseline(model, settings.tracking_uri, Path(tmp))
+            )
             reference_source = (
                 f"{settings.model_uri} -> version {model.version}, run {model.run_id}: "
-                f"{registry.BASELINE_ARTIFACT}"
+                f"{served_model.BASELINE_ARTIFACT}"
             )
         else:
             reference_uri = reference_source = settings.reference
@@ -175,7 +178,7 @@ def _report(
         "drifted_critical_features": critical,
         "drift_share": share,
         "features_tested": len(tested),
-        "model_name": settings.model_uri.removeprefix("models:/").split("@")[0].split("/")[0],
+        "model_name": parse_model_uri(settings.model_uri).name,
         "model_uri": settings.model_uri,
         "model_version": model_version,
         "window": window.as_dict(),

@@ -22,7 +22,8 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from monitoring import registry
+from common.core.model_uri import parse_model_uri
+from monitoring import served_model
 from monitoring.errors import BadInput, MonitoringError
 from monitoring.settings import PerformanceSettings
 from monitoring.sources import ScanReport, scan
@@ -96,10 +97,10 @@ def run_performance(settings: PerformanceSettings, now: datetime | None = None) 
         labels[_LABEL_COLUMNS], on=["request_id", "row"], how="left", validate="many_to_one"
     )
 
-    model: registry.ModelVersion | None = None
+    model: served_model.ModelVersion | None = None
     training: dict[str, dict[str, float]] = {}
     try:
-        model = registry.resolve(settings.model_uri, settings.tracking_uri)
+        model = served_model.resolve(settings.model_uri, settings.tracking_uri)
         training[model.version] = model.metrics
     except MonitoringError as exc:
         if settings.tracking_uri is not None:
@@ -108,7 +109,9 @@ def run_performance(settings: PerformanceSettings, now: datetime | None = None) 
     for version in sorted(set(joined["model_version"].astype(str)) - set(training)):
         if model is not None:
             try:
-                other = registry.resolve(f"models:/{model.name}/{version}", settings.tracking_uri)
+                other = served_model.resolve(
+                    f"models:/{model.name}/{version}", settings.tracking_uri
+                )
                 training[version] = other.metrics
             except MonitoringError as exc:
                 log.warning("no training metrics for version %s: %s", version, exc)
@@ -123,7 +126,7 @@ def run_performance(settings: PerformanceSettings, now: datetime | None = None) 
             break
         streak += 1
     retrain = streak >= settings.consecutive
-    name = settings.model_uri.removeprefix("models:/").split("@")[0].split("/")[0]
+    name = parse_model_uri(settings.model_uri).name
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "job": "performance",
@@ -152,7 +155,7 @@ def run_performance(settings: PerformanceSettings, now: datetime | None = None) 
         "latest_by_version": _latest_by_version(windows),
     }
     if retrain and model is not None and settings.tag_model:
-        registry.tag_version(
+        served_model.tag_version(
             model,
             settings.tracking_uri,
             {
