@@ -71,8 +71,8 @@ def resolve(model_uri: str, tracking_uri: str | None) -> ModelVersion:
         if found.run_id is None:
             raise BadInput(f"{what}: {found.name} version {found.version} has no run")
         run = client.get_run(found.run_id)
-    except (InvalidModelUri, NoSuchVersion) as exc:
-        raise BadInput(f"{what}: {exc}") from exc
+    except (InvalidModelUri, NoSuchVersion) as exc:  # each quotes the URI
+        raise BadInput(str(exc)) from exc
     except MlflowException as exc:
         raise _mlflow_error(exc, what) from exc
     return ModelVersion(found.name, found.version, found.run_id, dict(run.data.metrics))
