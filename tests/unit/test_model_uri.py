@@ -4,6 +4,8 @@ the predictor and the monitoring jobs to the same versions on a real MLflow serv
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 from dataclasses import dataclass, field
 
@@ -214,3 +216,15 @@ def test_a_malformed_string_is_refused_before_the_registry_is_asked(
     with pytest.raises(InvalidModelUri):
         resolve_model_uri("models:/m/Prod", registry)
     assert registry.calls == []
+
+
+def test_the_core_module_imports_no_mlflow_the_caller_hands_it_a_client() -> None:
+    script = (
+        "import sys, common.core.model_uri\n"
+        "print(' '.join(sorted({m.partition('.')[0] for m in sys.modules})))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = set(done.stdout.split())
+    assert loaded.isdisjoint({"mlflow", "kserve", "fastapi", "pandas"}), loaded
