@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from monitoring import registry, verdicts
+from common.core.model_uri import parse_model_uri
+from monitoring import served_model, verdicts
 from monitoring.features import FEATURE_NAMES, KINDS
 from monitoring.reports import (
     CategoricalQuality,
@@ -58,14 +59,16 @@ class DriftResult:
 def run_drift(settings: DriftSettings, now: datetime | None = None) -> DriftResult:
     """Run the drift check once; raise BadInput / Unavailable when it cannot."""
     window = resolve_window(settings.window, settings.since, settings.until, now)
-    model: registry.ModelVersion | None = None
-    with registry.temporary_directory() as tmp:
+    model: served_model.ModelVersion | None = None
+    with served_model.temporary_directory() as tmp:
         if settings.reference is None:
-            model = registry.resolve(settings.model_uri, settings.tracking_uri)
-            reference_uri = str(registry.download_baseline(model, settings.tracking_uri, Path(tmp)))
+            model = served_model.resolve(settings.model_uri, settings.tracking_uri)
+            reference_uri = str(
+                served_model.download_baseline(model, settings.tracking_uri, Path(tmp))
+            )
             reference_source = (
                 f"{settings.model_uri} -> version {model.version}, run {model.run_id}: "
-                f"{registry.BASELINE_ARTIFACT}"
+                f"{served_model.BASELINE_ARTIFACT}"
             )
         else:
             reference_uri = reference_source = settings.reference
@@ -94,7 +97,7 @@ def run_drift(settings: DriftSettings, now: datetime | None = None) -> DriftResu
     features = _features(results, rule)
     report = DriftReport(
         generated_at=datetime.now(UTC),
-        model_name=registry.model_name(settings.model_uri),
+        model_name=parse_model_uri(settings.model_uri).name,
         model_uri=settings.model_uri,
         model_version=model.version if model else _most_common(current_scan),
         window=window,

@@ -23,7 +23,8 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from monitoring import registry, verdicts
+from common.core.model_uri import ModelUri, parse_model_uri
+from monitoring import served_model, verdicts
 from monitoring.errors import BadInput, MonitoringError
 from monitoring.reports import PerformanceReport, PerformanceRule, PerformanceWindow, WindowScores
 from monitoring.settings import PerformanceSettings
@@ -100,10 +101,10 @@ def run_performance(
         labels[_LABEL_COLUMNS], on=["request_id", "row"], how="left", validate="many_to_one"
     )
 
-    model: registry.ModelVersion | None = None
+    model: served_model.ModelVersion | None = None
     training: dict[str, dict[str, float]] = {}
     try:
-        model = registry.resolve(settings.model_uri, settings.tracking_uri)
+        model = served_model.resolve(settings.model_uri, settings.tracking_uri)
         training[model.version] = model.metrics
     except MonitoringError as exc:
         if settings.tracking_uri is not None:
@@ -112,7 +113,9 @@ def run_performance(
     for version in sorted(set(joined["model_version"].astype(str)) - set(training)):
         if model is not None:
             try:
-                other = registry.resolve(f"models:/{model.name}/{version}", settings.tracking_uri)
+                other = served_model.resolve(
+                    str(ModelUri.of_version(model.name, version)), settings.tracking_uri
+                )
                 training[version] = other.metrics
             except MonitoringError as exc:
                 log.warning("no training metrics for version %s: %s", version, exc)
@@ -122,7 +125,7 @@ def run_performance(
     served_version = model.version if model else _latest_version(joined)
     report = PerformanceReport(
         generated_at=datetime.now(UTC),
-        model_name=registry.model_name(settings.model_uri),
+        model_name=parse_model_uri(settings.model_uri).name,
         model_uri=settings.model_uri,
         model_version=served_version,
         window=_bounds(window, joined),
@@ -136,7 +139,7 @@ def run_performance(
         verdict=verdicts.performance_verdict(windows, served_version, rule),
     )
     if report.verdict.retrain_recommended and model is not None and settings.tag_model:
-        registry.tag_version(
+        served_model.tag_version(
             model,
             settings.tracking_uri,
             {

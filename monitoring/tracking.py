@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from monitoring import registry
+from monitoring import served_model
 from monitoring.reports import DriftReport, PerformanceReport, Report
 
 __all__ = ["MlflowTarget", "errors", "finish_run", "metrics_of", "start_run", "target"]
@@ -40,7 +40,7 @@ def target(log_to_mlflow: bool, tracking_uri: str | None, experiment: str) -> Ml
     """The target when logging is on; BadInput (exit 2) when no server is named."""
     if not log_to_mlflow:
         return None
-    return MlflowTarget(registry.tracking(tracking_uri), experiment)
+    return MlflowTarget(served_model.tracking(tracking_uri), experiment)
 
 
 def errors() -> tuple[type[Exception], ...]:

@@ -7,6 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from common.core.model_uri import ModelUriText
 from common.core.settings import KSERVE_SERVER_FLAGS, ServerSettings
 
 __all__ = ["KSERVE_FLAGS", "PredictorSettings"]
@@ -21,9 +22,9 @@ class PredictorSettings(ServerSettings):
 
     model_name: str = "sales-quantity-classifier"
     """Name the model is served under: /v1/models/NAME:predict, /v2/models/NAME/infer."""
-    model_uri: str = "models:/sales-quantity-classifier@production"
-    """Registry model to serve: models:/NAME@ALIAS, models:/NAME/STAGE or models:/NAME/VERSION.
-    Resolved to one version at start-up."""
+    model_uri: ModelUriText = "models:/sales-quantity-classifier@production"
+    """Registry model to serve: models:/NAME@ALIAS, models:/NAME/STAGE, models:/NAME/VERSION
+    or models:/NAME/latest. Resolved to one version at start-up."""
     tracking_uri: str | None = None
     """MLflow tracking server; unset means MLflow's own MLFLOW_TRACKING_URI. One of the two
     is required (exit status 2 without either)."""

@@ -19,10 +19,10 @@ the object makes the API server refuse it rather than apply it to something else
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from common.core.model_uri import InvalidModelUri, ModelUri, parse_model_uri
 from rollout.errors import RolloutError
 
 __all__ = [
@@ -45,7 +45,6 @@ Mode = Literal["Knative", "Standard"]
 MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 STABLE_ANNOTATION = "sales-quantity-classifier/stable-model-uri"
 URI_ENV = "PREDICTOR_MODEL_URI"
-_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@[\w-]+|/[\w-]+)$")
 
 
 def _pointer(*parts: str | int) -> str:
@@ -80,11 +79,12 @@ def _uri_env(predictor: Obj) -> tuple[int, int, str]:
     raise RolloutError(f"the predictor sets no {URI_ENV} value to pin")
 
 
-def _registered_model(uri: str) -> str:
-    match = _MODEL_URI.match(uri)
-    if match is None:
-        raise RolloutError(f"{URI_ENV}={uri!r} is not a models:/NAME@ALIAS or models:/NAME/X URI")
-    return match["name"]
+def _parsed(uri: str) -> ModelUri:
+    """The predictor's model URI, parsed as the predictor parses it."""
+    try:
+        return parse_model_uri(uri)
+    except InvalidModelUri as exc:
+        raise RolloutError(f"the predictor's {URI_ENV}: {exc}") from exc
 
 
 def _check_percent(percent: int) -> None:
@@ -158,9 +158,11 @@ def start(isvc: Obj, version: int, percent: int) -> Patch:
         )
     predictor = isvc["spec"]["predictor"]
     c, e, stable_uri = _uri_env(predictor)
-    canary_uri = f"models:/{_registered_model(stable_uri)}/{version}"
-    if canary_uri == stable_uri:
-        raise RolloutError(f"{canary_uri} is already the stable model")
+    stable = _parsed(stable_uri)
+    canary = ModelUri.of_version(stable.name, version)
+    if canary == stable:
+        raise RolloutError(f"{canary} is already the stable model")
+    canary_uri = str(canary)
     patch = _guard(isvc)
     if current.mode == "Knative":
         env_path = _pointer("spec", "predictor", "containers", c, "env", e)

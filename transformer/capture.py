@@ -12,8 +12,9 @@ the model's ``stop`` and at exit) writes whatever is queued before the process e
 
 One row per served row: ``timestamp``, ``request_id``, ``row`` (position in its
 request), ``model_name``, ``model_version``, ``predicted_class``, ``classes`` and
-``probabilities`` (in the order of ``classes``), the raw fields as ``raw_<field>``,
-and every model feature under its own name.
+``probabilities`` (in the order of ``classes``), each raw field of
+``transformer.schema.RAW_TYPES`` as ``raw_<field>``, and every model feature under its
+own name.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from prometheus_client import Counter, Gauge
 
 from common.protocol.answers import Prediction
 from transformer.features import FEATURES
+from transformer.schema import RAW_TYPES
 
 __all__ = ["CaptureStore", "capture_schema"]
 
@@ -56,15 +58,10 @@ QUEUED_ROWS = Gauge(
     "transformer_capture_queue_rows", "Rows that waited in the queue for the latest write."
 )
 
-_RAW_TYPES: Final = {
-    "date": pa.string(),
-    "store_id": pa.string(),
-    "item_id": pa.string(),
-    "category": pa.string(),
-    "unit_price": pa.float64(),
-    "discount_pct": pa.float64(),
-    "on_promotion": pa.bool_(),
-    "is_holiday": pa.bool_(),
+#: Each raw field's Arrow type, by its value type (``transformer.schema.RAW_TYPES``).
+_RAW_ARROW_TYPES: Final = {
+    name: {str: pa.string(), float: pa.float64(), bool: pa.bool_()}[kind]
+    for name, kind in RAW_TYPES.items()
 }
 _ARROW_TYPES: Final = {"INT32": pa.int32(), "FP64": pa.float64()}
 _WARN_EVERY_SECONDS: Final = 10.0
@@ -82,7 +79,7 @@ def capture_schema() -> pa.Schema:
             ("predicted_class", pa.string()),
             ("classes", pa.string()),
             ("probabilities", pa.list_(pa.float64())),
-            *((f"raw_{name}", kind) for name, kind in _RAW_TYPES.items()),
+            *((f"raw_{name}", kind) for name, kind in _RAW_ARROW_TYPES.items()),
             *((f.name, _ARROW_TYPES[f.datatype]) for f in FEATURES),
         ]
     )
@@ -297,7 +294,7 @@ def _table(items: list[_Served]) -> pa.Table:
         pa.array(np.arange(0, probabilities.size + 1, probabilities.shape[1]), pa.int32()),
         pa.array(probabilities.ravel(), pa.float64()),
     )
-    for name, kind in _RAW_TYPES.items():
+    for name, kind in _RAW_ARROW_TYPES.items():
         values = [v for i in items for v in i.records[name]]
         columns[f"raw_{name}"] = pa.array(values, kind)
     for feature in FEATURES:

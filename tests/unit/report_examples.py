@@ -28,7 +28,7 @@ from unittest import mock
 import numpy as np
 import pandas as pd
 
-from monitoring import registry
+from monitoring import served_model
 from monitoring.__main__ import main
 from tests.unit.monitoring_data import feature_frame, write_parquet
 
@@ -161,19 +161,19 @@ def fake_registry() -> Iterator[list[dict[str, str]]]:
     """MLflow's registry as two versions of the model; yield the tags set on them."""
     tagged: list[dict[str, str]] = []
 
-    def resolve(model_uri: str, tracking_uri: str | None) -> registry.ModelVersion:
+    def resolve(model_uri: str, tracking_uri: str | None) -> served_model.ModelVersion:
         version = "2" if model_uri.endswith("@production") else model_uri.rsplit("/", 1)[1]
         metrics = TRAINING_METRICS[version]
-        return registry.ModelVersion(MODEL_NAME, version, f"run-{version}", dict(metrics))
+        return served_model.ModelVersion(MODEL_NAME, version, f"run-{version}", dict(metrics))
 
     def tag_version(
-        model: registry.ModelVersion, tracking_uri: str | None, tags: dict[str, str]
+        model: served_model.ModelVersion, tracking_uri: str | None, tags: dict[str, str]
     ) -> None:
         tagged.append(tags)
 
     with (
-        mock.patch.object(registry, "resolve", resolve),
-        mock.patch.object(registry, "tag_version", tag_version),
+        mock.patch.object(served_model, "resolve", resolve),
+        mock.patch.object(served_model, "tag_version", tag_version),
     ):
         yield tagged
 

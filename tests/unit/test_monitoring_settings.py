@@ -32,8 +32,8 @@ def test_a_bare_boolean_flag_means_true() -> None:
 
 
 def test_the_baseline_is_looked_for_where_training_logs_it() -> None:
-    from monitoring.registry import BASELINE_ARTIFACT
-    from training.registry import BASELINE_PATH
+    from monitoring.served_model import BASELINE_ARTIFACT
+    from training.registration import BASELINE_PATH
 
     assert BASELINE_ARTIFACT == BASELINE_PATH
 

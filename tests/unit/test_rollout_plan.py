@@ -101,7 +101,11 @@ def test_every_patch_first_tests_the_resource_version() -> None:
 @pytest.mark.parametrize(
     ("uri", "version", "says"),
     [
-        ("s3://bucket/model", 2, "is not a models:/NAME@ALIAS"),
+        (
+            "s3://bucket/model",
+            2,
+            "PREDICTOR_MODEL_URI: model_uri=.* is invalid: not a models:/ URI",
+        ),
         ("models:/m/2", 2, "already the stable model"),
         ("models:/m@production", -1, "version=-1 is invalid"),
     ],

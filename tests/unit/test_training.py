@@ -18,7 +18,7 @@ from common.core.contract import FEATURE_NAMES, FEATURES
 from training.__main__ import main
 from training.dataset import CLASSES, LABEL, generate_sales, load_sales_csv, split_by_time
 from training.job import TrainingResult, run
-from training.registry import BASELINE_PATH, PRODUCTION_ALIAS, PRODUCTION_STAGE, trusted_types
+from training.registration import BASELINE_PATH, PRODUCTION_ALIAS, PRODUCTION_STAGE, trusted_types
 from training.settings import TrainingSettings
 from training.train import features_of, fit_model
 

@@ -30,6 +30,7 @@ from mlflow.types import ColSpec, Schema
 from sklearn.pipeline import Pipeline
 
 from common.core.contract import FEATURE_NAMES, FEATURES
+from common.core.model_uri import ModelUri
 from training.dataset import CLASSES, LABEL, QUANTITY_THRESHOLDS
 
 __all__ = [
@@ -170,7 +171,7 @@ def log_and_register(
         model_name=model_name,
         version=version,
         run_id=run.info.run_id,
-        model_uri=f"models:/{model_name}/{version}",
+        model_uri=str(ModelUri.of_version(model_name, version)),
         promoted=promote_version,
     )
 
