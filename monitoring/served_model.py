@@ -12,8 +12,9 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
+from common.core.contract import BASELINE_ARTIFACT
 from common.core.model_uri import InvalidModelUri, NoSuchVersion, resolve_model_uri
 from monitoring.errors import BadInput, Unavailable
 
@@ -26,9 +27,6 @@ __all__ = [
     "tracking",
     "temporary_directory",
 ]
-
-#: Where training logs the drift baseline in the model's run (training.registration).
-BASELINE_ARTIFACT: Final = "baseline/features.parquet"
 
 
 @dataclass(frozen=True)
