@@ -68,9 +68,8 @@ class InferenceServices:
             kubernetes.config.load_kube_config(
                 config_file=kubeconfig, context=context, client_configuration=configuration
             )
-            _, active = kubernetes.config.list_kube_config_contexts(config_file=kubeconfig)
+            contexts, active = kubernetes.config.list_kube_config_contexts(config_file=kubeconfig)
             if context is not None:
-                contexts, _ = kubernetes.config.list_kube_config_contexts(config_file=kubeconfig)
                 active = next(c for c in contexts if c["name"] == context)
         except (kubernetes.config.ConfigException, yaml.YAMLError, OSError) as exc:
             raise RolloutError(f"cannot use {_where(kubeconfig)}: {_one_line(str(exc))}") from exc

@@ -264,9 +264,8 @@ def test_a_canary_made_by_the_kustomize_component_is_seen_and_rolled_back(
         "resources: [../knative]\ncomponents: [../../components/canary]\n"
     )
     canary = one(kustomize(canary_overlay), "InferenceService")
-    for env in canary["spec"]["predictor"]["containers"][0]["env"]:  # the rest as deployed
-        if env["name"] == "PREDICTOR_MODEL_URI":
-            assert env["value"] == V[2]
+    assert uri(canary["spec"]["predictor"]) == V[2]  # the rest is the spec as deployed
+    assert canary["spec"]["predictor"]["canaryTrafficPercent"] == 10
     apply(cluster, namespace, canary)
     kserve.reconcile()
     report = status(cluster, namespace, capsys)
