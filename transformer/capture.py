@@ -131,6 +131,10 @@ class CaptureStore:
         self._thread: threading.Thread | None = None
         self._owner_pid = 0
         self._last_warning = 0.0
+        # Each reason's count is exported at 0 from the start: rate() and increase() see a
+        # series' first value as its start, so a pod's first drops would otherwise not count.
+        for reason in ("queue_full", "write_error"):
+            DROPPED_ROWS.labels(reason)
         atexit.register(self.close)
 
     def __getstate__(self) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +98,25 @@ def test_a_pickled_store_gets_its_own_queue_and_writer(tmp_path: Path) -> None:
     finally:
         signal.signal(signal.SIGTERM, before)
     assert ds.dataset(tmp_path, format="parquet").count_rows() == 2
+
+
+def test_each_drop_reason_is_exported_at_zero_before_any_drop(tmp_path: Path) -> None:
+    # rate() and increase() take a series' first value as its start: a count that first
+    # appears at 60 would hide a pod's first 60 dropped rows from the alert. A fresh
+    # interpreter, so that no other test has created the labelled series already.
+    script = (
+        "import sys\n"
+        "from prometheus_client import generate_latest\n"
+        "from transformer.capture import CaptureStore\n"
+        "CaptureStore(sys.argv[1], queue_rows=1, flush_seconds=60, batch_rows=1)\n"
+        "print(generate_latest().decode())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    for reason in ("queue_full", "write_error"):
+        assert f'transformer_capture_dropped_rows_total{{reason="{reason}"}} 0.0' in done.stdout

@@ -336,3 +336,46 @@ timeout: {{ .Values.shutdown.terminationGracePeriodSeconds }}
 terminationGracePeriodSeconds: {{ .Values.shutdown.terminationGracePeriodSeconds }}
 {{- end }}
 {{- end }}
+
+{{/*
+Scrape annotations of the predictor's and transformer's pods (prometheus.scrapeAnnotations).
+KServe's pod webhook (pkg/webhook/admission/pod/metrics_aggregate_injector.go,
+InjectMetricsAggregator) reads serving.kserve.io/enable-prometheus-scraping: when "true" it sets
+prometheus.io/port to 9088 (the queue-proxy's aggregate of its own and the kserve-container's
+metrics) if serving.kserve.io/enable-metric-aggregation is "true", else to 9091 (the
+queue-proxy's own metrics only), and prometheus.io/path to /metrics; it never sets
+prometheus.io/scrape. So: Knative mode with aggregation lets KServe point at 9088 (needs
+KServe's qpext queue-proxy image); otherwise the annotations point at the kserve-container's
+8080 themselves and turn KServe's off, so that a cluster default of "true" cannot move the port
+to a 9091 no container serves in Standard mode.
+*/}}
+{{- define "sqc.scrapeAnnotations" -}}
+{{- $s := .Values.prometheus.scrapeAnnotations }}
+{{- if $s.enabled }}
+{{- if and (eq .Values.deploymentMode "Knative") $s.knativeMetricAggregation }}
+serving.kserve.io/enable-prometheus-scraping: "true"
+serving.kserve.io/enable-metric-aggregation: "true"
+prometheus.io/scrape: "true"
+{{- else }}
+serving.kserve.io/enable-prometheus-scraping: "false"
+serving.kserve.io/enable-metric-aggregation: "false"
+prometheus.io/scrape: "true"
+prometheus.io/port: "8080"
+prometheus.io/path: /metrics
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The ports Prometheus scrapes on the predictor's pods (for its NetworkPolicy): the
+kserve-container's 8080, and the queue-proxy's aggregate 9088 when KServe's annotations point there.
+*/}}
+{{- define "sqc.metricsPorts" -}}
+- protocol: TCP
+  port: 8080
+{{- $s := .Values.prometheus.scrapeAnnotations }}
+{{- if and $s.enabled $s.knativeMetricAggregation (eq .Values.deploymentMode "Knative") }}
+- protocol: TCP
+  port: 9088
+{{- end }}
+{{- end }}
