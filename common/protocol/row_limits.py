@@ -1,23 +1,20 @@
-"""Limits on what one request may ask, each a setting with a default (see the README)."""
+"""How many rows one request may hold: ``max_rows_per_request``, checked before the rows
+are read (its default: :data:`common.core.settings.MAX_ROWS_PER_REQUEST`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import Any, Final
+from typing import Any
 
 from common.core.errors import ClientError
 
 __all__ = [
-    "MAX_ROWS_PER_REQUEST",
     "TooManyRows",
     "check_input_rows",
     "check_rows",
     "leading_rows",
 ]
-
-#: Default of the ``max_rows_per_request`` setting.
-MAX_ROWS_PER_REQUEST: Final = 10_000
 
 
 class TooManyRows(ClientError):

@@ -27,11 +27,11 @@ from kserve.protocol.infer_type import RequestedOutput, serialize_byte_tensor
 from kserve.utils.numpy_codec import to_np_dtype
 
 from common.core.errors import ClientError, quoted
+from common.core.settings import MAX_BYTES_ELEMENTS
 
 __all__ = [
     "BINARY_CONTENT_TYPE",
     "HEADER_LENGTH",
-    "MAX_BYTES_ELEMENTS",
     "check_shape_of",
     "checked_shape",
     "flat_length",
@@ -43,8 +43,6 @@ __all__ = [
 #: The request header that carries the JSON header's length in bytes.
 HEADER_LENGTH: Final = INFERENCE_CONTENT_LENGTH_HEADER
 BINARY_CONTENT_TYPE: Final = "application/octet-stream"
-#: Most elements of one binary BYTES tensor read by default; each is a Python object.
-MAX_BYTES_ELEMENTS: Final = 100_000
 
 # The extension's numbers are little-endian whatever the host's byte order.
 _DTYPES: Final = {

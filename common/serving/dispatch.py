@@ -19,14 +19,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from common.protocol.tensors import MAX_BYTES_ELEMENTS
+from common.core.settings import Limits
 from common.serving import error_answers
 from common.serving.endpoints import infer_v2, predict_v1
 
 __all__ = ["INFERENCE_ROUTES", "Handler", "InferenceFirst"]
 
-#: A handler: the data plane, the request, the model name, the BYTES element limit.
-Handler = Callable[[DataPlane, Request, str, int], Awaitable[Response]]
+#: A handler: the data plane, the request, the model name, the request limits.
+Handler = Callable[[DataPlane, Request, str, Limits], Awaitable[Response]]
 
 #: The paths answered ahead of FastAPI, and the model name's place in them.
 INFERENCE_ROUTES: Final[tuple[tuple[re.Pattern[str], Handler], ...]] = (
@@ -36,18 +36,17 @@ INFERENCE_ROUTES: Final[tuple[tuple[re.Pattern[str], Handler], ...]] = (
 
 
 class InferenceFirst:
-    """An ASGI application: inference requests to their handlers, the rest to ``app``."""
+    """An ASGI application: inference requests to their handlers, the rest to ``app``.
+
+    ``limits`` go to the handlers (the V2 handler checks ``max_bytes_elements``).
+    """
 
     def __init__(
-        self,
-        app: fastapi.FastAPI,
-        dataplane: DataPlane,
-        *,
-        max_bytes_elements: int = MAX_BYTES_ELEMENTS,
+        self, app: fastapi.FastAPI, dataplane: DataPlane, *, limits: Limits | None = None
     ) -> None:
         self.app = app
         self.dataplane = dataplane
-        self.max_bytes_elements = max_bytes_elements
+        self.limits = limits or Limits()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -55,9 +54,7 @@ class InferenceFirst:
                 if match := pattern.fullmatch(scope["path"]):
                     request = Request(scope, receive)
                     try:
-                        response = await handler(
-                            self.dataplane, request, match[1], self.max_bytes_elements
-                        )
+                        response = await handler(self.dataplane, request, match[1], self.limits)
                     except Exception as exc:  # noqa: BLE001 - answered by the app's handlers
                         response = await self._answer_error(request, exc)
                     await response(scope, receive, send)

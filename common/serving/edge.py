@@ -36,15 +36,14 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.core.errors import ClientError, ServingError
+from common.core.settings import Limits
 from common.serving import metrics
-from common.serving.request_ids import MAX_REQUEST_ID_CHARS, new_request_id, request_id
+from common.serving.request_ids import new_request_id, request_id
 
-__all__ = ["BodyTooLarge", "Drain", "Guard", "Limits", "MAX_BODY_BYTES"]
+__all__ = ["BodyTooLarge", "Drain", "Guard"]
 
 log = logging.getLogger(__name__)
 
-#: Default of the ``max_body_bytes`` setting: about 40,000 V1 records.
-MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 _REQUEST_ID: Final = b"x-request-id"
 _MODEL_VERSION: Final = b"x-model-version"
 #: The routes (:func:`common.serving.metrics.route_of`) that take only POST.
@@ -67,14 +66,6 @@ class Drain:
 
 
 _READINESS: Final = re.compile(r"/v2/health/ready|/v2/models/[^/]+(?:/versions/[^/]+)?/ready")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may ask of a server."""
-
-    max_body_bytes: int = MAX_BODY_BYTES
-    max_request_id_chars: int = MAX_REQUEST_ID_CHARS
 
 
 class BodyTooLarge(ClientError):

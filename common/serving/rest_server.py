@@ -41,10 +41,10 @@ from starlette.responses import Response
 
 from common.core.errors import ServingError
 from common.core.logs import configure_logging
-from common.protocol.tensors import MAX_BYTES_ELEMENTS
+from common.core.settings import Limits
 from common.serving import error_answers, metrics
 from common.serving.dispatch import InferenceFirst
-from common.serving.edge import Drain, Guard, Limits
+from common.serving.edge import Drain, Guard
 from common.serving.kserve_adapter import HookedRESTServer, kserve_app, silence_kserve_deprecations
 
 __all__ = ["HasMetadata", "RESTServer", "refuse_what_is_not_served", "serve_openapi"]
@@ -66,7 +66,7 @@ class RESTServer(HookedRESTServer):
     """KServe's REST server on a configurable address, with our routes and error handler.
 
     ``enable_openapi`` serves the application's OpenAPI document at ``/openapi.json``.
-    ``limits`` and ``max_bytes_elements`` bound what one request may ask;
+    ``limits`` bound what one request may ask (the Guard and the handlers check them);
     ``shutdown_delay_seconds`` is how long it goes on serving after SIGTERM while its
     readiness already fails, before uvicorn stops accepting and finishes what is in
     flight (within KServe's ``grace_period``). With several workers each worker does
@@ -79,7 +79,6 @@ class RESTServer(HookedRESTServer):
         bind_host: str,
         log_level: str,
         limits: Limits | None = None,
-        max_bytes_elements: int = MAX_BYTES_ELEMENTS,
         shutdown_delay_seconds: float = 0.0,
         enable_openapi: bool = False,
         **kwargs: Any,
@@ -89,7 +88,6 @@ class RESTServer(HookedRESTServer):
         self.config.host = bind_host
         self.log_level = log_level
         self.limits = limits or Limits()
-        self.max_bytes_elements = max_bytes_elements
         self.shutdown_delay_seconds = shutdown_delay_seconds
         self.drain = Drain()
         # uvicorn installs server.handle_exit for SIGTERM when it starts serving.
@@ -131,9 +129,7 @@ class RESTServer(HookedRESTServer):
         configure_logging(self.log_level)
         super().create_application()
         self.drain.loop = _running_loop()
-        inference_first = InferenceFirst(
-            kserve_app(), self.dataplane, max_bytes_elements=self.max_bytes_elements
-        )
+        inference_first = InferenceFirst(kserve_app(), self.dataplane, limits=self.limits)
         self.config.app = Guard(
             inference_first,
             limits=self.limits,

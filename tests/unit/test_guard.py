@@ -15,8 +15,9 @@ from kserve.errors import InvalidInput, ModelNotFound
 from starlette.responses import JSONResponse
 
 from common.core.errors import ClientError, Overloaded
+from common.core.settings import Limits
 from common.serving import error_answers, metrics
-from common.serving.edge import Guard, Limits
+from common.serving.edge import Guard
 from common.serving.request_ids import new_request_id
 
 INFER = "/v2/models/m/infer"

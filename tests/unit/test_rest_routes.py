@@ -15,8 +15,9 @@ from kserve.model_repository import ModelRepository
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
+from common.core.settings import Limits
 from common.serving import error_answers, metrics
-from common.serving.edge import Guard, Limits
+from common.serving.edge import Guard
 from common.serving.kserve_adapter import KSERVE_APP, HookedRESTServer
 from common.serving.rest_server import refuse_what_is_not_served, serve_openapi
 
