@@ -29,28 +29,15 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Generic, TypeVar
 
-from common.core.errors import Overloaded, ServingError
+from common.core.errors import BatchFailed, Overloaded, ShuttingDown
 from common.core.settings import MAX_QUEUED_REQUESTS
 
-__all__ = ["BatchFailed", "MicroBatcher"]
+__all__ = ["MicroBatcher"]
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-
-
-class BatchFailed(ServingError):
-    """A batch raised something that is not an ``Exception`` (500): its callers get this."""
-
-    status_code = HTTPStatus.INTERNAL_SERVER_ERROR
-
-
-class ShuttingDown(ServingError):
-    """The batcher's workers were cancelled (the server is stopping) (503)."""
-
-    status_code = HTTPStatus.SERVICE_UNAVAILABLE
 
 
 @dataclass

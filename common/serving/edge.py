@@ -35,12 +35,12 @@ from urllib.parse import parse_qs
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.core.errors import ClientError, ServingError
+from common.core.errors import BodyTooLarge, ClientError, ServingError
 from common.core.settings import Limits
 from common.serving import metrics
 from common.serving.request_ids import new_request_id, request_id
 
-__all__ = ["BodyTooLarge", "Drain", "Guard"]
+__all__ = ["Drain", "Guard"]
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +66,6 @@ class Drain:
 
 
 _READINESS: Final = re.compile(r"/v2/health/ready|/v2/models/[^/]+(?:/versions/[^/]+)?/ready")
-
-
-class BodyTooLarge(ClientError):
-    """The request body is larger than ``max_body_bytes`` (413)."""
-
-    status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
 
 class Guard:

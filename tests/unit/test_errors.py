@@ -1,0 +1,59 @@
+"""The errors common raises (common.core.errors): one tree, drawn where they are defined."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+
+import common
+from common.core import errors
+from common.core.errors import ServingError
+
+_DRAWN = re.compile(r"^(?P<indent> *)[*+-] (?P<name>\w+)")
+
+
+def drawn_tree() -> dict[str, str | None]:
+    """Each class the docstring of common.core.errors draws, and the class drawn above it."""
+    tree: dict[str, str | None] = {}
+    above: list[str] = []
+    for line in (errors.__doc__ or "").split("::", 1)[1].splitlines():
+        found = _DRAWN.match(line.removeprefix("    "))
+        if found:
+            depth = len(found["indent"]) // 2
+            del above[depth:]
+            tree[found["name"]] = above[-1] if above else None
+            above.append(found["name"])
+    return tree
+
+
+def common_serving_errors() -> dict[str, str | None]:
+    """Every ServingError class any module of common defines, and its base."""
+    for module in pkgutil.walk_packages(common.__path__, "common."):
+        importlib.import_module(module.name)
+    found: dict[str, str | None] = {ServingError.__name__: None}
+    waiting = [ServingError]
+    while waiting:
+        cls = waiting.pop()
+        for sub in cls.__subclasses__():
+            waiting.append(sub)
+            if sub.__module__.startswith("common."):
+                found[sub.__name__] = cls.__name__
+    return found
+
+
+def test_the_drawn_tree_holds_every_error_of_common_under_its_base() -> None:
+    assert drawn_tree() == common_serving_errors()
+
+
+def test_each_error_answers_with_the_status_it_names() -> None:
+    statuses = {
+        name: getattr(errors, name)("x").status_code
+        for name in ("BodyTooLarge", "TooManyRows", "ShuttingDown", "BatchFailed")
+    }
+    assert statuses == {
+        "BodyTooLarge": 413,
+        "TooManyRows": 413,
+        "ShuttingDown": 503,
+        "BatchFailed": 500,
+    }
