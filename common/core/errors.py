@@ -17,8 +17,9 @@ drawing to the classes); the parts add their own below these (``predictor/errors
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
+from itertools import islice
 from typing import Any, Final
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "TooManyRows",
     "UpstreamError",
     "quoted",
+    "validation_problems",
 ]
 
 
@@ -131,6 +133,37 @@ def quoted(value: Any) -> str:
     if len(text) > _QUOTED_CHARS:
         return text[:_QUOTED_CHARS] + "..."
     return text
+
+
+def validation_problems(
+    errors: Iterable[Mapping[str, Any]], *, most: int | None = None, flags: bool = False
+) -> str:
+    """pydantic's validation errors as one message: ``loc: msg`` each, joined by ``; ``.
+
+    ``loc``, the path to the value, is dotted (``body`` when empty). With ``flags`` each
+    is named as the command-line flag and the value given: ``--loc='value': msg``.
+    ``most`` keeps only the first errors.
+
+    Examples
+    --------
+    >>> errors = [
+    ...     {"loc": ("body", "inputs", 0), "msg": "Field required", "input": {}},
+    ...     {"loc": ("http_port",), "msg": "Input should be at most 65535", "input": "70000"},
+    ... ]
+    >>> validation_problems(errors)
+    'body.inputs.0: Field required; http_port: Input should be at most 65535'
+    >>> validation_problems(errors[1:], flags=True)
+    "--http_port='70000': Input should be at most 65535"
+    >>> validation_problems([{"loc": (), "msg": "Invalid JSON"}], most=1)
+    'body: Invalid JSON'
+    """
+    problems = []
+    for error in islice(errors, most):
+        where = ".".join(str(part) for part in error.get("loc", ())) or "body"
+        if flags:
+            where = f"--{where}={error.get('input')!r}"
+        problems.append(f"{where}: {error.get('msg')}")
+    return "; ".join(problems)
 
 
 def _safe_repr(value: Any) -> str:

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.core.errors import BodyTooLarge, ClientError, ServingError
+from common.core.errors import BodyTooLarge, ClientError, ServingError, validation_problems
 from common.core.settings import Limits
 from common.serving import metrics
 from common.serving.request_ids import new_request_id, request_id
@@ -285,12 +285,7 @@ def _reason(body: bytes) -> str:
     if isinstance(parsed, dict):
         reason = parsed.get("error") or parsed.get("detail")
         if isinstance(reason, list):  # FastAPI's validation errors
-            return "; ".join(
-                f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}"
-                if isinstance(e, dict)
-                else str(e)
-                for e in reason[:5]
-            )
+            return validation_problems((e for e in reason if isinstance(e, dict)), most=5)
         if reason:
             return str(reason)
     return body[:500].decode(errors="replace")

@@ -18,7 +18,7 @@ from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from common.core.errors import ClientError
+from common.core.errors import ClientError, validation_problems
 from common.core.settings import Limits
 from common.protocol import tensors
 from common.protocol.bodies import json_body
@@ -49,9 +49,8 @@ async def infer_v2(
         try:
             request = InferenceRequest.model_validate_json(body)
         except pydantic.ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(part) for part in first["loc"]) or "body"
-            raise ClientError(f"not a V2 inference request: {where}: {first['msg']}") from None
+            problem = validation_problems(exc.errors(include_url=False), most=1)
+            raise ClientError(f"not a V2 inference request: {problem}") from None
         infer_request = InferRequest.from_inference_request(request, model_name)
     answer, response_headers = await dataplane.infer(model_name, infer_request, headers)
     if isinstance(answer, InferResponse) and json_answer_wanted(infer_request, headers):

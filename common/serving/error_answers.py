@@ -38,7 +38,7 @@ from kserve.errors import (
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from common.core.errors import ClientError, ServingError
+from common.core.errors import ClientError, ServingError, validation_problems
 
 __all__ = ["answer", "install"]
 
@@ -77,11 +77,7 @@ def _classify(exc: Exception) -> tuple[int, str, dict[str, str] | None]:
     if isinstance(exc, HTTPException):
         return exc.status_code, str(exc.detail), dict(exc.headers or {}) or None
     if isinstance(exc, RequestValidationError):
-        problems = [
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
-            for e in exc.errors()[:5]
-        ]
-        return HTTPStatus.UNPROCESSABLE_ENTITY, "; ".join(problems), None
+        return HTTPStatus.UNPROCESSABLE_ENTITY, validation_problems(exc.errors(), most=5), None
     for cls, status in _KSERVE.items():
         if isinstance(exc, cls):
             return status, str(exc), None

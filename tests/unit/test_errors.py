@@ -6,9 +6,12 @@ import importlib
 import pkgutil
 import re
 
+import pydantic
+import pytest
+
 import common
 from common.core import errors
-from common.core.errors import ServingError
+from common.core.errors import ServingError, validation_problems
 
 _DRAWN = re.compile(r"^(?P<indent> *)[*+-] (?P<name>\w+)")
 
@@ -57,3 +60,29 @@ def test_each_error_answers_with_the_status_it_names() -> None:
         "ShuttingDown": 503,
         "BatchFailed": 500,
     }
+
+
+def test_pydantics_errors_read_as_where_and_what() -> None:
+    class Port(pydantic.BaseModel):
+        http_port: int = pydantic.Field(ge=1, le=65535)
+        hosts: list[str]
+
+    with pytest.raises(pydantic.ValidationError) as raised:
+        Port.model_validate({"http_port": 70000, "hosts": ["a", 3]})
+    problems = raised.value.errors(include_url=False)
+    assert validation_problems(problems) == (
+        "http_port: Input should be less than or equal to 65535; "
+        "hosts.1: Input should be a valid string"
+    )
+    assert validation_problems(problems, most=1) == (
+        "http_port: Input should be less than or equal to 65535"
+    )
+    assert validation_problems(problems, flags=True).startswith(
+        "--http_port=70000: Input should be less than or equal to 65535; --hosts.1=3: "
+    )
+
+
+def test_a_body_that_is_not_json_is_named_body() -> None:
+    with pytest.raises(pydantic.ValidationError) as raised:
+        pydantic.TypeAdapter(dict[str, int]).validate_json(b"{")
+    assert validation_problems(raised.value.errors(), most=1).startswith("body: Invalid JSON")
