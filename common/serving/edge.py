@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,7 +36,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.core.errors import BodyTooLarge, ClientError, ServingError, validation_problems
 from common.core.settings import Limits
-from common.serving import metrics
+from common.serving import metrics, paths
+from common.serving.paths import VERSIONS, Route, without_version
 from common.serving.request_ids import new_request_id, request_id
 
 __all__ = ["Drain", "Guard"]
@@ -46,12 +46,6 @@ log = logging.getLogger(__name__)
 
 _REQUEST_ID: Final = b"x-request-id"
 _MODEL_VERSION: Final = b"x-model-version"
-#: The routes (:func:`common.serving.metrics.route_of`) that take only POST.
-_INFERENCE: Final = frozenset({"v1_predict", "v1_explain", "v2_infer"})
-_VERSIONED: Final = re.compile(r"(/v2/models/([^/]+))/versions/([^/]+)(/infer|/ready)?")
-#: The routes on which a ``model_version`` query parameter selects a version.
-_VERSION_SELECTING: Final = frozenset({"v2_infer", "v2_model_ready", "v2_model_metadata"})
-_MODEL_PATH: Final = re.compile(r"/v2/models/([^/]+)(?:/infer|/ready)?")
 
 #: The version a model serves, by model name; None when no such model is served.
 ServedVersion = Callable[[str], Awaitable[str | None]]
@@ -63,9 +57,6 @@ class Drain:
 
     active: bool = False
     loop: asyncio.AbstractEventLoop | None = None
-
-
-_READINESS: Final = re.compile(r"/v2/health/ready|/v2/models/[^/]+(?:/versions/[^/]+)?/ready")
 
 
 class Guard:
@@ -101,14 +92,12 @@ class Guard:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        route = metrics.route_of(scope["path"])
+        route = paths.route_of(scope["path"])
         answer = _Answer(send)
         try:
             scope, length = self._admitted(scope, route, answer)
-            if "/versions/" in scope["path"] and (versioned := _VERSIONED.fullmatch(scope["path"])):
-                scope = await self._unversioned(scope, versioned)
-            if scope.get("query_string") and route in _VERSION_SELECTING:
-                await self._check_query_version(scope)
+            if route.versioned:
+                scope = await self._versions_checked(scope, route)
             # A declared length bounds the body (the HTTP parser reads no more than
             # it); only a body without one is counted as it arrives.
             limited = receive if length is not None else self._limited(receive)
@@ -122,13 +111,13 @@ class Guard:
                 await answer.error(HTTPStatus.INTERNAL_SERVER_ERROR, "")
         finally:
             metrics.observe_request(
-                route,
+                route.label,
                 str(answer.status or HTTPStatus.INTERNAL_SERVER_ERROR),
                 answer.model_version,
                 time.perf_counter() - started,
             )
 
-    def _admitted(self, scope: Scope, route: str, answer: _Answer) -> tuple[Scope, int | None]:
+    def _admitted(self, scope: Scope, route: Route, answer: _Answer) -> tuple[Scope, int | None]:
         """``scope`` with a request id, and the body's declared length; raises what refuses it."""
         given, length = _request_headers(scope["headers"])
         if given:
@@ -140,36 +129,42 @@ class Guard:
         else:  # none, or empty: the edge adds one, as a proxy would
             answer.request_id = new_request_id()
             scope = _with_request_id(scope, answer.request_id, replace=given is not None)
-        if self.drain.active and _READINESS.fullmatch(scope["path"]):
+        if self.drain.active and route.readiness:
             raise ServingError(
                 "the server is shutting down: it finishes the requests it has",
                 status_code=HTTPStatus.SERVICE_UNAVAILABLE,
             )
-        if route in _INFERENCE and scope["method"] != "POST":
+        if route.inference and scope["method"] not in route.methods:
             raise ServingError(
-                f"{scope['method']} is not allowed on {scope['path']}: inference takes POST",
+                f"{scope['method']} is not allowed on {scope['path']}: inference takes "
+                f"{route.allow}",
                 status_code=HTTPStatus.METHOD_NOT_ALLOWED,
-                headers={"allow": "POST"},
+                headers={"allow": route.allow},
             )
         declared = int(length) if length is not None and length.isdigit() else None
         if declared is not None and declared > self.limits.max_body_bytes:
             raise self._too_large()
         return scope, declared
 
-    async def _unversioned(self, scope: Scope, versioned: re.Match[str]) -> Scope:
-        plain, model, version, rest = versioned.groups()
-        await self._check_served(model, version)
-        path = plain + (rest or "")
-        return {**scope, "path": path, "raw_path": path.encode()}
-
-    async def _check_query_version(self, scope: Scope) -> None:
-        """A ``model_version`` query parameter selects a version as the versioned path does."""
-        query = parse_qs(bytes(scope["query_string"]).decode("latin-1"))
-        model = _MODEL_PATH.fullmatch(scope["path"])
-        if model is None:
-            return
-        for version in query.get("model_version", []):
-            await self._check_served(model[1], version)
+    async def _versions_checked(self, scope: Scope, route: Route) -> Scope:
+        """``scope`` on the plain path, once the version its path or its ``model_version``
+        query parameter selects is found to be the version served (else a 404)."""
+        path, query = scope["path"], scope.get("query_string")
+        if VERSIONS not in path and not query:
+            return scope  # the usual request, told at a glance
+        match = route.pattern.fullmatch(path)
+        if match is None:  # route_of matched this path: never
+            return scope
+        model, version = match["model_name"], match["model_version"]
+        if version is not None:
+            await self._check_served(model, version)
+            path = without_version(match)
+            scope = {**scope, "path": path, "raw_path": path.encode()}
+        if query:
+            selected = parse_qs(bytes(query).decode("latin-1")).get("model_version", [])
+            for version in selected:
+                await self._check_served(model, version)
+        return scope
 
     async def _check_served(self, model: str, version: str) -> None:
         """Raise a 404 naming the version served, unless ``model`` serves ``version``."""
