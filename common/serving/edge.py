@@ -8,14 +8,17 @@ FastAPI's own answers unchecked:
   every answer (errors too) carry the same id;
 - limits: a body above ``max_body_bytes`` is a 413, refused on its
   ``content-length`` before it is read, or as soon as its bytes pass the limit;
-- a wrong method on an inference path is a 405 with ``Allow: POST`` (KServe's
-  routes took ``GET .../:predict`` for a model named ``...:predict``: a 404);
+- a wrong method on an inference path (:mod:`common.serving.paths`) is a 405 with
+  ``Allow: POST`` (KServe's routes took ``GET .../:predict`` for a model named
+  ``...:predict``: a 404);
 - versioned V2 paths (``/v2/models/NAME/versions/VERSION/...``) are served for the
   version the model serves, and are a 404 naming it for any other; so is a
   ``model_version`` query parameter on a V2 model's infer, ready and metadata paths;
-- every error answer has the shape ``{"error": reason, "request_id": id}``
-  (FastAPI's ``{"detail": ...}`` included); a 500 says only that the server failed
-  and under which request id its log has the trace;
+- its own refusals are answered as the application's errors are
+  (:func:`common.serving.error_answers.content`: ``{"error": reason, "request_id": id}``;
+  a 500 says only that the server failed and under which request id its log has the
+  trace); the application's answers, errors too, pass through as written, with the
+  ``x-request-id`` header added where they lack it;
 - on SIGTERM (:class:`Drain`), readiness answers 503 while requests are still served;
 - ``requests_total`` and ``request_duration_seconds`` (:mod:`common.serving.metrics`).
 """
@@ -31,12 +34,12 @@ from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import parse_qs
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.core.errors import BodyTooLarge, ClientError, ServingError, validation_problems
+from common.core.errors import BodyTooLarge, ClientError, ServingError
 from common.core.settings import Limits
-from common.serving import metrics, paths
+from common.protocol.answers import MODEL_VERSION_HEADER, REQUEST_ID_HEADER
+from common.serving import error_answers, metrics, paths
 from common.serving.paths import VERSIONS, Route, without_version
 from common.serving.request_ids import new_request_id, request_id
 
@@ -44,8 +47,8 @@ __all__ = ["Drain", "Guard"]
 
 log = logging.getLogger(__name__)
 
-_REQUEST_ID: Final = b"x-request-id"
-_MODEL_VERSION: Final = b"x-model-version"
+_REQUEST_ID: Final = REQUEST_ID_HEADER.encode()
+_MODEL_VERSION: Final = MODEL_VERSION_HEADER.encode()
 
 #: The version a model serves, by model name; None when no such model is served.
 ServedVersion = Callable[[str], Awaitable[str | None]]
@@ -198,17 +201,15 @@ class Guard:
 
 
 class _Answer:
-    """Passes the app's answer on; rewrites error answers into the one error shape."""
+    """Passes the app's answer on with the request id; notes its status and model version."""
 
-    __slots__ = ("_body", "_held", "_send", "model_version", "request_id", "status")
+    __slots__ = ("_send", "model_version", "request_id", "status")
 
     def __init__(self, send: Send) -> None:
         self._send = send
         self.request_id = ""
         self.status = 0
         self.model_version = ""
-        self._held: Message | None = None  # the start of an error answer
-        self._body: list[bytes] = []
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -224,16 +225,6 @@ class _Answer:
             if not has_id and self.request_id:
                 headers = [*headers, (_REQUEST_ID, self.request_id.encode())]
                 message = {**message, "headers": headers}
-            if self.status >= 400:
-                self._held = message
-                return
-        elif message["type"] == "http.response.body" and self._held is not None:
-            self._body.append(message.get("body", b""))
-            if message.get("more_body", False):
-                return
-            held, self._held = self._held, None
-            await self._rewritten(held, b"".join(self._body))
-            return
         await self._send(message)
 
     async def error(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
@@ -241,49 +232,20 @@ class _Answer:
         if self.status:
             return
         self.status = int(status)
-        start: Message = {
-            "type": "http.response.start",
-            "status": self.status,
-            "headers": [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-            + [(_REQUEST_ID, self.request_id.encode())],
-        }
-        await self._rewritten(start, orjson.dumps({"error": reason}))
-
-    async def _rewritten(self, start: Message, body: bytes) -> None:
-        if self.status == HTTPStatus.INTERNAL_SERVER_ERROR:
-            reason = (
-                "the server failed to answer this request; its log has the details under "
-                f"request id {self.request_id}"
-            )
-        else:
-            reason = _reason(body) or HTTPStatus(self.status).phrase
-        content = orjson.dumps({"error": reason, "request_id": self.request_id})
-        headers = [
-            (k, v)
-            for k, v in start["headers"]
-            if k.lower() not in (b"content-length", b"content-type")
-        ]
-        headers += [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(content)).encode()),
-        ]
-        await self._send({**start, "headers": headers})
-        await self._send({"type": "http.response.body", "body": content})
-
-
-def _reason(body: bytes) -> str:
-    """The reason an error body gives: ``error``, FastAPI's ``detail``, or its text."""
-    try:
-        parsed: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body[:500].decode(errors="replace")
-    if isinstance(parsed, dict):
-        reason = parsed.get("error") or parsed.get("detail")
-        if isinstance(reason, list):  # FastAPI's validation errors
-            return validation_problems((e for e in reason if isinstance(e, dict)), most=5)
-        if reason:
-            return str(reason)
-    return body[:500].decode(errors="replace")
+        body = error_answers.content(self.status, reason, self.request_id)
+        await self._send(
+            {
+                "type": "http.response.start",
+                "status": self.status,
+                "headers": [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+                + [
+                    (_REQUEST_ID, self.request_id.encode()),
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await self._send({"type": "http.response.body", "body": body})
 
 
 def _request_headers(headers: Any) -> tuple[str | None, str | None]:
