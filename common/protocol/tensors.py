@@ -181,10 +181,11 @@ def read_binary(
     length = _header_length(json_length, len(body))
     try:
         header = orjson.loads(body[:length])
-        described = header[tensors]
-        assert isinstance(header, dict) and isinstance(described, list)
-    except (orjson.JSONDecodeError, KeyError, TypeError, AssertionError):
-        raise ClientError(f"the first {length} bytes are not a V2 header with {tensors}") from None
+    except orjson.JSONDecodeError:
+        header = None
+    described = header.get(tensors) if isinstance(header, dict) else None
+    if not isinstance(described, list):
+        raise ClientError(f"the first {length} bytes are not a V2 header with {tensors}")
     offset = length
     for position, spec in enumerate(described):
         offset = _read_tensor(spec, body, offset, tensors, position, max_bytes_elements)

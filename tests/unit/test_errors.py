@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
 import re
+from pathlib import Path
 
 import pydantic
 import pytest
@@ -86,3 +88,15 @@ def test_a_body_that_is_not_json_is_named_body() -> None:
     with pytest.raises(pydantic.ValidationError) as raised:
         pydantic.TypeAdapter(dict[str, int]).validate_json(b"{")
     assert validation_problems(raised.value.errors(), most=1).startswith("body: Invalid JSON")
+
+
+def test_no_check_in_common_rests_on_an_assert() -> None:
+    """``python -O`` removes assert statements: common refuses bad input by raising."""
+    root = Path(common.__file__).parent
+    asserts = [
+        f"{path.relative_to(root)}:{node.lineno}"
+        for path in sorted(root.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Assert)
+    ]
+    assert asserts == []
