@@ -169,5 +169,5 @@ def validation_problems(
 def _safe_repr(value: Any) -> str:
     try:
         return repr(value)
-    except Exception:  # noqa: BLE001 - a message must not fail on the value it quotes
+    except Exception:  # a message must not fail on the value it quotes
         return f"<{type(value).__name__}>"
