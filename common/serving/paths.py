@@ -38,6 +38,7 @@ __all__ = [
     "V2_MODEL_READY",
     "V2_REPOSITORY",
     "V2_SERVER_METADATA",
+    "VERSIONS",
     "Route",
     "route_of",
     "without_version",
