@@ -180,10 +180,11 @@ def read_binary(
     """
     length = _header_length(json_length, len(body))
     try:
-        header = orjson.loads(body[:length])
+        parsed: Any = orjson.loads(body[:length])
     except orjson.JSONDecodeError:
-        header = None
-    described = header.get(tensors) if isinstance(header, dict) else None
+        parsed = None
+    header: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+    described = header.get(tensors)
     if not isinstance(described, list):
         raise ClientError(f"the first {length} bytes are not a V2 header with {tensors}")
     offset = length
