@@ -183,7 +183,7 @@ class CaptureStore:
                 self._queued += served.rows
                 if self._queued >= self.batch_rows:
                     self._wake.notify()
-        except Exception:  # noqa: BLE001 - capture must never fail a request
+        except Exception:  # capture must never fail a request
             log.exception("capture failed; the request is served regardless")
 
     def close(self, timeout: float = 30.0) -> None:
@@ -237,7 +237,7 @@ class CaptureStore:
             try:
                 self._write_file(partition, _table(items))
                 CAPTURED_ROWS.inc(rows)
-            except Exception as exc:  # noqa: BLE001 - any storage failure drops, never raises
+            except Exception as exc:  # any storage failure drops, never raises
                 self._drop(rows, "write_error", exc)
 
     def _write_file(self, partition: str, table: pa.Table) -> None:

@@ -25,9 +25,10 @@ from kserve import InferInput, InferRequest
 
 from common.core.contract import FEATURES
 from common.core.errors import quoted
+from common.core.settings import MAX_ROWS_PER_REQUEST
 from common.protocol import tensors
 from common.protocol.bodies import json_body
-from common.protocol.row_limits import MAX_ROWS_PER_REQUEST, check_input_rows, check_rows
+from common.protocol.row_limits import check_input_rows, check_rows
 from transformer.errors import InvalidRecord
 from transformer.features import compute_features
 from transformer.schema import RAW_FIELDS, RAW_TYPES, validate_columns, validate_records

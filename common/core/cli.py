@@ -25,6 +25,8 @@ from typing import TypeVar
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, CliSettingsSource
 
+from common.core.errors import validation_problems
+
 __all__ = ["parse_settings"]
 
 log = logging.getLogger(__name__)
@@ -84,8 +86,4 @@ def parse_settings(
     try:
         return settings_cls(_cli_settings_source=source)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"--{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
-        parser.error(problems)
+        parser.error(validation_problems(exc.errors(include_url=False), flags=True))

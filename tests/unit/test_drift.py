@@ -192,7 +192,7 @@ def test_the_alert_webhook_receives_the_summary_when_the_dataset_drifts(tmp_path
     received: list[dict[str, object]] = []
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_POST(self) -> None:  # the stdlib's name
             length = int(self.headers["content-length"])
             received.append(json.loads(self.rfile.read(length)))
             self.send_response(204)
