@@ -5,7 +5,9 @@ memory holds one batch, never the window. Files whose hour partition
 (``date=YYYY-MM-DD/hour=HH``) lies outside the window are not opened; files named
 ``.*``, ``_*`` or ``*.tmp`` (a writer's temporary names) are never read. A file that
 cannot be read (corrupt, half-written, no timestamp to apply a window to) is skipped
-and listed in :class:`ScanReport`, never silently dropped, never fatal.
+and listed in :class:`ScanReport`, never silently dropped, never fatal. A location
+that cannot be listed at all (an object store that is down) fails the job with
+:class:`~monitoring.errors.Unavailable`, naming it.
 
 Only pyarrow's core and Parquet reader are imported up front: columns become NumPy
 arrays through their buffers (``Array.to_numpy`` imports pandas), model versions are

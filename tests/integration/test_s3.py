@@ -164,7 +164,7 @@ def test_served_rows_are_captured_to_s3_and_both_jobs_report_there(
     assert files and all("/date=" in f and "/hour=" in f for f in files), files
     assert not [f for f in files if "/." in f], "a temporary object was left behind"
     table = ds.dataset(files, filesystem=s3.filesystem(), format="parquet").to_table()
-    assert table.num_rows == len(captured.labels) >= 500
+    assert table.num_rows == len(captured.labels) >= 300
     assert set(table.column("model_version").to_pylist()) == {registry.version}
 
     model = [
