@@ -17,6 +17,7 @@ import pytest
 from tests.deploy.manifests import (
     CHART,
     K8S,
+    OVERLAYS,
     Obj,
     helm_render,
     isvc_validator,
@@ -170,12 +171,12 @@ def test_the_schema_refuses_a_location_that_is_neither_a_path_nor_a_uri(
         helm.Chart.load(CHART).validate_schema(values)
 
 
-def _with_s3_component(tmp_path: Path) -> list[Obj]:
+def _with_s3_component(tmp_path: Path, mode: str = "standard") -> list[Obj]:
     overlay_dir = tmp_path / "overlay"
     overlay_dir.mkdir()
     rel = os.path.relpath(K8S, overlay_dir)
     (overlay_dir / "kustomization.yaml").write_text(
-        f"resources: [{rel}/overlays/standard]\ncomponents: [{rel}/components/s3]\n"
+        f"resources: [{rel}/overlays/{mode}]\ncomponents: [{rel}/components/s3]\n"
     )
     return kustomize(overlay_dir)
 
@@ -195,10 +196,17 @@ def test_the_s3_component_renders_what_the_chart_renders_with_ci_s3_values(
         assert obj == from_helm[key], key
 
 
-def test_the_s3_component_passes_the_schemas(tmp_path: Path) -> None:
-    objects = _with_s3_component(tmp_path)
+@pytest.mark.parametrize("mode", sorted(OVERLAYS))
+def test_the_s3_component_fits_each_overlay_and_passes_the_schemas(
+    tmp_path: Path, mode: str
+) -> None:
+    objects = _with_s3_component(tmp_path, mode)
     for obj in objects:
         if obj["kind"] == "InferenceService":
             isvc_validator().validate(obj)
         else:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    found = pods(objects)
+    assert set(found) == {"predictor", "transformer", "drift", "performance"}
+    assert not any(on_claim(p) for p in found.values())
+    assert {c for c, p in found.items() if aws(p)} == {"transformer", "drift", "performance"}
