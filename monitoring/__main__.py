@@ -2,7 +2,7 @@
 
 Exit status: 0 the job ran (drift or not), 1 drift with --fail_on_drift (or
 retraining recommended with --fail_on_degradation), 2 bad input or usage (a message
-says which flag or file), 3 a service it needs (MLflow) did not answer.
+says which flag or file), 3 a service it needs (MLflow, an object store) failed.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ memory holds one batch, never the window. Files whose hour partition
 (``date=YYYY-MM-DD/hour=HH``) lies outside the window are not opened; files named
 ``.*``, ``_*`` or ``*.tmp`` (a writer's temporary names) are never read. A file that
 cannot be read (corrupt, half-written, no timestamp to apply a window to) is skipped
-and listed in :class:`ScanReport`, never silently dropped, never fatal.
+and listed in :class:`ScanReport`, never silently dropped, never fatal. A location
+that cannot be listed at all (an object store that is down) fails the job with
+:class:`~monitoring.errors.Unavailable`, naming it.
 
 Only pyarrow's core and Parquet reader are imported up front: columns become NumPy
 arrays through their buffers (``Array.to_numpy`` imports pandas), model versions are
@@ -34,7 +36,7 @@ import pyarrow.parquet as pq
 from monitoring.errors import BadInput
 from monitoring.features import FEATURE_NAMES, RAW_FIELDS, features_from_raw
 from monitoring.reports import ScanSummary, SkippedFile
-from monitoring.storage import filesystem
+from monitoring.storage import filesystem, reaching
 from monitoring.windows import TimeWindow
 
 __all__ = ["FeatureBatch", "ScanReport", "SkippedFile", "feature_batches", "list_files", "scan"]
@@ -95,14 +97,16 @@ class FeatureBatch:
 def list_files(uri: str, window: TimeWindow | None = None) -> tuple[pafs.FileSystem, list[str]]:
     """Readable data files under ``uri`` (or ``uri`` itself), pruned by hour partition."""
     fs, root = filesystem(uri)
-    info = fs.get_file_info(root)
+    with reaching(uri):
+        info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
         raise BadInput(f"{uri!r} does not exist")
     if info.type == pafs.FileType.File:
         if _format(root) is None:
             raise BadInput(f"{uri!r}: expected a .parquet or .csv file")
         return fs, [root]
-    found = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    with reaching(uri):
+        found = fs.get_file_info(pafs.FileSelector(root, recursive=True))
     paths = sorted(
         f.path
         for f in found

@@ -3,9 +3,11 @@
 The request path only appends references to a bounded in-memory queue
 (:meth:`CaptureStore.offer`, no I/O, no conversion); a background thread drains it
 in batches and writes Parquet files partitioned ``date=YYYY-MM-DD/hour=HH`` under a
-directory or a URI pyarrow can write to. Each file is written under a hidden
-temporary name and then renamed, so a reader (``python -m monitoring``) never sees
-half a file. A full queue or a failing store drops rows, counts them in
+directory or an object store's URI (``s3://bucket/prefix``, opened by
+:func:`common.core.storage.filesystem`, as the monitoring jobs open it). Each file is
+written under a hidden temporary name and then renamed, so a reader
+(``python -m monitoring``) never sees half a file. A full queue or a failing store
+(an object store that is down) drops rows, counts them in
 ``transformer_capture_dropped_rows_total`` and logs it; a request never waits for
 storage and never fails because of it. :meth:`CaptureStore.close` (on SIGTERM, via
 the model's ``stop`` and at exit) writes whatever is queued before the process ends.
@@ -36,10 +38,10 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from prometheus_client import Counter, Gauge
 
+from common.core.storage import filesystem
 from common.protocol.answers import Prediction
 from transformer.features import FEATURES
 from transformer.schema import RAW_TYPES
@@ -120,10 +122,8 @@ class CaptureStore:
         self.queue_rows = queue_rows
         self.flush_seconds = flush_seconds
         self.batch_rows = batch_rows
-        if "://" in uri:
-            self._fs, self._root = pafs.FileSystem.from_uri(uri)
-        else:
-            self._fs, self._root = pafs.LocalFileSystem(), os.path.abspath(uri)
+        # No request is made here: a store that is down fails (and drops) the writes.
+        self._fs, self._root = filesystem(uri)
         self._queue: deque[_Served] = deque()
         self._queued = 0
         self._closed = False

@@ -71,6 +71,62 @@ Names of the settings ConfigMap, the MLflow credentials Secret and the data clai
 {{- define "sqc.claimName" -}}
 {{- default (printf "%s-data" (include "sqc.fullname" .)) .Values.persistence.existingClaim }}
 {{- end }}
+{{- define "sqc.objectStoreSecretName" -}}
+{{- default (printf "%s-s3" (include "sqc.fullname" .)) .Values.objectStore.credentialsSecret }}
+{{- end }}
+
+{{/*
+Where a pod's locations are (call with a list of them): "true" when one is a path, so on the
+data claim (sqc.onClaim), or on S3 (sqc.onS3); empty otherwise.
+*/}}
+{{- define "sqc.onClaim" -}}
+{{- range . }}{{ if not (contains "://" .) }}true{{ end }}{{ end }}
+{{- end }}
+{{- define "sqc.onS3" -}}
+{{- range . }}{{ if hasPrefix "s3://" . }}true{{ end }}{{ end }}
+{{- end }}
+
+{{/*
+Every location some pod of the release uses: the claim exists when one of them is a path.
+*/}}
+{{- define "sqc.allLocations" -}}
+{{- $m := .Values.monitoring }}
+{{- $jobs := or $m.drift.enabled $m.performance.enabled }}
+{{- $all := list }}
+{{- if or .Values.capture.enabled $jobs }}{{ $all = append $all .Values.capture.uri }}{{ end }}
+{{- if $jobs }}{{ $all = append $all $m.reportsUri }}{{ end }}
+{{- if $m.performance.enabled }}{{ $all = append $all $m.performance.labelsUri }}{{ end }}
+{{- toJson $all }}
+{{- end }}
+
+{{/*
+The object store's settings, as the AWS SDK reads them: endpoint and region from the
+ConfigMap (when set), the keys from the Secret (optional: a workload identity needs none).
+*/}}
+{{- define "sqc.objectStoreEnv" -}}
+{{- if .Values.objectStore.endpoint }}
+- name: AWS_ENDPOINT_URL
+  valueFrom:
+    configMapKeyRef:
+      name: {{ include "sqc.configMapName" . }}
+      key: AWS_ENDPOINT_URL
+{{- end }}
+{{- if .Values.objectStore.region }}
+- name: AWS_REGION
+  valueFrom:
+    configMapKeyRef:
+      name: {{ include "sqc.configMapName" . }}
+      key: AWS_REGION
+{{- end }}
+{{- range list "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" "AWS_SESSION_TOKEN" }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "sqc.objectStoreSecretName" $ }}
+      key: {{ . }}
+      optional: true
+{{- end }}
+{{- end }}
 
 {{/*
 An image reference from {repository, tag, digest}: the digest wins when set.
@@ -223,7 +279,8 @@ The autoscaling target of a component: the value given, or 70 (% CPU) in Standar
 
 {{/*
 A monitoring CronJob; the drift and performance jobs share it.
-Call with (dict "root" $ "job" "drift" "args" LIST "schedule" CRON).
+Call with (dict "root" $ "job" "drift" "args" LIST "schedule" CRON "locations" LIST): the
+locations it reads and writes decide whether it mounts the data claim and gets S3's settings.
 */}}
 {{- define "sqc.cronJob" -}}
 {{- $root := .root }}
@@ -302,19 +359,26 @@ spec:
                 - name: MONITORING_LOG_TO_MLFLOW
                   value: "true"
                 {{- end }}
+                {{- if include "sqc.onS3" .locations }}
+                {{- include "sqc.objectStoreEnv" $root | nindent 16 }}
+                {{- end }}
               resources:
                 {{- toYaml $m.resources | nindent 16 }}
               securityContext:
                 {{- include "sqc.containerSecurityContext" $root | nindent 16 }}
               volumeMounts:
+                {{- if include "sqc.onClaim" .locations }}
                 - name: data
                   mountPath: /data
+                {{- end }}
                 - name: tmp
                   mountPath: /tmp
           volumes:
+            {{- if include "sqc.onClaim" .locations }}
             - name: data
               persistentVolumeClaim:
                 claimName: {{ include "sqc.claimName" $root }}
+            {{- end }}
             - name: tmp
               emptyDir:
                 sizeLimit: 512Mi
