@@ -27,7 +27,7 @@ __all__ = ["Cluster", "started_cluster"]
 
 CRD_NAME = "inferenceservices.serving.kserve.io"
 REVISION_CRD_NAME = "revisions.serving.knative.dev"
-REVISION_CRD_FILE = Path(__file__).parent / "crds" / "serving.knative.dev_revisions.yaml"
+REVISION_CRD_FILE = Path(__file__).parent / "crds" / "knative-revision-stand-in.yaml"
 
 
 def _free_port_pair() -> int:
@@ -80,7 +80,7 @@ class Cluster:
         return _conditions(crd).get("Established") == "True"
 
     def install_knative_revision_crd(self) -> None:
-        """Knative's Revision CRD (tests/deploy/crds/), unless the cluster has one: the
+        """A stand-in for Knative's Revision CRD (tests/deploy/crds/), unless the cluster has one: the
         rollout tests play Knative with it. Waits until it is Established."""
         if self.kubectl("get", "crd", REVISION_CRD_NAME, check=False).returncode == 0:
             return
