@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from common.core.contract import FEATURES
 from common.core.model_uri import InvalidModelUri, ModelUri, RegistryVersion, resolve_model_uri
+from common.core.redact import redact_text
 from predictor.errors import ModelLoadError
 
 __all__ = ["LoadedModel", "load_model", "resolve_version", "with_retries"]
@@ -101,7 +102,7 @@ def with_retries(
             "waiting for %s: attempt %d failed: %s; next in %.1fs",
             what,
             state.attempt_number,
-            _first_line(_failure(state)),
+            redact_text(_first_line(_failure(state))),
             state.next_action.sleep,
         )
 
@@ -109,7 +110,7 @@ def with_retries(
         exc = _failure(state)
         raise ModelLoadError(
             f"gave up on {what} after {state.attempt_number} attempts "
-            f"in {timeout_seconds:g}s: {exc}"
+            f"in {timeout_seconds:g}s: {redact_text(str(exc))}"
         ) from exc
 
     retrying = tenacity.Retrying(
