@@ -49,9 +49,10 @@ _SECRET_PARTS: Final = re.compile(
 _SECRET_NAMES: Final = frozenset({"key", "sig", "pass", "pw"})
 
 # A URL with an authority: scheme://... up to white space, a quote or an angle bracket.
-_URL: Final = re.compile(r"""\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s'"<>`]+""")
+# The scheme's length is bounded, so a long run of letters and dots costs linear time.
+_URL: Final = re.compile(r"""\b[a-zA-Z][a-zA-Z0-9+.\-]{0,31}://[^\s'"<>`]+""")
 # The userinfo of such a URL: greedy, so a password holding "@" is hidden up to the last one.
-_USERINFO: Final = re.compile(r"""^([a-zA-Z][a-zA-Z0-9+.\-]*://)([^/?#\s'"<>`]*)@""")
+_USERINFO: Final = re.compile(r"""^([a-zA-Z][a-zA-Z0-9+.\-]{0,31}://)([^/?#\s'"<>`]*)@""")
 # A parameter after "?", "&", ";" or "#": name=value.
 _PARAMETER: Final = re.compile(r"""([?&;#])([^=&;#?\s'"<>`]+)=([^&;#\s'"<>`]*)""")
 
