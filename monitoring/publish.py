@@ -1,17 +1,23 @@
 """Deliver a job's report: files in --output, metrics (file and Pushgateway), a webhook.
 
 A delivery that fails (Pushgateway or webhook down) is logged and listed in the
-report's ``delivery_errors``; it does not hide the report already written.
+report's ``delivery_errors``; it does not hide the report already written. Those
+entries name each target with its credentials hidden (``common.core.redact``): a
+Pushgateway's password is sent as HTTP basic auth, never written; the webhook is named
+by its origin alone, since a webhook's path is often its secret.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest, push_to_gateway
+from prometheus_client.exposition import basic_auth_handler, default_handler
 
+from common.core.redact import redact_text, redact_url, split_userinfo
 from monitoring import tracking
 from monitoring.errors import BadInput
 from monitoring.reports import DriftReport, FeatureDrift, PerformanceReport, Report
@@ -157,35 +163,37 @@ def publish(
     errors: list[str] = []
     if pushgateway:
         try:
-            push_to_gateway(
-                pushgateway,
-                job=f"monitoring_{job}",
-                registry=metrics,
-                grouping_key={"model_name": report.model_name},
-                timeout=10,
-            )
+            _push(pushgateway, f"monitoring_{job}", metrics, report.model_name)
         except OSError as exc:
-            errors.append(f"pushgateway {pushgateway}: {exc}")
+            errors.append(f"pushgateway {redact_url(pushgateway)}: {redact_text(str(exc))}")
     if alert and alert_webhook:
         import httpx  # only to alert
 
         try:
             httpx.post(alert_webhook, json=report.summary(), timeout=10).raise_for_status()
         except httpx.HTTPError as exc:
-            errors.append(f"alert_webhook {alert_webhook}: {exc}")
+            # httpx's own message quotes the whole URL; say what happened without it.
+            failure = (
+                f"answered {exc.response.status_code} {exc.response.reason_phrase}"
+                if isinstance(exc, httpx.HTTPStatusError)
+                else f"{type(exc).__name__}: {redact_text(str(exc))}"
+            )
+            errors.append(f"alert_webhook {redact_url(alert_webhook, keep_path=False)}: {failure}")
     run_id = None
     if mlflow is not None:
         try:
             run_id = tracking.start_run(mlflow, report)
         except tracking.errors() as exc:
-            errors.append(f"mlflow {mlflow.tracking_uri}: {_first_line(exc)}")
+            errors.append(f"mlflow {redact_url(mlflow.tracking_uri)}: {_first_line(exc)}")
     delivered = replace(report, mlflow_run_id=run_id, delivery_errors=tuple(errors))
     files = _files(delivered, html, metrics)
     if mlflow is not None and run_id is not None:
         try:
             tracking.finish_run(mlflow, run_id, dict(files.values()))
         except tracking.errors() as exc:
-            errors.append(f"mlflow {mlflow.tracking_uri} run {run_id}: {_first_line(exc)}")
+            errors.append(
+                f"mlflow {redact_url(mlflow.tracking_uri)} run {run_id}: {_first_line(exc)}"
+            )
             delivered = replace(delivered, delivery_errors=tuple(errors))
             files = _files(delivered, html, metrics)
     for error in errors:
@@ -207,6 +215,24 @@ def _files(report: Report, html: str, metrics: CollectorRegistry) -> dict[str, t
     }
 
 
+def _push(gateway: str, job: str, metrics: CollectorRegistry, model_name: str) -> None:
+    """Push to ``gateway``; credentials in its URL go as basic auth, not in the URL."""
+    url, user, password = split_userinfo(gateway)
+    handler = (
+        default_handler
+        if user is None
+        else functools.partial(basic_auth_handler, username=user, password=password or "")
+    )
+    push_to_gateway(
+        url,
+        job=job,
+        registry=metrics,
+        grouping_key={"model_name": model_name},
+        timeout=10,
+        handler=handler,
+    )
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    text = redact_text(str(exc)).splitlines()[0][:300] if str(exc) else ""
     return f"{type(exc).__name__}: {text}"

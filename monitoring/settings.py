@@ -51,9 +51,12 @@ class JobSettings(_Base):
     output: str
     """Directory (or URI) the report files are written to; created if missing."""
     pushgateway: str | None = None
-    """Prometheus Pushgateway URL to push the job's metrics to, e.g. http://127.0.0.1:9091."""
+    """Prometheus Pushgateway URL to push the job's metrics to, e.g. http://127.0.0.1:9091;
+    a user:password@ in it is sent as basic auth, and never logged or written."""
     alert_webhook: str | None = None
-    """URL that receives a JSON POST of the report's summary when the job finds a problem."""
+    """URL that receives a JSON POST of the report's summary when the job finds a problem;
+    user:password@ and secret-named query parameters are never logged or written, and its
+    delivery errors name it by scheme, host and port alone."""
     min_rows: int = Field(100, ge=1)
     """Fewer rows than this (per feature, or per performance window) is insufficient_data."""
     batch_rows: int = Field(65536, ge=1)

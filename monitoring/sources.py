@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from common.core.redact import redact_text
 from monitoring.errors import BadInput
 from monitoring.features import FEATURE_NAMES, RAW_FIELDS, features_from_raw
 from monitoring.reports import ScanSummary, SkippedFile
@@ -62,9 +63,10 @@ class ScanReport:
     _last_progress: float = 0.0
 
     def summary(self) -> ScanSummary:
-        """What was read, for the report (a copy: later reads do not change it)."""
+        """What was read, for the report (a copy: later reads do not change it); the
+        source's credentials, if its URI holds any, hidden."""
         return ScanSummary(
-            source=self.source,
+            source=redact_text(self.source),
             rows=self.rows_read,
             files_found=self.files_found,
             files_read=self.files_read,
@@ -152,7 +154,8 @@ def scan(
             )
         except (pa.ArrowException, OSError, ValueError) as exc:
             read = report.rows_read - rows_before
-            reason = f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+            message = redact_text(str(exc)).splitlines()[0][:200]
+            reason = f"unreadable ({type(exc).__name__}: {message})"
             if read:
                 reason += f" after {read} rows"
             log.warning("skipping %s: %s", path, reason)

@@ -5,6 +5,8 @@ experiment ``--mlflow_experiment``, tagged with the model's name, version and UR
 the job's verdict, with the report's figures as metrics and its files (JSON, HTML,
 metrics) as artifacts: the version's drift and accuracy over time sit in MLflow beside
 the run that trained it. MLflow is imported here only, and only when asked for.
+Parameters and tags go through :func:`common.core.redact.redact_text`: a source URI's
+credentials stay out of MLflow.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from common.core.redact import redact_text
 from monitoring import served_model
 from monitoring.reports import DriftReport, PerformanceReport, Report
 
@@ -67,7 +70,7 @@ def start_run(where: MlflowTarget, report: Report) -> str:
     run = client.create_run(
         _experiment_id(client, where.experiment),
         run_name=f"{report.job} {report.model_name} v{version or '?'}",
-        tags=tags,
+        tags={key: redact_text(value) for key, value in tags.items()},
     )
     run_id: str = run.info.run_id
     now = int(time.time() * 1000)
@@ -75,7 +78,7 @@ def start_run(where: MlflowTarget, report: Report) -> str:
         Metric(key, value, timestamp or now, step)
         for key, value, timestamp, step in metrics_of(report)
     ]
-    params = [Param(k, str(v)[:500]) for k, v in _params(report).items()]
+    params = [Param(k, redact_text(str(v))[:500]) for k, v in _params(report).items()]
     client.log_batch(run_id, params=params)
     for start in range(0, len(metrics), _BATCH):
         client.log_batch(run_id, metrics=metrics[start : start + _BATCH])

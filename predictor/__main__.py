@@ -20,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     """Parse flags, load the model (retrying MLflow), then serve until stopped."""
     settings = parse_settings(PredictorSettings, argv, prog="python -m predictor")
     configure_logging(settings.log_level)
+    # Nothing in this process may unpickle a model: the predictor loads skops files
+    # itself (predictor.loading), and MLflow's pickle loaders, should anything reach
+    # them, refuse. Set, not defaulted: no environment turns it back on.
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
     if settings.tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
     if not os.environ.get("MLFLOW_TRACKING_URI"):

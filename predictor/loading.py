@@ -5,6 +5,13 @@ predictor resolves it once, at start-up, with the resolver every part uses
 (:func:`common.core.model_uri.resolve_model_uri`), and serves that version until
 restarted, so every answer can say which version produced it; the drift and
 performance jobs resolve the same URI to the same version.
+
+The model is loaded by this module, not by ``mlflow.sklearn.load_model``: MLflow's
+loader takes the format (pickle or skops) and skops' trusted types from the model's own
+MLmodel file, so whoever can move an alias could run code here. :func:`load_estimator`
+loads only :data:`common.core.model_format.SERIALIZATION_FORMAT`, trusting only
+:data:`common.core.model_format.TRUSTED_TYPES`, and refuses any other model with an
+error naming the format or the types (final: retrying cannot change a model).
 """
 
 from __future__ import annotations
@@ -14,18 +21,26 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from pathlib import Path
+from typing import Any, Final, NoReturn, TypeVar
 
 import mlflow
+import skops.io
 import tenacity
 from mlflow.models import Model as MlflowModel
 from mlflow.tracking import MlflowClient
 
 from common.core.contract import FEATURES
+from common.core.model_format import SERIALIZATION_FORMAT, TRUSTED_TYPES
 from common.core.model_uri import InvalidModelUri, ModelUri, RegistryVersion, resolve_model_uri
+from common.core.redact import redact_text
 from predictor.errors import ModelLoadError
 
-__all__ = ["LoadedModel", "load_model", "resolve_version", "with_retries"]
+__all__ = ["LoadedModel", "load_estimator", "load_model", "resolve_version", "with_retries"]
+
+_FLAVOR: Final = "sklearn"
+#: What MLflow assumes when a sklearn flavor names no format (models logged before skops).
+_MLFLOW_DEFAULT_FORMAT: Final = "pickle"
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +84,67 @@ def load_model(uri: str) -> LoadedModel:
             artifact_uri=str(ModelUri.of_version(version.name, version.version)),
             dst_path=local_dir,
         )
-        _check_signature(MlflowModel.load(path), label)
-        estimator = mlflow.sklearn.load_model(path)
+        estimator = load_estimator(Path(path), label)
     return LoadedModel(estimator, version.name, version.version, version.run_id)
+
+
+def load_estimator(model_dir: Path, label: str) -> Any:
+    """Load the MLflow sklearn model in ``model_dir``, refusing anything unsafe or unfit.
+
+    In order: the model must be in :data:`SERIALIZATION_FORMAT` (skops), take this
+    project's features (its signature), and hold no type outside skops' defaults and
+    :data:`TRUSTED_TYPES`; only then is it constructed, by skops, trusting those types
+    and no others. The MLmodel's own ``skops_trusted_types`` and ``code`` are ignored.
+
+    Raises
+    ------
+    ModelLoadError
+        Naming ``label``, and the format, the inputs or the untrusted types at fault.
+    """
+    model = MlflowModel.load(str(model_dir))
+    flavor = model.flavors.get(_FLAVOR)
+    if flavor is None:
+        raise ModelLoadError(
+            f"{label} has no {_FLAVOR} flavor (it has {sorted(model.flavors)}); "
+            "log it with mlflow.sklearn.log_model"
+        )
+    serialization = flavor.get("serialization_format", _MLFLOW_DEFAULT_FORMAT)
+    if serialization != SERIALIZATION_FORMAT:
+        raise ModelLoadError(
+            f"{label} is refused: it is serialized as {serialization!r}, and the predictor "
+            f"loads only {SERIALIZATION_FORMAT!r} models (loading a pickle runs any code the "
+            f"file holds); log it with serialization_format={SERIALIZATION_FORMAT!r}"
+        )
+    _check_signature(model, label)
+    model_file = _model_file(model_dir, flavor.get("pickled_model"), label)
+    untrusted = set(_skops(skops.io.get_untrusted_types, label, file=model_file)) - TRUSTED_TYPES
+    if untrusted:
+        raise ModelLoadError(
+            f"{label} is refused: it holds types the predictor does not trust: "
+            f"{sorted(untrusted)}. It trusts skops' defaults and {sorted(TRUSTED_TYPES)} "
+            "(common.core.model_format.TRUSTED_TYPES)"
+        )
+    return _skops(skops.io.load, label, model_file, trusted=sorted(TRUSTED_TYPES))
+
+
+def _skops(read: Callable[..., T], label: str, *args: Any, **kwargs: Any) -> T:
+    # A file skops cannot read stays unreadable: final, with its cause.
+    try:
+        return read(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(
+            f"{label}: its {SERIALIZATION_FORMAT} file cannot be read: "
+            f"{type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
+
+
+def _model_file(model_dir: Path, name: object, label: str) -> Path:
+    # The flavor names its data file; a name leading out of the model's directory is refused.
+    root = model_dir.resolve()
+    path = (root / str(name)).resolve() if isinstance(name, str) and name else None
+    if path is None or not path.is_relative_to(root) or not path.is_file():
+        raise ModelLoadError(f"{label}: its {_FLAVOR} flavor names no model file in it: {name!r}")
+    return path
 
 
 def with_retries(
@@ -101,7 +174,7 @@ def with_retries(
             "waiting for %s: attempt %d failed: %s; next in %.1fs",
             what,
             state.attempt_number,
-            _first_line(_failure(state)),
+            redact_text(_first_line(_failure(state))),
             state.next_action.sleep,
         )
 
@@ -109,7 +182,7 @@ def with_retries(
         exc = _failure(state)
         raise ModelLoadError(
             f"gave up on {what} after {state.attempt_number} attempts "
-            f"in {timeout_seconds:g}s: {exc}"
+            f"in {timeout_seconds:g}s: {redact_text(str(exc))}"
         ) from exc
 
     retrying = tenacity.Retrying(

@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from common.core.redact import redact_text
 from rollout import plan
 from rollout.errors import RolloutError
 from rollout.state import CanaryState
@@ -170,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_arguments(args)
         return _run(args)
     except RolloutError as exc:
-        print(f"rollout: {exc}", file=sys.stderr)
+        print(f"rollout: {redact_text(str(exc))}", file=sys.stderr)
         return exc.exit_status
 
 

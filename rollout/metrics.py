@@ -13,6 +13,7 @@ from collections import defaultdict
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from common.core.redact import redact_text, redact_url
 from rollout.errors import RolloutError
 
 __all__ = ["per_version"]
@@ -28,7 +29,7 @@ def per_version(urls: list[str], *, timeout: float = 5.0) -> dict[str, dict[str,
             response = httpx.get(url, timeout=timeout)
             response.raise_for_status()
         except httpx.HTTPError as exc:
-            raise RolloutError(f"cannot read {url}: {exc}") from exc
+            raise RolloutError(f"cannot read {redact_url(url)}: {redact_text(str(exc))}") from exc
         version = None
         counts = {"model_calls": 0.0, "rows": 0.0, "errors": 0.0}
         for family in text_string_to_metric_families(response.text):
@@ -42,7 +43,9 @@ def per_version(urls: list[str], *, timeout: float = 5.0) -> dict[str, dict[str,
                 elif sample.name == "predictor_request_errors_total":
                     counts["errors"] += sample.value
         if version is None:
-            raise RolloutError(f"{url} reports no predictor_model_info: not a predictor?")
+            raise RolloutError(
+                f"{redact_url(url)} reports no predictor_model_info: not a predictor?"
+            )
         for key, value in counts.items():
             totals[version][key] += value
     return dict(totals)

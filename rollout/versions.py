@@ -12,6 +12,7 @@ import os
 import httpx
 
 from common.core.model_uri import ModelUri
+from common.core.redact import redact_text, redact_url
 from rollout.errors import RolloutError, ServiceError
 
 __all__ = ["check_version"]
@@ -45,10 +46,10 @@ def check_version(
     ServiceError
         The registry cannot be reached, or answers anything else (exit 1).
     """
+    shown = redact_url(tracking_uri)  # messages name the server, never its credentials
     if not tracking_uri.startswith(("http://", "https://")):
         raise RolloutError(
-            f"tracking_uri={tracking_uri!r} is invalid: expected the MLflow server's "
-            "http(s):// address"
+            f"tracking_uri={shown!r} is invalid: expected the MLflow server's http(s):// address"
         )
     auth, headers = _auth(dict(os.environ) if environ is None else environ)
     uri = str(ModelUri.of_version(name, version))
@@ -62,17 +63,19 @@ def check_version(
             timeout=timeout,
         )
     except httpx.HTTPError as exc:
-        raise ServiceError(f"cannot reach the MLflow registry at {tracking_uri}: {exc}") from exc
+        raise ServiceError(
+            f"cannot reach the MLflow registry at {shown}: {redact_text(str(exc))}"
+        ) from exc
     try:
         body = response.json()
     except ValueError:
         body = {}
     if response.status_code == 404 or body.get("error_code") == "RESOURCE_DOES_NOT_EXIST":
-        raise RolloutError(f"{uri} is not in the MLflow registry at {tracking_uri}")
+        raise RolloutError(f"{uri} is not in the MLflow registry at {shown}")
     if response.status_code != 200:
         message = body.get("message") or response.reason_phrase
         raise ServiceError(
-            f"the MLflow registry at {tracking_uri} answered {response.status_code}: {message}"
+            f"the MLflow registry at {shown} answered {response.status_code}: {message}"
         )
     status = (body.get("model_version") or {}).get("status", "READY")
     if status != "READY":

@@ -15,6 +15,7 @@ from mlflow.exceptions import MlflowException
 
 from common.core.cli import parse_settings
 from common.core.logs import configure_logging
+from common.core.redact import redact_text
 from training.job import run
 from training.settings import TrainingSettings
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str) -> int:
-    print(f"python -m training: error: {message}", file=sys.stderr)
+    print(f"python -m training: error: {redact_text(message)}", file=sys.stderr)
     return 1
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import mlflow
 from mlflow import MlflowClient
 
+from common.core.redact import redact_url
 from training.dataset import LABEL, generate_sales, load_sales_csv, split_by_time, write_splits
 from training.registration import RegisteredVersion, baseline_frame, log_and_register
 from training.settings import TrainingSettings
@@ -65,7 +66,8 @@ def run(settings: TrainingSettings) -> TrainingResult:
     if settings.tracking_uri is not None:
         mlflow.set_tracking_uri(settings.tracking_uri)
     experiment_id = _experiment_id(settings.experiment, settings.artifact_location)
-    log.info("tracking %s, experiment %s", mlflow.get_tracking_uri(), settings.experiment)
+    tracking = redact_url(mlflow.get_tracking_uri())
+    log.info("tracking %s, experiment %s", tracking, settings.experiment)
 
     if settings.input_csv is not None:
         sales = load_sales_csv(settings.input_csv)

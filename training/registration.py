@@ -1,10 +1,11 @@
 """Log a fitted model to MLflow, register it and promote the new version.
 
 The run holds what the other parts read back: the model (skops format, with an
-exact trusted-types list and a signature naming every feature of
-``common.core.contract.FEATURES``), its test metrics, the feature and class
-specification (``model_spec.json``), and a sample of the training features
-(``baseline/features.parquet``) that drift monitoring compares served features with.
+exact trusted-types list within the predictor's, ``common.core.model_format``, and a
+signature naming every feature of ``common.core.contract.FEATURES``), its test
+metrics, the feature and class specification (``model_spec.json``), and a sample of
+the training features (``baseline/features.parquet``) that drift monitoring compares
+served features with.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mlflow.types import ColSpec, Schema
 from sklearn.pipeline import Pipeline
 
 from common.core.contract import BASELINE_ARTIFACT, FEATURE_NAMES, FEATURES
+from common.core.model_format import SERIALIZATION_FORMAT, TRUSTED_TYPES
 from common.core.model_uri import ModelUri
 from training.dataset import CLASSES, LABEL, QUANTITY_THRESHOLDS
 
@@ -79,8 +81,22 @@ def trusted_types(pipeline: Pipeline) -> list[str]:
 
     Computed from the dumped model, so a changed pipeline can never load with a
     list that trusts more, or less, than it contains.
+
+    Raises
+    ------
+    ValueError
+        When one of them is not in ``common.core.model_format.TRUSTED_TYPES``: the
+        predictor would refuse the model, so it is not logged.
     """
-    return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
+    needed = sorted(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
+    refused = [name for name in needed if name not in TRUSTED_TYPES]
+    if refused:
+        raise ValueError(
+            f"the pipeline holds types the predictor does not trust: {refused}; add them to "
+            "common.core.model_format.TRUSTED_TYPES once constructing them is known to run "
+            "no code of the file's choosing"
+        )
+    return needed
 
 
 def baseline_frame(
@@ -137,8 +153,15 @@ def log_and_register(
     Returns
     -------
     RegisteredVersion
+
+    Raises
+    ------
+    ValueError
+        Before anything is logged, when the predictor would refuse the model
+        (:func:`trusted_types`).
     """
     client = MlflowClient()
+    trusted = trusted_types(pipeline)
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params({**params, **_model_spec_params()})
         mlflow.log_metrics(dict(metrics))
@@ -151,8 +174,8 @@ def log_and_register(
             logged = mlflow.sklearn.log_model(
                 pipeline,
                 name=_MODEL_NAME_IN_RUN,
-                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-                skops_trusted_types=trusted_types(pipeline),
+                serialization_format=SERIALIZATION_FORMAT,
+                skops_trusted_types=trusted,
                 signature=model_signature(),
                 input_example=baseline[list(FEATURE_NAMES)].head(5),
                 # Given, not inferred: inference loads the model in a subprocess.

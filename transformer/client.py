@@ -24,6 +24,7 @@ import aiohttp
 import orjson
 
 from common.core.errors import ClientError
+from common.core.redact import redact_text, redact_url
 from common.protocol import tensors
 from transformer.errors import (
     PredictorFailed,
@@ -59,7 +60,8 @@ class PredictorClient:
     Parameters
     ----------
     base_url : str
-        ``http://host:port`` of the predictor.
+        ``http://host:port`` of the predictor; errors show it with any credentials
+        hidden (:func:`common.core.redact.redact_url`), as they reach clients.
     timeout_seconds : float
         Longest wait for a whole answer.
     max_connections : int
@@ -70,6 +72,7 @@ class PredictorClient:
         self, base_url: str, *, timeout_seconds: float, max_connections: int = 100
     ) -> None:
         self.base_url = base_url
+        self._shown_url = redact_url(base_url)
         self._timeout_seconds = timeout_seconds
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
@@ -89,13 +92,13 @@ class PredictorClient:
         ``headers`` say what ``content`` is (``content-type``, and the JSON header's
         length for the V2 binary tensor extension) besides the forwarded ones.
         """
-        url = f"{self.base_url}{path}"
-        with self._mapped_errors(url):
+        url, shown = f"{self.base_url}{path}", f"{self._shown_url}{path}"
+        with self._mapped_errors(shown):
             async with self._http().post(url, data=content, headers=headers) as response:
                 content = await response.read()
                 status, reason, reply_headers = response.status, response.reason, response.headers
         body_ = _decode(
-            status, reason or "", content, url, reply_headers.get(tensors.HEADER_LENGTH)
+            status, reason or "", content, shown, reply_headers.get(tensors.HEADER_LENGTH)
         )
         return PredictorReply(body_, {k.lower(): v for k, v in reply_headers.items()})
 
@@ -110,17 +113,18 @@ class PredictorClient:
             ) from exc
         except aiohttp.ClientError as exc:
             raise PredictorUnavailable(
-                f"the predictor at {url} is unreachable: {type(exc).__name__}: {exc}"
+                f"the predictor at {url} is unreachable: "
+                f"{type(exc).__name__}: {redact_text(str(exc))}"
             ) from exc
 
     async def get_json(self, path: str) -> dict[str, Any]:
         """GET ``path``; its JSON object, or a status-carrying error as :meth:`post`."""
-        url = f"{self.base_url}{path}"
-        with self._mapped_errors(url):
+        url, shown = f"{self.base_url}{path}", f"{self._shown_url}{path}"
+        with self._mapped_errors(shown):
             async with self._http().get(url) as response:
                 content = await response.read()
                 status, reason = response.status, response.reason
-        return _decode(status, reason or "", content, url, None)
+        return _decode(status, reason or "", content, shown, None)
 
     async def aclose(self) -> None:
         if self._session is not None:

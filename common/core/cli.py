@@ -12,7 +12,8 @@ What pydantic-settings does not do by itself, and this module adds:
   custom containers) while any other unknown flag stays an error: they are
   declared, hidden, on the root parser handed to pydantic-settings;
 - answer an invalid value as a usage error (exit status 2) naming the flag and
-  the value, rather than with a ``ValidationError`` traceback.
+  the value, rather than with a ``ValidationError`` traceback; a URL's credentials in
+  the value are hidden (:func:`common.core.redact.redact_text`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, CliSettingsSource
 
 from common.core.errors import validation_problems
+from common.core.redact import redact_text
 
 __all__ = ["parse_settings"]
 
@@ -86,4 +88,4 @@ def parse_settings(
     try:
         return settings_cls(_cli_settings_source=source)
     except ValidationError as exc:
-        parser.error(validation_problems(exc.errors(include_url=False), flags=True))
+        parser.error(redact_text(validation_problems(exc.errors(include_url=False), flags=True)))

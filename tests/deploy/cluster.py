@@ -80,8 +80,8 @@ class Cluster:
         return _conditions(crd).get("Established") == "True"
 
     def install_knative_revision_crd(self) -> None:
-        """A stand-in for Knative's Revision CRD (tests/deploy/crds/), unless the cluster has one: the
-        rollout tests play Knative with it. Waits until it is Established."""
+        """A stand-in for Knative's Revision CRD (tests/deploy/crds/), unless the cluster has
+        one: the rollout tests play Knative with it. Waits until it is Established."""
         if self.kubectl("get", "crd", REVISION_CRD_NAME, check=False).returncode == 0:
             return
         self.kubectl("apply", "--server-side", "-f", str(REVISION_CRD_FILE), timeout=120)

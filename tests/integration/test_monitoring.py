@@ -70,7 +70,8 @@ def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port()
     server = start_server(
         "pushgateway",
-        [binary, f"--web.listen-address=127.0.0.1:{port}"],
+        # In memory: Debian's default file in /var/lib keeps every earlier test's pushes.
+        [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
         port=port,
         log_dir=tmp_path_factory.mktemp("pushgateway"),
         ready_path="/-/ready",
