@@ -108,12 +108,12 @@ if wants deploy; then
   need_registry
   deploy=(helm upgrade --install sales-quantity-classifier helm/sales-quantity-classifier
     --namespace "$NAMESPACE" --create-namespace --wait)
+  # One registry and tag for the three images; each digest, once pushed, pins its image.
+  deploy+=(--set-string "image.registry=$REGISTRY" --set-string "image.tag=$build_tag")
   for part in "${PARTS[@]}"; do
-    deploy+=(--set-string "$part.image.repository=$REGISTRY/sales-quantity-classifier-$part")
     if [[ -n ${digests[$part]:-} ]]; then
       deploy+=(--set-string "$part.image.digest=${digests[$part]}")
     fi
-    deploy+=(--set-string "$part.image.tag=$build_tag")
   done
   if [[ -d helm/sales-quantity-classifier ]] && command -v helm >/dev/null; then
     say "deploy: helm upgrade --install into namespace $NAMESPACE"

@@ -375,7 +375,67 @@ def test_images_are_pinned_by_tag_or_digest(case: str | Path) -> None:
                 image = container["image"]
                 name, _, tag = image.rpartition(":")
                 assert "@sha256:" in image or (name and tag and tag != "latest"), (where, image)
-                assert image.split("@")[0].split(":")[0].startswith("sales-quantity-classifier-")
+                repository = image.split("@")[0].rsplit(":", 1)[0]
+                assert repository.rsplit("/", 1)[-1].startswith("sales-quantity-classifier-")
+
+
+def test_one_registry_and_tag_name_all_three_images() -> None:
+    values = {"image": {"registry": "registry.example:5000/team", "tag": "1.4.0-abc1234"}}
+    images = {
+        where: container["image"]
+        for obj in helm_render(values, tests=True)
+        for where, pod in pod_specs(obj)
+        for container in pod["containers"]
+    }
+    prefix = "registry.example:5000/team/sales-quantity-classifier"
+    assert images == {
+        "predictor": f"{prefix}-predictor:1.4.0-abc1234",
+        "transformer": f"{prefix}-transformer:1.4.0-abc1234",
+        "jobTemplate": f"{prefix}-monitoring:1.4.0-abc1234",
+        "pod": f"{prefix}-transformer:1.4.0-abc1234",  # helm test runs the transformer's image
+    }
+    digest = "sha256:" + "a" * 64
+    values["predictor"] = {"image": {"digest": digest}}
+    values["transformer"] = {"image": {"tag": "hotfix"}}
+    isvc = one(helm_render(values), "InferenceService")["spec"]
+    assert isvc["predictor"]["containers"][0]["image"] == f"{prefix}-predictor@{digest}"
+    assert isvc["transformer"]["containers"][0]["image"] == f"{prefix}-transformer:hotfix"
+
+
+@pytest.mark.parametrize(
+    "naming",
+    [
+        {"release": "sales-quantity-classifier"},
+        {"release": "sqc", "values": {"fullnameOverride": "sales-quantity-classifier"}},
+    ],
+    ids=["release-named-as-the-chart", "fullnameOverride"],
+)
+def test_the_chart_names_its_objects_as_kustomize_does(naming: dict[str, Any]) -> None:
+    """The names the docs, `python -m rollout` (default --name) and the kustomize overlays use."""
+    from_helm = helm_render(naming.get("values"), release=naming["release"])
+    assert {(o["kind"], o["metadata"]["name"]) for o in from_helm} == {
+        (o["kind"], o["metadata"]["name"]) for o in overlay("standard")
+    }
+
+
+def test_mlflow_credentials_come_from_the_named_secret_and_are_required() -> None:
+    def refs(values: Obj) -> list[Obj]:
+        return [
+            e["valueFrom"]["secretKeyRef"]
+            for obj in helm_render(values)
+            for _, pod in pod_specs(obj)
+            for container in pod["containers"]
+            for e in container.get("env", [])
+            if "secretKeyRef" in e.get("valueFrom", {})
+        ]
+
+    assert refs({}) == []  # no Secret named: an MLflow without auth
+    named = refs({"mlflow": {"credentialsSecret": "mlflow-auth"}})
+    # The predictor and the two jobs, username and password each; none optional, so that
+    # a missing Secret stops the pod with an event naming it.
+    assert len(named) == 6
+    assert all(r == {"name": "mlflow-auth", "key": r["key"]} for r in named)
+    assert {r["key"] for r in named} == {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
 
 
 @pytest.mark.parametrize("case", every_rendering())

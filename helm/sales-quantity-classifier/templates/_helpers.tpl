@@ -60,26 +60,29 @@ The ServiceAccount the pods run as.
 {{- end }}
 
 {{/*
-Names of the settings ConfigMap, the MLflow credentials Secret and the data claim.
+Names of the settings ConfigMap and the data claim.
 */}}
 {{- define "sqc.configMapName" -}}
 {{- printf "%s-config" (include "sqc.fullname" .) }}
-{{- end }}
-{{- define "sqc.mlflowSecretName" -}}
-{{- default (printf "%s-mlflow" (include "sqc.fullname" .)) .Values.mlflow.credentialsSecret }}
 {{- end }}
 {{- define "sqc.claimName" -}}
 {{- default (printf "%s-data" (include "sqc.fullname" .)) .Values.persistence.existingClaim }}
 {{- end }}
 
 {{/*
-An image reference from {repository, tag, digest}: the digest wins when set.
+An image reference: image.registry (shared by the three images) / the component's repository,
+then its digest when set, else its tag or, empty, image.tag (shared).
+Call with (dict "image" .Values.predictor.image "shared" .Values.image).
 */}}
 {{- define "sqc.image" -}}
-{{- if .digest }}
-{{- printf "%s@%s" .repository .digest }}
+{{- $repository := .image.repository }}
+{{- with .shared.registry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
+{{- end }}
+{{- if .image.digest }}
+{{- printf "%s@%s" $repository .image.digest }}
 {{- else }}
-{{- printf "%s:%s" .repository .tag }}
+{{- printf "%s:%s" $repository (default .shared.tag .image.tag) }}
 {{- end }}
 {{- end }}
 
@@ -108,21 +111,24 @@ seccompProfile:
 {{- end }}
 
 {{/*
-The MLflow credentials, from the Secret (optional: an MLflow without auth needs none).
+The MLflow credentials from mlflow.credentialsSecret, when one is named: required references,
+so that a missing or misnamed Secret stops the pod at once (CreateContainerConfigError, an
+event naming the Secret) instead of letting it start without credentials. Nothing when none is
+named (an MLflow without auth).
 */}}
 {{- define "sqc.mlflowCredentialsEnv" -}}
+{{- with .Values.mlflow.credentialsSecret }}
 - name: MLFLOW_TRACKING_USERNAME
   valueFrom:
     secretKeyRef:
-      name: {{ include "sqc.mlflowSecretName" . }}
+      name: {{ . }}
       key: MLFLOW_TRACKING_USERNAME
-      optional: true
 - name: MLFLOW_TRACKING_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "sqc.mlflowSecretName" . }}
+      name: {{ . }}
       key: MLFLOW_TRACKING_PASSWORD
-      optional: true
+{{- end }}
 {{- end }}
 
 {{/*
@@ -133,7 +139,7 @@ Call with (dict "root" $ "modelUri" URI).
 {{- $root := .root }}
 {{- $v := $root.Values }}
 - name: kserve-container
-  image: {{ include "sqc.image" $v.predictor.image }}
+  image: {{ include "sqc.image" (dict "image" $v.predictor.image "shared" $v.image) }}
   imagePullPolicy: {{ $v.predictor.image.pullPolicy }}
   env:
     - name: PREDICTOR_BIND_HOST
@@ -270,7 +276,7 @@ spec:
             {{- include "sqc.podSecurityContext" $root | nindent 12 }}
           containers:
             - name: {{ .job }}
-              image: {{ include "sqc.image" $m.image }}
+              image: {{ include "sqc.image" (dict "image" $m.image "shared" $v.image) }}
               imagePullPolicy: {{ $m.image.pullPolicy }}
               command:
                 - python
