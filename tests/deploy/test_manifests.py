@@ -111,9 +111,17 @@ def test_values_schema_rejects_a_wrong_type_or_unknown_key(values: Obj, says: st
 
 def test_every_value_in_values_yaml_is_commented() -> None:
     lines = (CHART / "values.yaml").read_text().splitlines()
+    item_indent = None  # inside a list item (an example value), keys need no comment
     for i, line in enumerate(lines):
         stripped = line.strip()
-        if not stripped or stripped.startswith(("#", "- ")) or ":" not in stripped:
+        indent = len(line) - len(line.lstrip())
+        if stripped and item_indent is not None and indent <= item_indent:
+            item_indent = None
+        if stripped.startswith("- "):
+            item_indent = indent
+        if item_indent is not None:
+            continue
+        if not stripped or stripped.startswith("#") or ":" not in stripped:
             continue
         key, _, rest = stripped.partition(":")
         if key in {"requests", "limits", "cpu", "memory"}:
@@ -260,18 +268,68 @@ def test_the_chart_refuses_a_termination_grace_below_delay_plus_grace() -> None:
         helm_render(values)
 
 
-def _policy_and_pods(objects: list[Obj]) -> tuple[Obj, dict[str, str], dict[str, str]]:
-    policy = one(objects, "NetworkPolicy")
-    name = one(objects, "InferenceService")["metadata"]["name"]
-    # The labels KServe puts on the pods it makes (constants InferenceServicePodLabelKey and
-    # KServiceComponentLabel in kserve/kserve pkg/constants/constants.go).
-    predictor = {"serving.kserve.io/inferenceservice": name, "component": "predictor"}
-    transformer = {"serving.kserve.io/inferenceservice": name, "component": "transformer"}
-    return policy, predictor, transformer
+# Callers of the predictor's pod: (namespace, pod labels). The release's namespace is "ml".
+# KServe labels its pods serving.kserve.io/inferenceservice and component (constants
+# InferenceServicePodLabelKey and KServiceComponentLabel, kserve/kserve pkg/constants/constants.go).
+def _component(name: str, component: str) -> tuple[str, dict[str, str]]:
+    return "ml", {"serving.kserve.io/inferenceservice": name, "component": component}
+
+
+ACTIVATOR = ("knative-serving", {"app": "activator"})
+AUTOSCALER = ("knative-serving", {"app": "autoscaler"})
+KOURIER = ("kourier-system", {"app": "3scale-kourier-gateway"})
+ISTIO_GATEWAY = ("istio-system", {"app": "istio-ingressgateway"})
+PROMETHEUS = ("monitoring", {"app.kubernetes.io/name": "prometheus"})
+ELSEWHERE = ("default", {"app": "anything"})
+
+# Knative's ports on a revision's pod (knative/serving pkg/networking/constants.go): the
+# queue-proxy takes requests on BackendHTTPPort 8012 (BackendHTTP2Port 8013 for h2c,
+# BackendHTTPSPort 8112 with system-internal TLS); the autoscaler scrapes the pod's IP on
+# AutoscalingQueueMetricsPort 9090 (pkg/autoscaler/metrics/stats_scraper.go, portAndPath and
+# the pod scrape in scrapePods); UserQueueMetricsPort 9091 is the queue-proxy's metrics for
+# Prometheus. The predictor itself serves and exposes /metrics on 8080.
+QUEUE_PROXY_PORTS = (8012, 8013, 8112)
+AUTOSCALER_SCRAPE_PORT = 9090
+QUEUE_PROXY_USER_METRICS_PORT = 9091
 
 
 def _selects(selector: Obj, labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def allows(policy: Obj, caller: tuple[str, dict[str, str]], port: int) -> bool:
+    """Whether a NetworkPolicy in namespace "ml" lets ``caller`` reach ``port`` (the
+    semantics of networking.k8s.io/v1: rules ORed; peers of a rule ORed; a namespaceSelector
+    and a podSelector in one peer ANDed; a podSelector alone means the policy's namespace)."""
+    namespace, labels = caller
+    ns_labels = {"kubernetes.io/metadata.name": namespace}
+    for rule in policy["spec"]["ingress"]:
+        if rule.get("ports") and port not in {p["port"] for p in rule["ports"]}:
+            continue
+        for peer in rule.get("from", [{}]):
+            assert set(peer) <= {"namespaceSelector", "podSelector"}, peer  # no ipBlock
+            if "namespaceSelector" in peer:
+                ns_ok = _selects(peer["namespaceSelector"], ns_labels)
+            else:
+                ns_ok = namespace == "ml"
+            if ns_ok and _selects(peer.get("podSelector", {}), labels):
+                return True
+    return False
+
+
+def _policy_of(case: str | Path | Obj) -> tuple[Obj, str]:
+    objects = helm_render(case) if isinstance(case, dict) else render(case)
+    policy = one(objects, "NetworkPolicy")
+    name = one(objects, "InferenceService")["metadata"]["name"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert _selects(policy["spec"]["podSelector"], _component(name, "predictor")[1])
+    assert not _selects(policy["spec"]["podSelector"], _component(name, "transformer")[1])
+    return policy, name
+
+
+def _opens(policy: Obj, caller: tuple[str, dict[str, str]]) -> set[int]:
+    ports = {8080, *QUEUE_PROXY_PORTS, AUTOSCALER_SCRAPE_PORT, QUEUE_PROXY_USER_METRICS_PORT}
+    return {port for port in ports if allows(policy, caller, port)}
 
 
 @pytest.mark.parametrize(
@@ -281,19 +339,14 @@ def _selects(selector: Obj, labels: dict[str, str]) -> bool:
         *[pytest.param(p, id=f"helm-{p.stem}") for p in CI_VALUES if "standard" in p.stem],
     ],
 )
-def test_in_standard_mode_only_the_transformer_reaches_the_predictor(case: str | Path) -> None:
-    policy, predictor, transformer = _policy_and_pods(render(case))
-    spec = policy["spec"]
-    assert _selects(spec["podSelector"], predictor)
-    assert not _selects(spec["podSelector"], transformer)
-    assert spec["policyTypes"] == ["Ingress"]
-    (rule,) = spec["ingress"]
-    (source,) = rule["from"]
-    assert set(source) == {"podSelector"}  # no namespace or IP block widens it
-    assert _selects(source["podSelector"], transformer)
-    assert not _selects(source["podSelector"], predictor)
-    assert not _selects(source["podSelector"], {"app.kubernetes.io/component": "drift"})
-    assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+def test_in_standard_mode_the_transformer_and_prometheus_reach_the_predictor(
+    case: str | Path,
+) -> None:
+    policy, name = _policy_of(case)
+    assert _opens(policy, _component(name, "transformer")) == {8080}
+    assert _opens(policy, PROMETHEUS) == {8080}
+    for nobody in (_component(name, "drift"), ("ml", {}), ELSEWHERE, ACTIVATOR):
+        assert _opens(policy, nobody) == set(), nobody
 
 
 @pytest.mark.parametrize(
@@ -303,20 +356,44 @@ def test_in_standard_mode_only_the_transformer_reaches_the_predictor(case: str |
         *[pytest.param(p, id=f"helm-{p.stem}") for p in CI_VALUES if "knative" in p.stem],
     ],
 )
-def test_in_knative_mode_only_knative_and_the_gateway_reach_the_predictor(
+def test_in_knative_mode_knative_its_gateways_and_prometheus_reach_the_predictor(
     case: str | Path,
 ) -> None:
-    policy, predictor, _ = _policy_and_pods(render(case))
-    spec = policy["spec"]
-    assert _selects(spec["podSelector"], predictor)
-    (rule,) = spec["ingress"]
-    namespaces = [s["namespaceSelector"]["matchLabels"] for s in rule["from"]]
-    assert all(set(s) == {"namespaceSelector"} for s in rule["from"])
-    assert namespaces == [
-        {"kubernetes.io/metadata.name": "knative-serving"},
-        {"kubernetes.io/metadata.name": "istio-system"},
+    policy, name = _policy_of(case)
+    for sender in (ACTIVATOR, KOURIER, ISTIO_GATEWAY):
+        assert _opens(policy, sender) >= set(QUEUE_PROXY_PORTS), sender
+    # Without the autoscaler's scrape, scaling stalls once the activator leaves the path.
+    assert AUTOSCALER_SCRAPE_PORT in _opens(policy, AUTOSCALER)
+    assert AUTOSCALER_SCRAPE_PORT not in _opens(policy, KOURIER)
+    assert _opens(policy, PROMETHEUS) == {8080, QUEUE_PROXY_USER_METRICS_PORT}
+    # No sidecar mesh by default: the transformer's calls come through a gateway.
+    for nobody in (_component(name, "transformer"), _component(name, "drift"), ELSEWHERE):
+        assert _opens(policy, nobody) == set(), nobody
+
+
+def test_the_knative_policy_takes_its_namespaces_and_the_mesh_from_values() -> None:
+    metrics_from = [{"namespaceSelector": {"matchLabels": {"team": "observability"}}}]
+    values = {
+        "deploymentMode": "Knative",
+        "networkPolicy": {
+            "knative": {"systemNamespace": "knative-system", "ingressNamespaces": ["contour"]},
+            "mesh": True,
+            "metricsFrom": metrics_from,
+        },
+    }
+    policy, name = _policy_of(values)
+    assert _opens(policy, ("contour", {})) == set(QUEUE_PROXY_PORTS)
+    assert AUTOSCALER_SCRAPE_PORT in _opens(policy, ("knative-system", {"app": "autoscaler"}))
+    assert _opens(policy, ACTIVATOR) == set()  # knative-serving is no longer named
+    # In a sidecar mesh the transformer's own pod calls the revision.
+    assert _opens(policy, _component(name, "transformer")) == set(QUEUE_PROXY_PORTS)
+    assert _opens(policy, PROMETHEUS) == set()  # metricsFrom names another peer
+    scrapers = [
+        rule["from"]
+        for rule in policy["spec"]["ingress"]
+        if {"port": QUEUE_PROXY_USER_METRICS_PORT, "protocol": "TCP"} in rule["ports"]
     ]
-    assert rule["ports"] == [{"protocol": "TCP", "port": 8012}]
+    assert scrapers == [metrics_from]
 
 
 def _strip(obj: Obj) -> Obj:
