@@ -99,9 +99,15 @@ def helm_render(
     return objects
 
 
-def helm_notes(values: Obj | None = None) -> str:
-    """NOTES.txt as `helm install` prints it."""
-    rendered = helm.Chart.load(CHART).render(values or {}, name=RELEASE, namespace=NAMESPACE)
+def helm_notes(values: Obj | None = None, *, upgrade: bool = False) -> str:
+    """NOTES.txt as `helm install` (or, with ``upgrade``, `helm upgrade`) prints it."""
+    rendered = helm.Chart.load(CHART).render(
+        values or {},
+        name=RELEASE,
+        namespace=NAMESPACE,
+        is_install=not upgrade,
+        is_upgrade=upgrade,
+    )
     (notes,) = [text for path, text in rendered.items() if path.endswith("NOTES.txt")]
     return notes
 

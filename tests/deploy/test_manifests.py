@@ -22,6 +22,7 @@ from tests.deploy.manifests import (
     K8S,
     OVERLAYS,
     Obj,
+    helm_notes,
     helm_render,
     isvc_validator,
     kustomize,
@@ -563,28 +564,69 @@ def test_the_pushgateway_and_canary_components_change_only_what_they_name(
     assert one(base, "ConfigMap")["data"].keys() == {"MLFLOW_TRACKING_URI"}
 
 
-@pytest.mark.parametrize(
-    ("values", "canary_at"),
-    [("knative-canary-values.yaml", "predictor"), ("standard-canary-values.yaml", "spec")],
-)
-def test_a_chart_canary_pins_one_registry_version_and_keeps_the_stable_uri(
-    values: str, canary_at: str
-) -> None:
-    spec = one(helm_render(values_of(CHART / "ci" / values)), "InferenceService")["spec"]
+def test_a_chart_canary_pins_one_registry_version_in_the_new_revision() -> None:
+    spec = one(
+        helm_render(values_of(CHART / "ci" / "knative-canary-values.yaml")), "InferenceService"
+    )["spec"]
+    predictor = spec["predictor"]
+    assert predictor["canaryTrafficPercent"] == 10
+    uri = next(
+        e["value"] for e in predictor["containers"][0]["env"] if e["name"] == "PREDICTOR_MODEL_URI"
+    )
+    assert uri == "models:/sales-quantity-classifier/2"
+    assert "canary" not in spec
 
-    def uri(container: Obj) -> str:
-        return next(e["value"] for e in container["env"] if e["name"] == "PREDICTOR_MODEL_URI")
 
-    if canary_at == "predictor":  # Knative: the new revision is the canary
-        assert spec["predictor"]["canaryTrafficPercent"] == 10
-        assert uri(spec["predictor"]["containers"][0]) == "models:/sales-quantity-classifier/2"
-        assert "canary" not in spec
-    else:  # Standard: stable keeps its URI, spec.canary[] pins the version
-        assert uri(spec["predictor"]["containers"][0]).endswith("@production")
-        (canary,) = spec["canary"]
-        assert canary["trafficPercent"] == 25 and canary["predictor"]["name"] == "v2"
-        assert uri(canary["predictor"]["containers"][0]) == "models:/sales-quantity-classifier/2"
-        assert "canaryTrafficPercent" not in spec["predictor"]
+def kserve_refuses_canary(isvc: Obj) -> str | None:
+    """KServe's webhook on spec.canary[]: kserve/kserve pkg/apis/serving/v1beta1/
+    inference_service_validation.go, validateCanarySpecs (at the CRD's commit): a canary only
+    in Standard mode, and only when the stable predictor has a storage URI
+    (``GetImplementation().GetStorageUri()``: for custom containers the STORAGE_URI env of
+    kserve-container) or a ``model``. The reason, or None when it accepts."""
+    spec = isvc["spec"]
+    if not spec.get("canary"):
+        return None
+    if (
+        isvc["metadata"].get("annotations", {}).get("serving.kserve.io/deploymentMode")
+        != "Standard"
+    ):
+        return "canary is only supported in Standard deployment mode"
+    predictor = spec["predictor"]
+    env = [e["name"] for c in predictor.get("containers", []) for e in c.get("env", [])]
+    if "model" not in predictor and "STORAGE_URI" not in env:
+        return "canary requires a stable predictor with a model"
+    return None
+
+
+@pytest.mark.parametrize("case", every_rendering())
+def test_no_rendering_asks_kserve_for_a_canary_its_webhook_refuses(case: str | Path) -> None:
+    assert kserve_refuses_canary(one(render(case), "InferenceService")) is None
+
+
+def test_the_chart_refuses_a_standard_mode_canary() -> None:
+    # What a Standard-mode canary of this predictor is: the stable predictor beside a
+    # spec.canary[] entry; KServe's webhook refuses it, so the chart must not render it.
+    isvc = one(helm_render(values_of(CHART / "ci" / "standard-values.yaml")), "InferenceService")
+    isvc["spec"]["canary"] = [{"trafficPercent": 10, "predictor": isvc["spec"]["predictor"]}]
+    assert kserve_refuses_canary(isvc) == "canary requires a stable predictor with a model"
+    values = {"canary": {"enabled": True, "modelVersion": 2, "trafficPercent": 10}}
+    with pytest.raises(helm.HelmError, match="canary.enabled needs deploymentMode=Knative"):
+        helm_render(values)
+
+
+def test_notes_promise_the_canary_share_only_when_knative_can_split() -> None:
+    values = values_of(CHART / "ci" / "knative-canary-values.yaml")
+    # KServe's ksvc reconciler (pkg/controller/v1beta1/inferenceservice/reconcilers/knative/
+    # ksvc_reconciler.go, createKnativeService) splits the traffic only when
+    # canaryTrafficPercent is set and a revision has rolled out (LatestRolledoutRevision);
+    # otherwise the latest revision gets 100 %: on a first install, the only one.
+    first = helm_notes(values)
+    assert "10 %" not in first
+    assert "serves models:/sales-quantity-classifier/2 to 100 % of the traffic" in " ".join(
+        first.split()
+    )
+    upgrade = " ".join(helm_notes(values, upgrade=True).split())
+    assert "serves models:/sales-quantity-classifier/2 to 10 % of the traffic" in upgrade
 
 
 @pytest.mark.parametrize(

@@ -76,20 +76,6 @@ def test_the_rendered_containers_serve_v1_and_v2(
     assert counts[registry.version]["model_calls"] >= 2
 
 
-def test_a_standard_canary_container_serves_its_pinned_version(
-    run_pods: Callable[..., tuple[Server, Server]], registry: Registry
-) -> None:
-    objects = rendering("helm-standard-canary")
-    isvc = one(objects, "InferenceService")
-    canary_env = isvc["spec"]["canary"][0]["predictor"]["containers"][0]["env"]
-    for env in canary_env:  # pin to the version this registry has
-        if env["name"] == "PREDICTOR_MODEL_URI":
-            assert env["value"] == "models:/sales-quantity-classifier/2"
-            env["value"] = f"models:/sales-quantity-classifier/{registry.version}"
-    _, transformer = run_pods(objects, "canary[0].predictor")
-    ask_v1_and_v2(transformer.url, registry.version)
-
-
 def test_the_helm_test_pod_passes_against_the_service_and_fails_on_a_wrong_answer(
     run_pods: Callable[..., tuple[Server, Server]],
 ) -> None:

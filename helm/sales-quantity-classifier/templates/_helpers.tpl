@@ -132,8 +132,7 @@ named (an MLflow without auth).
 {{- end }}
 
 {{/*
-The predictor's container, for the stable predictor and a Standard-mode canary alike.
-Call with (dict "root" $ "modelUri" URI).
+The predictor's container, serving modelUri. Call with (dict "root" $ "modelUri" URI).
 */}}
 {{- define "sqc.predictorContainer" -}}
 {{- $root := .root }}
