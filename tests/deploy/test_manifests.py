@@ -235,37 +235,81 @@ def test_serving_containers_have_probes_and_kserves_port(case: str | Path) -> No
             assert "startupProbe" in container, where
 
 
-@pytest.mark.parametrize("case", every_rendering())
-def test_every_server_stops_within_its_pods_termination_grace(case: str | Path) -> None:
-    """delay + grace < the pod's termination grace, or Kubernetes kills requests in flight.
+# Knative's termination sequence for a revision's pod, knative/serving at the mirror's HEAD:
+# - pkg/reconciler/revision/resources/deploy.go, BuildPodSpec: the pod's
+#   terminationGracePeriodSeconds is the revision's TimeoutSeconds (KServe's `timeout`:
+#   kserve/kserve pkg/controller/v1beta1/inferenceservice/reconcilers/knative/
+#   ksvc_reconciler.go, createKnativeService), and Knative refuses the field in the spec;
+# - same file, userLifecycle: the user container's preStop hook is an HTTP GET of the
+#   queue-proxy's /wait-for-drain (pkg/queue/constants.go, RequestQueueDrainPath), which
+#   returns once the queue-proxy's drainer has seen no request for its QuietPeriod,
+#   drainSleepDuration = 30 s (pkg/queue/sharedmain/main.go; handlers.go, adminHandler);
+# - the kubelet sends SIGTERM when the hook returns, and SIGKILL when the grace runs out
+#   (2 s later, if the hook overran it).
+KNATIVE_DRAIN_SECONDS = 30
+# What the transformer needs after its last request to write the captures it queued.
+CAPTURE_FLUSH_SECONDS = 5
 
-    Knative refuses ``terminationGracePeriodSeconds`` and sets it from the revision's
-    timeout (KServe's ``timeout``): that one is read in Knative mode.
-    """
+
+def shutdown_timeline(pod: Obj, env: dict[str, str], prefix: str, knative: bool) -> Obj:
+    """When SIGTERM comes, when the server is done, and when the kubelet kills it (seconds)."""
+    sigterm = KNATIVE_DRAIN_SECONDS if knative else 0
+    delay = float(env[f"{prefix}_SHUTDOWN_DELAY_SECONDS"])
+    grace = float(env[f"{prefix}_SHUTDOWN_GRACE_SECONDS"])
+    if knative:
+        assert "terminationGracePeriodSeconds" not in pod  # Knative refuses it
+        period = pod["timeout"]
+    else:
+        period = pod["terminationGracePeriodSeconds"]
+    kill = period if period > sigterm else sigterm + 2
+    return {
+        "sigterm": sigterm,
+        "delay": delay,
+        "done": sigterm + delay + grace + CAPTURE_FLUSH_SECONDS,
+        "kill": kill,
+    }
+
+
+@pytest.mark.parametrize("case", every_rendering())
+def test_every_server_shuts_down_before_the_kubelet_kills_it(case: str | Path) -> None:
+    """Delay, grace and capture flush all run between SIGTERM and SIGKILL, in each mode."""
     isvc = one(render(case), "InferenceService")
-    knative = isvc["metadata"].get("annotations", {}).get("serving.kserve.io/deploymentMode")
+    mode = isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"]
     checked = 0
     for where, pod in pod_specs(isvc):
         (container,) = pod["containers"]
         env = {e["name"]: e.get("value") for e in container["env"]}
         prefix = "TRANSFORMER" if where == "transformer" else "PREDICTOR"
-        delay = float(env[f"{prefix}_SHUTDOWN_DELAY_SECONDS"])
-        grace = float(env[f"{prefix}_SHUTDOWN_GRACE_SECONDS"])
-        if knative == "Knative":
-            assert "terminationGracePeriodSeconds" not in pod, where
-            period = pod["timeout"]
-        else:
-            period = pod["terminationGracePeriodSeconds"]
-        assert 0 < delay and delay + grace < period, (where, delay, grace, period)
+        timeline = shutdown_timeline(pod, env, prefix, mode == "Knative")
+        assert timeline["done"] < timeline["kill"], (where, timeline)
+        if mode == "Standard":  # the endpoints drop the pod while it still serves
+            assert timeline["delay"] > 0, where
         checked += 1
     assert checked >= 2
 
 
-def test_the_chart_refuses_a_termination_grace_below_delay_plus_grace() -> None:
-    values = {
-        "shutdown": {"delaySeconds": 5, "graceSeconds": 25, "terminationGracePeriodSeconds": 30}
-    }
-    with pytest.raises(helm.HelmError, match="terminationGracePeriodSeconds must exceed"):
+def test_knatives_sequence_leaves_no_shutdown_with_standard_modes_numbers() -> None:
+    """Today's main: Knative mode with the 30 s grace and 5 s delay of Standard mode."""
+    pod = {"timeout": 30}
+    env = {"PREDICTOR_SHUTDOWN_DELAY_SECONDS": "5", "PREDICTOR_SHUTDOWN_GRACE_SECONDS": "20"}
+    timeline = shutdown_timeline(pod, env, "PREDICTOR", knative=True)
+    # The preStop hook spends the whole grace; SIGTERM at 30 s, SIGKILL 2 s later.
+    assert timeline["sigterm"] == 30 and timeline["kill"] == 32
+    assert timeline["done"] > timeline["kill"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "period", "says"),
+    [
+        ("Standard", 30, "must exceed shutdown.delaySeconds .* = 30 s"),
+        ("Knative", 30, "the revision timeout in Knative mode.* = 55 s"),
+    ],
+)
+def test_the_chart_refuses_a_termination_grace_the_shutdown_does_not_fit(
+    mode: str, period: int, says: str
+) -> None:
+    values = {"deploymentMode": mode, "shutdown": {"terminationGracePeriodSeconds": period}}
+    with pytest.raises(helm.HelmError, match=says):
         helm_render(values)
 
 

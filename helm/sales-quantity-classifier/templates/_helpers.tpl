@@ -148,7 +148,7 @@ The predictor's container, serving modelUri. Call with (dict "root" $ "modelUri"
     - name: PREDICTOR_MODEL_URI
       value: {{ .modelUri }}
     - name: PREDICTOR_SHUTDOWN_DELAY_SECONDS
-      value: {{ $v.shutdown.delaySeconds | quote }}
+      value: {{ include "sqc.shutdownDelay" $root | quote }}
     - name: PREDICTOR_SHUTDOWN_GRACE_SECONDS
       value: {{ $v.shutdown.graceSeconds | quote }}
     - name: PREDICTOR_TRACKING_URI
@@ -326,18 +326,57 @@ spec:
 {{- end }}
 
 {{/*
-The pods' termination grace, above the servers' shutdown delay + grace: Standard mode sets
+Shutdown, per mode. Standard mode: SIGTERM comes at once; the server serves `delay` more
+(readiness failing), gives requests in flight `grace`, then the transformer flushes its
+captures: all within terminationGracePeriodSeconds. Knative mode: Knative gives the container a
+preStop hook that waits for the queue-proxy's drain, at least 30 s without a request
+(knative/serving pkg/reconciler/revision/resources/deploy.go, userLifecycle, and
+pkg/queue/sharedmain: drainSleepDuration), and sets the grace to the revision timeout
+(BuildPodSpec: TerminationGracePeriodSeconds = TimeoutSeconds); SIGTERM comes only after the
+hook, and the kubelet kills 2 s after the grace. Nothing new arrives after the drain, so no
+delay is needed there, and the timeout must cover the drain as well.
+*/}}
+{{- define "sqc.knativeDrainSeconds" -}}30{{- end }}
+{{- define "sqc.captureFlushSeconds" -}}5{{- end }}
+{{- define "sqc.shutdownDelay" -}}
+{{- $s := .Values.shutdown }}
+{{- if kindIs "invalid" $s.delaySeconds }}
+{{- ternary 0 5 (eq .Values.deploymentMode "Knative") }}
+{{- else }}
+{{- $s.delaySeconds }}
+{{- end }}
+{{- end }}
+{{- define "sqc.terminationGraceSeconds" -}}
+{{- $s := .Values.shutdown }}
+{{- if kindIs "invalid" $s.terminationGracePeriodSeconds }}
+{{- ternary 60 35 (eq .Values.deploymentMode "Knative") }}
+{{- else }}
+{{- $s.terminationGracePeriodSeconds }}
+{{- end }}
+{{- end }}
+
+{{/*
+The pods' termination grace, after checking that the shutdown fits in it: Standard mode sets
 terminationGracePeriodSeconds; Knative refuses that field and takes it from the revision's
-timeout (KServe's `timeout`).
+timeout (KServe's `timeout`, ksvc_reconciler.go: TimeoutSeconds).
 */}}
 {{- define "sqc.terminationGrace" -}}
-{{- $s := .Values.shutdown }}
-{{- if ge (addf $s.delaySeconds $s.graceSeconds) (float64 $s.terminationGracePeriodSeconds) }}
-{{- fail "shutdown.terminationGracePeriodSeconds must exceed shutdown.delaySeconds + shutdown.graceSeconds" }}
+{{- $knative := eq .Values.deploymentMode "Knative" }}
+{{- $period := include "sqc.terminationGraceSeconds" . | float64 }}
+{{- $sigterm := ternary (include "sqc.knativeDrainSeconds" . | float64) 0.0 $knative }}
+{{- $delay := include "sqc.shutdownDelay" . | float64 }}
+{{- $flush := include "sqc.captureFlushSeconds" . | float64 }}
+{{- $done := addf $sigterm $delay .Values.shutdown.graceSeconds $flush }}
+{{- if ge $done $period }}
+{{- if $knative }}
+{{- fail (printf "shutdown.terminationGracePeriodSeconds (the revision timeout in Knative mode) must exceed the queue-proxy's 30 s drain + shutdown.delaySeconds + shutdown.graceSeconds + 5 s of capture flush = %v s" $done) }}
+{{- else }}
+{{- fail (printf "shutdown.terminationGracePeriodSeconds must exceed shutdown.delaySeconds + shutdown.graceSeconds + 5 s of capture flush = %v s" $done) }}
 {{- end }}
-{{- if eq .Values.deploymentMode "Knative" -}}
-timeout: {{ .Values.shutdown.terminationGracePeriodSeconds }}
+{{- end }}
+{{- if $knative -}}
+timeout: {{ $period | int }}
 {{- else -}}
-terminationGracePeriodSeconds: {{ .Values.shutdown.terminationGracePeriodSeconds }}
+terminationGracePeriodSeconds: {{ $period | int }}
 {{- end }}
 {{- end }}
