@@ -82,6 +82,16 @@ def values_of(path: Path) -> Obj:
     return values
 
 
+def pinned(values: Obj | None = None, version: int = 1) -> Obj:
+    """``values`` with predictor.modelVersion set, as every install must (unless it sets
+    predictor.followAlias)."""
+    values = copy.deepcopy(values or {})
+    predictor = values.setdefault("predictor", {})
+    if "modelVersion" not in predictor and not predictor.get("followAlias"):
+        predictor["modelVersion"] = version
+    return values
+
+
 def helm_render(
     values: Obj | None = None, *, tests: bool = False, release: str = RELEASE
 ) -> list[Obj]:

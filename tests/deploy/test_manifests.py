@@ -8,6 +8,7 @@ kustomize overlays and the chart agree; secrets only by reference; images pinned
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from tests.deploy.manifests import (
     kustomize,
     one,
     overlay,
+    pinned,
     pod_specs,
     values_of,
 )
@@ -426,7 +428,7 @@ def test_the_knative_policy_takes_its_namespaces_and_the_mesh_from_values() -> N
             "metricsFrom": metrics_from,
         },
     }
-    policy, name = _policy_of(values)
+    policy, name = _policy_of(pinned(values))
     assert _opens(policy, ("contour", {})) == set(QUEUE_PROXY_PORTS)
     assert AUTOSCALER_SCRAPE_PORT in _opens(policy, ("knative-system", {"app": "autoscaler"}))
     assert _opens(policy, ACTIVATOR) == set()  # knative-serving is no longer named
@@ -505,7 +507,7 @@ def test_one_registry_and_tag_name_all_three_images() -> None:
     values = {"image": {"registry": "registry.example:5000/team", "tag": "1.4.0-abc1234"}}
     images = {
         where: container["image"]
-        for obj in helm_render(values, tests=True)
+        for obj in helm_render(pinned(values), tests=True)
         for where, pod in pod_specs(obj)
         for container in pod["containers"]
     }
@@ -519,7 +521,7 @@ def test_one_registry_and_tag_name_all_three_images() -> None:
     digest = "sha256:" + "a" * 64
     values["predictor"] = {"image": {"digest": digest}}
     values["transformer"] = {"image": {"tag": "hotfix"}}
-    isvc = one(helm_render(values), "InferenceService")["spec"]
+    isvc = one(helm_render(pinned(values)), "InferenceService")["spec"]
     assert isvc["predictor"]["containers"][0]["image"] == f"{prefix}-predictor@{digest}"
     assert isvc["transformer"]["containers"][0]["image"] == f"{prefix}-transformer:hotfix"
 
@@ -534,7 +536,7 @@ def test_one_registry_and_tag_name_all_three_images() -> None:
 )
 def test_the_chart_names_its_objects_as_kustomize_does(naming: dict[str, Any]) -> None:
     """The names the docs, `python -m rollout` (default --name) and the kustomize overlays use."""
-    from_helm = helm_render(naming.get("values"), release=naming["release"])
+    from_helm = helm_render(pinned(naming.get("values")), release=naming["release"])
     assert {(o["kind"], o["metadata"]["name"]) for o in from_helm} == {
         (o["kind"], o["metadata"]["name"]) for o in overlay("standard")
     }
@@ -544,7 +546,7 @@ def test_mlflow_credentials_come_from_the_named_secret_and_are_required() -> Non
     def refs(values: Obj) -> list[Obj]:
         return [
             e["valueFrom"]["secretKeyRef"]
-            for obj in helm_render(values)
+            for obj in helm_render(pinned(values))
             for _, pod in pod_specs(obj)
             for container in pod["containers"]
             for e in container.get("env", [])
@@ -683,7 +685,7 @@ def test_notes_promise_the_canary_share_only_when_knative_can_split() -> None:
 )
 def test_every_reference_names_an_object_of_the_same_rendering(case: str | Path) -> None:
     if isinstance(case, str) and case.startswith("release:"):
-        objects = helm_render(tests=True, release=case.split(":", 1)[1])
+        objects = helm_render(pinned(), tests=True, release=case.split(":", 1)[1])
     else:
         objects = render(case)
     names = {(o["kind"], o["metadata"]["name"]) for o in objects}
@@ -713,9 +715,62 @@ def test_every_reference_names_an_object_of_the_same_rendering(case: str | Path)
         assert url.startswith(f"http://{isvc_name}-transformer.")
 
 
+PINNED_URI = re.compile(r"models:/sales-quantity-classifier/[1-9][0-9]*")
+
+
+def _model_uri(container: Obj) -> str:
+    return str(next(e["value"] for e in container["env"] if e["name"] == "PREDICTOR_MODEL_URI"))
+
+
+@pytest.mark.parametrize("case", every_rendering())
+def test_deploys_pin_a_version_and_the_jobs_judge_the_one_served(case: str | Path) -> None:
+    """A mutable alias in a pod's URI is resolved by each pod when it starts: after the alias
+    moves, a restart or scale-up mixes versions inside one revision. Only the chart's explicit
+    predictor.followAlias may do that."""
+    objects = render(case)
+    predictor = one(objects, "InferenceService")["spec"]["predictor"]
+    values = values_of(case) if isinstance(case, Path) else {}
+    served = _model_uri(predictor["containers"][0])
+    if "canaryTrafficPercent" in predictor:  # the new revision is the canary; stable is pinned
+        served = f"models:/sales-quantity-classifier/{values['predictor']['modelVersion']}"
+    alias = values.get("predictor", {}).get("followAlias")
+    if alias:
+        assert served == f"models:/sales-quantity-classifier@{alias}"
+    else:
+        assert PINNED_URI.fullmatch(served), served
+    for job in (o for o in objects if o["kind"] == "CronJob"):
+        (container,) = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+        args = container["args"]
+        assert args[args.index("--model_uri") + 1] == served, job["metadata"]["name"]
+
+
+@pytest.mark.parametrize(
+    ("predictor", "outcome"),
+    [
+        ({}, "predictor.modelVersion is required"),
+        ({"modelVersion": 7}, "models:/sales-quantity-classifier/7"),
+        ({"followAlias": "production"}, "models:/sales-quantity-classifier@production"),
+        ({"modelVersion": 7, "followAlias": "production"}, "are both set"),
+    ],
+    ids=["nothing", "a-version", "an-alias", "both"],
+)
+def test_the_chart_takes_a_pinned_version_or_an_alias_on_purpose(
+    predictor: Obj, outcome: str
+) -> None:
+    values = {"predictor": predictor}
+    if not outcome.startswith("models:/"):
+        with pytest.raises(helm.HelmError, match=outcome):
+            helm_render(values)
+        return
+    isvc = one(helm_render(values), "InferenceService")
+    assert _model_uri(isvc["spec"]["predictor"]["containers"][0]) == outcome
+
+
 def test_log_to_mlflow_is_off_by_default_and_one_value_turns_it_on_for_both_jobs() -> None:
     def switches(values: Obj) -> dict[str, list[Obj]]:
-        jobs = {o["metadata"]["name"]: o for o in helm_render(values) if o["kind"] == "CronJob"}
+        jobs = {
+            o["metadata"]["name"]: o for o in helm_render(pinned(values)) if o["kind"] == "CronJob"
+        }
         return {
             name: [
                 e

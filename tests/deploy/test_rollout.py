@@ -22,7 +22,7 @@ from tests.deploy.manifests import Obj, one, overlay
 pytestmark = pytest.mark.deploy
 
 NAME = "sales-quantity-classifier"
-STABLE = "models:/sales-quantity-classifier@production"
+STABLE = "models:/sales-quantity-classifier/1"  # the overlays pin a version
 
 
 @pytest.fixture(params=["standard", "knative"])

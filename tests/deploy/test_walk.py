@@ -233,14 +233,16 @@ def test_every_name_the_walk_uses_is_one_the_chart_rendered(walk: Walk) -> None:
     assert name_problems(walk, objects) == []
 
 
-#: The README's Helm path before issue 19: Secret, release, curl and rollout disagree.
+#: The README's Helm path before issue 19 (with the version pin the chart now requires):
+#: Secret, release, curl and rollout disagree.
 BROKEN_WALK = """
 ```bash
 kubectl -n ml create secret generic sales-quantity-classifier-mlflow \\
   --from-literal=MLFLOW_TRACKING_USERNAME=... --from-literal=MLFLOW_TRACKING_PASSWORD=...
 helm install sqc helm/sales-quantity-classifier -n ml \\
   --set deploymentMode=Knative --set mlflow.trackingUri=http://mlflow.mlflow:5000 \\
-  --set predictor.image.repository=REGISTRY/sales-quantity-classifier-predictor
+  --set predictor.image.repository=REGISTRY/sales-quantity-classifier-predictor \\
+  --set predictor.modelVersion=4
 helm test sqc -n ml
 curl -s http://sales-quantity-classifier-transformer.ml.svc.cluster.local/v1/models/sales-quantity-classifier:predict
 python -m rollout start 4 --percent 10 -n ml

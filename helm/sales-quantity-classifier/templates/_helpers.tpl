@@ -193,6 +193,23 @@ The predictor's container, serving modelUri. Call with (dict "root" $ "modelUri"
 {{- end }}
 
 {{/*
+The registry URI the stable predictor serves, and the jobs judge: a pinned version, or the
+alias when followAlias asks for it. One of the two is required.
+*/}}
+{{- define "sqc.stableModelUri" -}}
+{{- $p := .Values.predictor }}
+{{- if and $p.followAlias (not (kindIs "invalid" $p.modelVersion)) }}
+{{- fail "predictor.modelVersion and predictor.followAlias are both set: pin a version, or follow an alias, not both" }}
+{{- else if $p.followAlias }}
+{{- printf "models:/%s@%s" .Values.registeredModel $p.followAlias }}
+{{- else if not (kindIs "invalid" $p.modelVersion) }}
+{{- printf "models:/%s/%d" .Values.registeredModel (int $p.modelVersion) }}
+{{- else }}
+{{- fail "predictor.modelVersion is required: the registry version to serve (e.g. --set predictor.modelVersion=3; `make release` resolves it from the alias), so that every pod serves the same version; or, on purpose, --set predictor.followAlias=production" }}
+{{- end }}
+{{- end }}
+
+{{/*
 The registry URI a canary serves: one pinned version of the registered model.
 */}}
 {{- define "sqc.canaryModelUri" -}}
