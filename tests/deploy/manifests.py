@@ -148,26 +148,30 @@ def pod_specs(obj: Obj) -> Iterator[tuple[str, Obj]]:
 
 
 @functools.cache
-def crd() -> Obj:
-    loaded: Obj = yaml.safe_load((shared_dir() / CRD_FILE).read_text())
+def crd(path: Path | None = None) -> Obj:
+    """KServe's InferenceService CRD: shared/'s (the CRD's commit), or the file at ``path``."""
+    loaded: Obj = yaml.safe_load((path or shared_dir() / CRD_FILE).read_text())
     return loaded
 
 
 @functools.cache
-def isvc_validator() -> jsonschema.Draft7Validator:
-    """A validator of :func:`strict_isvc_schema`, built once (the schema is 2 MB)."""
-    return jsonschema.Draft7Validator(strict_isvc_schema())
+def isvc_validator(path: Path | None = None) -> jsonschema.Draft7Validator:
+    """A validator of :func:`strict_isvc_schema`, built once per CRD (the schema is 2 MB)."""
+    return jsonschema.Draft7Validator(strict_isvc_schema(crd(path)))
 
 
-def strict_isvc_schema() -> Obj:
-    """KServe's InferenceService schema with unknown keys rejected.
+def strict_isvc_schema(definition: Obj | None = None) -> Obj:
+    """KServe's InferenceService schema (of ``definition``, by default :func:`crd`) with
+    unknown keys rejected.
 
     The CRD never sets additionalProperties: false (the API server prunes or, with strict
     field validation, rejects unknown fields instead); adding it to every object that lists
     properties, except where x-kubernetes-preserve-unknown-fields is set, makes a plain
     JSON-schema check reject a misspelt field too.
     """
-    schema = copy.deepcopy(crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    definition = definition or crd()
+    (served,) = [v for v in definition["spec"]["versions"] if v["name"] == "v1beta1"]
+    schema = copy.deepcopy(served["schema"]["openAPIV3Schema"])
 
     def close(node: Any) -> None:
         if isinstance(node, dict):
