@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import helm_python as helm
 import jsonschema
 import kubernetes_validate
 import pytest
+import yaml
 
 from tests.deploy.manifests import (
     CHART,
@@ -788,3 +790,36 @@ def test_log_to_mlflow_is_off_by_default_and_one_value_turns_it_on_for_both_jobs
     assert all(
         env == [{"name": "MONITORING_LOG_TO_MLFLOW", "value": "true"}] for env in turned_on.values()
     )
+
+
+def test_the_chart_renders_as_a_subchart_of_an_umbrella_chart(tmp_path: Path) -> None:
+    """Helm hands every subchart the umbrella's ``global`` values: the schema must accept it."""
+    umbrella = tmp_path / "platform"
+    shutil.copytree(CHART, umbrella / "charts" / CHART.name)
+    (umbrella / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: platform\nversion: 1.0.0\n"
+        "dependencies:\n"
+        f"  - name: {CHART.name}\n    version: 0.1.0\n    repository: file://charts/{CHART.name}\n"
+    )
+    values = {
+        "global": {"environment": "staging", "imageRegistry": "registry.example:5000"},
+        CHART.name: {"predictor": {"modelVersion": 3}, "deploymentMode": "Knative"},
+    }
+    rendered = helm.Chart.load(umbrella).render(values, name="platform", namespace="ml")
+    objects = [
+        d
+        for path, text in sorted(rendered.items())
+        if path.endswith(".yaml") and "/tests/" not in path
+        for d in yaml.safe_load_all(text)
+        if d
+    ]
+    assert {o["kind"] for o in objects} == KINDS
+    isvc = one(objects, "InferenceService")
+    assert isvc["metadata"]["name"] == "platform-sales-quantity-classifier"
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
+    env = {e["name"]: e.get("value") for e in isvc["spec"]["predictor"]["containers"][0]["env"]}
+    assert env["PREDICTOR_MODEL_URI"] == "models:/sales-quantity-classifier/3"
+    # The subchart's own schema still refuses a wrong value under its key.
+    values[CHART.name]["predictr"] = {}
+    with pytest.raises(helm.HelmValuesError, match="predictr"):
+        helm.Chart.load(umbrella).render(values, name="platform", namespace="ml")
