@@ -50,8 +50,9 @@ ENTRYPOINTS = {
     "transformer": ["python", "-m", "transformer"],
     "monitoring": ["python", "-m", "monitoring"],
 }
-# Read by MLflow's client itself, not by the parts' settings.
-MLFLOW_ENV = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
+# Read by MLflow's client or the object stores' SDKs, not by the parts' settings.
+CLIENT_ENV = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
+CLIENT_ENV |= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 
 
 def entrypoint(part: str) -> list[str]:
@@ -88,7 +89,8 @@ TEST_SECRETS: Final = {
     "mlflow-credentials": {
         "MLFLOW_TRACKING_USERNAME": "sqc-tests",
         "MLFLOW_TRACKING_PASSWORD": "not-checked",
-    }
+    },
+    "artifact-store": {"AWS_ACCESS_KEY_ID": "sqc-tests", "AWS_SECRET_ACCESS_KEY": "not-checked"},
 }
 
 
@@ -122,7 +124,7 @@ def resolve_env(
 
 def unknown_env(env: Mapping[str, str], prefix: str, fields: set[str]) -> set[str]:
     """Variables the part would silently ignore: not PREFIX + one of its settings."""
-    known = {prefix + f.upper() for f in fields} | MLFLOW_ENV
+    known = {prefix + f.upper() for f in fields} | CLIENT_ENV
     return set(env) - known
 
 

@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.deploy.kserve_rules import DEPLOYMENT_MODES, autoscaling_refusal
 from tests.deploy.manifests import (
     CHART,
     CI_VALUES,
     CRD_FILE,
     OVERLAYS,
-    Obj,
     helm_render,
     isvc_validator,
     one,
@@ -53,39 +53,10 @@ CRD_SHA256 = {
 }
 SDK_VERSION = "0.21"
 
-# The deployment modes each release's controller knows (kserve/kserve pkg/constants/
-# constants.go, DeploymentModeType): Standard and Knative from 0.16 (the legacy names stay).
-DEPLOYMENT_MODES = {"0.15": {"Serverless", "RawDeployment", "ModelMesh"}}
-for _release in ("0.16", "0.17", "0.18", "0.19", "0.20", "0.21"):
-    DEPLOYMENT_MODES[_release] = DEPLOYMENT_MODES["0.15"] | {"Standard", "Knative"}
-# Every release's constants.go: AutoscalerAllowedKPAMetricsList, AutoscalerAllowedHPAMetricsList.
-KPA_METRICS = {"concurrency", "rps"}
-HPA_METRICS = {"cpu", "memory"}
-
 
 def supported() -> list[str]:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     return str(chart["annotations"]["sales-quantity-classifier/kserve-versions"]).split()
-
-
-def autoscaling_refusal(isvc: Obj, release: str) -> str | None:
-    """kserve/kserve pkg/apis/serving/v1beta1/inference_service_validation.go,
-    validateAutoScalingCompExtension (0.15 to the CRD's commit): in the release's Standard
-    mode (RawDeployment before 0.16) nothing is checked unless an autoscaler class annotation
-    asks for it; in every other mode, the name of which it does not know included,
-    validateScalingKPACompExtension allows only the KPA metrics (default concurrency). The
-    Standard-mode HPA takes only cpu and memory (reconcilers/hpa/hpa_reconciler.go,
-    getHPAMetrics). The reason it refuses, or None."""
-    mode = isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"]
-    standard = "Standard" if "Standard" in DEPLOYMENT_MODES[release] else "RawDeployment"
-    for component in ("predictor", "transformer"):
-        metric = isvc["spec"][component].get("scaleMetric")
-        if mode == standard:
-            if metric is not None and metric not in HPA_METRICS:
-                return f"{component}: the HPA has no metric {metric}"
-        elif (metric or "concurrency") not in KPA_METRICS:
-            return f"[{metric}] is not a supported metric"
-    return None
 
 
 def renderings() -> Iterator[Any]:

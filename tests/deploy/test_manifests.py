@@ -7,6 +7,7 @@ kustomize overlays and the chart agree; secrets only by reference; images pinned
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.deploy.kserve_rules import autoscaling_refusal, canary_refusal
 from tests.deploy.manifests import (
     CHART,
     CI_VALUES,
@@ -445,6 +447,25 @@ def test_the_knative_policy_takes_its_namespaces_and_the_mesh_from_values() -> N
     assert scrapers == [metrics_from]
 
 
+GENERATED_CONFIG = re.compile(r"sales-quantity-classifier-config-[a-z0-9]{10}")
+
+
+def unhashed(objects: list[Obj]) -> list[Obj]:
+    """kustomize's objects with the generated ConfigMap's content hash cut from its name."""
+    text = GENERATED_CONFIG.sub("sales-quantity-classifier-config", json.dumps(objects))
+    loaded: list[Obj] = json.loads(text)
+    return loaded
+
+
+def without_checksum(objects: list[Obj]) -> list[Obj]:
+    """The chart's objects without the settings' digest on the predictor's pods."""
+    for obj in objects:
+        if obj["kind"] == "InferenceService":
+            annotations = obj["spec"]["predictor"].pop("annotations")
+            assert set(annotations) == {"checksum/config"}
+    return objects
+
+
 def _strip(obj: Obj) -> Obj:
     """An object without what legitimately differs: labels, and comments' absence."""
     clean = {k: v for k, v in obj.items() if k != "metadata"}
@@ -469,10 +490,14 @@ def _strip(obj: Obj) -> Obj:
 
 @pytest.mark.parametrize("mode", sorted(OVERLAYS))
 def test_kustomize_and_helm_render_the_same_deployment(mode: str) -> None:
-    from_kustomize = {(o["kind"], o["metadata"]["name"]): _strip(o) for o in overlay(mode)}
+    """The same objects, but for how each rolls the predictor on a settings change: kustomize
+    names the ConfigMap by its content, the chart puts the content's digest on the pods."""
+    from_kustomize = {
+        (o["kind"], o["metadata"]["name"]): _strip(o) for o in unhashed(overlay(mode))
+    }
     from_helm = {
         (o["kind"], o["metadata"]["name"]): _strip(o)
-        for o in helm_render(values_of(CHART / "ci" / f"{mode}-values.yaml"))
+        for o in without_checksum(helm_render(values_of(CHART / "ci" / f"{mode}-values.yaml")))
     }
     assert sorted(from_kustomize) == sorted(from_helm)
     for key, obj in from_kustomize.items():
@@ -540,7 +565,7 @@ def test_the_chart_names_its_objects_as_kustomize_does(naming: dict[str, Any]) -
     """The names the docs, `python -m rollout` (default --name) and the kustomize overlays use."""
     from_helm = helm_render(pinned(naming.get("values")), release=naming["release"])
     assert {(o["kind"], o["metadata"]["name"]) for o in from_helm} == {
-        (o["kind"], o["metadata"]["name"]) for o in overlay("standard")
+        (o["kind"], o["metadata"]["name"]) for o in unhashed(overlay("standard"))
     }
 
 
@@ -625,30 +650,9 @@ def test_a_chart_canary_pins_one_registry_version_in_the_new_revision() -> None:
     assert "canary" not in spec
 
 
-def kserve_refuses_canary(isvc: Obj) -> str | None:
-    """KServe's webhook on spec.canary[]: kserve/kserve pkg/apis/serving/v1beta1/
-    inference_service_validation.go, validateCanarySpecs (at the CRD's commit): a canary only
-    in Standard mode, and only when the stable predictor has a storage URI
-    (``GetImplementation().GetStorageUri()``: for custom containers the STORAGE_URI env of
-    kserve-container) or a ``model``. The reason, or None when it accepts."""
-    spec = isvc["spec"]
-    if not spec.get("canary"):
-        return None
-    if (
-        isvc["metadata"].get("annotations", {}).get("serving.kserve.io/deploymentMode")
-        != "Standard"
-    ):
-        return "canary is only supported in Standard deployment mode"
-    predictor = spec["predictor"]
-    env = [e["name"] for c in predictor.get("containers", []) for e in c.get("env", [])]
-    if "model" not in predictor and "STORAGE_URI" not in env:
-        return "canary requires a stable predictor with a model"
-    return None
-
-
 @pytest.mark.parametrize("case", every_rendering())
 def test_no_rendering_asks_kserve_for_a_canary_its_webhook_refuses(case: str | Path) -> None:
-    assert kserve_refuses_canary(one(render(case), "InferenceService")) is None
+    assert canary_refusal(one(render(case), "InferenceService")) is None
 
 
 def test_the_chart_refuses_a_standard_mode_canary() -> None:
@@ -656,7 +660,7 @@ def test_the_chart_refuses_a_standard_mode_canary() -> None:
     # spec.canary[] entry; KServe's webhook refuses it, so the chart must not render it.
     isvc = one(helm_render(values_of(CHART / "ci" / "standard-values.yaml")), "InferenceService")
     isvc["spec"]["canary"] = [{"trafficPercent": 10, "predictor": isvc["spec"]["predictor"]}]
-    assert kserve_refuses_canary(isvc) == "canary requires a stable predictor with a model"
+    assert canary_refusal(isvc) == "canary requires a stable predictor with a model"
     values = {"canary": {"enabled": True, "modelVersion": 2, "trafficPercent": 10}}
     with pytest.raises(helm.HelmError, match="canary.enabled needs deploymentMode=Knative"):
         helm_render(values)
@@ -823,3 +827,113 @@ def test_the_chart_renders_as_a_subchart_of_an_umbrella_chart(tmp_path: Path) ->
     values[CHART.name]["predictr"] = {}
     with pytest.raises(helm.HelmValuesError, match="predictr"):
         helm.Chart.load(umbrella).render(values, name="platform", namespace="ml")
+
+
+def _predictor_pod_meta(objects: list[Obj]) -> Obj:
+    predictor = one(objects, "InferenceService")["spec"]["predictor"]
+    config_refs = sorted(
+        e["valueFrom"]["configMapKeyRef"]["name"]
+        for e in predictor["containers"][0]["env"]
+        if "configMapKeyRef" in e.get("valueFrom", {})
+    )
+    return {"annotations": predictor.get("annotations", {}), "config_refs": config_refs}
+
+
+def test_a_settings_change_rolls_the_predictor(tmp_path: Path) -> None:
+    """KServe copies a component's annotations and pod spec to what it rolls: kserve/kserve
+    pkg/controller/v1beta1/inferenceservice/components/predictor.go (buildPredictorResources:
+    the predictor's annotations, less ServiceAnnotationDisallowedList of
+    pkg/constants/constants.go, into the component's ObjectMeta), then
+    reconcilers/deployment/deployment_reconciler.go (createRawDefaultDeployment: the pod
+    template's ObjectMeta) or reconcilers/knative/ksvc_reconciler.go (createKnativeService: the
+    revision template's annotations). A change there is a rollout, or a new revision."""
+    base = pinned({"mlflow": {"trackingUri": "http://mlflow-a:5000"}})
+    moved = pinned({"mlflow": {"trackingUri": "http://mlflow-b:5000"}})
+    before, again = _predictor_pod_meta(helm_render(base)), _predictor_pod_meta(helm_render(base))
+    after = _predictor_pod_meta(helm_render(moved))
+    assert before == again  # the digest is of the content: no rollout without a change
+    assert before["annotations"]["checksum/config"] != after["annotations"]["checksum/config"]
+
+    overlay_dir = tmp_path / "overlay"
+    overlay_dir.mkdir()
+    rel = os.path.relpath(OVERLAYS["knative"], overlay_dir)
+    (overlay_dir / "kustomization.yaml").write_text(
+        f"resources: [{rel}]\n"
+        "configMapGenerator:\n"
+        "  - name: sales-quantity-classifier-config\n"
+        "    behavior: merge\n"
+        "    literals: [MLFLOW_TRACKING_URI=http://mlflow-b:5000]\n"
+    )
+    objects = kustomize(overlay_dir)
+    config = one(objects, "ConfigMap")["metadata"]["name"]
+    assert config != one(overlay("knative"), "ConfigMap")["metadata"]["name"]
+    assert _predictor_pod_meta(objects)["config_refs"] == [config]  # the new name, in the pod
+    for job in (o for o in objects if o["kind"] == "CronJob"):
+        (container,) = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+        assert {e["valueFrom"]["configMapKeyRef"]["name"] for e in container["env"]} == {config}
+
+
+def test_the_artifact_stores_credentials_come_from_secrets_in_every_container() -> None:
+    secret_env = [
+        {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "id"}}}
+    ]
+    secret_all = [{"secretRef": {"name": "artifact-store"}}]
+    values = pinned(
+        {
+            part: {"extraEnv": secret_env, "envFrom": secret_all}
+            for part in ("predictor", "transformer", "monitoring")
+        }
+    )
+    containers = [
+        (where, c)
+        for obj in helm_render(values)
+        for where, pod in pod_specs(obj)
+        for c in pod["containers"]
+    ]
+    assert sorted(where for where, _ in containers) == [
+        "jobTemplate",
+        "jobTemplate",
+        "predictor",
+        "transformer",
+    ]
+    for where, container in containers:
+        assert secret_env[0] in container["env"], where
+        assert container["envFrom"] == secret_all, where
+    with pytest.raises(helm.HelmValuesError, match="extraEnv"):
+        helm_render(
+            pinned({"predictor": {"extraEnv": [{"name": "X", "value": "1", "valueFrom": {}}]}})
+        )
+
+
+@pytest.mark.parametrize(
+    ("mode", "metric"),
+    [(m, x) for m in ("Standard", "Knative") for x in ("cpu", "memory", "concurrency", "rps")],
+)
+def test_the_schema_takes_the_scale_metrics_kserve_takes_in_each_mode(
+    mode: str, metric: str
+) -> None:
+    values = pinned({"deploymentMode": mode, "predictor": {"scaleMetric": metric}})
+    try:
+        isvc = one(helm_render(values), "InferenceService")
+    except helm.HelmValuesError as refused:
+        assert "/predictor/scaleMetric" in str(refused)
+        accepted = False
+    else:
+        accepted = True
+        # What the chart renders, KServe's rule must accept (kserve_rules.autoscaling_refusal).
+        assert autoscaling_refusal(isvc, "0.21") is None
+    isvc = one(overlay(mode.lower()), "InferenceService")
+    isvc["spec"]["predictor"]["scaleMetric"] = metric
+    assert accepted == (autoscaling_refusal(isvc, "0.21") is None)
+
+
+def test_the_cronjobs_time_zone_is_a_value() -> None:
+    def zones(values: Obj) -> set[Any]:
+        return {
+            o["spec"].get("timeZone") for o in helm_render(pinned(values)) if o["kind"] == "CronJob"
+        }
+
+    assert zones({}) == {None}  # the controller manager's zone
+    assert zones({"monitoring": {"timeZone": "Europe/Berlin"}}) == {"Europe/Berlin"}
+    with pytest.raises(helm.HelmValuesError, match="timeZone"):
+        helm_render(pinned({"monitoring": {"timeZone": "Berlin time"}}))

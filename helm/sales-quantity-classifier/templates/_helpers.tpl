@@ -161,6 +161,13 @@ The predictor's container, serving modelUri. Call with (dict "root" $ "modelUri"
     - name: {{ $name }}
       value: {{ $value | quote }}
     {{- end }}
+    {{- with $v.predictor.extraEnv }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with $v.predictor.envFrom }}
+  envFrom:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   ports:
     - name: http1
       containerPort: 8080
@@ -266,6 +273,9 @@ metadata:
     app.kubernetes.io/component: {{ .job }}
 spec:
   schedule: {{ .schedule | quote }}
+  {{- with $m.timeZone }}
+  timeZone: {{ . | quote }}
+  {{- end }}
   concurrencyPolicy: Forbid
   startingDeadlineSeconds: {{ $m.startingDeadlineSeconds }}
   successfulJobsHistoryLimit: {{ $m.successfulJobsHistoryLimit }}
@@ -324,6 +334,13 @@ spec:
                 - name: MONITORING_LOG_TO_MLFLOW
                   value: "true"
                 {{- end }}
+                {{- with $m.extraEnv }}
+                {{- toYaml . | nindent 16 }}
+                {{- end }}
+              {{- with $m.envFrom }}
+              envFrom:
+                {{- toYaml . | nindent 16 }}
+              {{- end }}
               resources:
                 {{- toYaml $m.resources | nindent 16 }}
               securityContext:
