@@ -799,11 +799,13 @@ def test_log_to_mlflow_is_off_by_default_and_one_value_turns_it_on_for_both_jobs
 def test_the_chart_renders_as_a_subchart_of_an_umbrella_chart(tmp_path: Path) -> None:
     """Helm hands every subchart the umbrella's ``global`` values: the schema must accept it."""
     umbrella = tmp_path / "platform"
+    chart_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
     shutil.copytree(CHART, umbrella / "charts" / CHART.name)
     (umbrella / "Chart.yaml").write_text(
         "apiVersion: v2\nname: platform\nversion: 1.0.0\n"
         "dependencies:\n"
-        f"  - name: {CHART.name}\n    version: 0.1.0\n    repository: file://charts/{CHART.name}\n"
+        f"  - name: {CHART.name}\n    version: {chart_version}\n"
+        f"    repository: file://charts/{CHART.name}\n"
     )
     values = {
         "global": {"environment": "staging", "imageRegistry": "registry.example:5000"},
