@@ -171,7 +171,7 @@ def strict_isvc_schema(definition: Obj | None = None) -> Obj:
     """
     definition = definition or crd()
     (served,) = [v for v in definition["spec"]["versions"] if v["name"] == "v1beta1"]
-    schema = copy.deepcopy(served["schema"]["openAPIV3Schema"])
+    schema: Obj = copy.deepcopy(served["schema"]["openAPIV3Schema"])
 
     def close(node: Any) -> None:
         if isinstance(node, dict):

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.kserve_rules import DEPLOYMENT_MODES, autoscaling_refusal
+from tests.deploy.kserve_webhook import DEPLOYMENT_MODES, autoscaling_refusal
 from tests.deploy.manifests import (
     CHART,
     CI_VALUES,

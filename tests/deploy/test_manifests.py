@@ -20,7 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.kserve_rules import autoscaling_refusal, canary_refusal
+from tests.deploy.kserve_webhook import autoscaling_refusal, canary_refusal
 from tests.deploy.manifests import (
     CHART,
     CI_VALUES,
@@ -330,18 +330,15 @@ ACTIVATOR = ("knative-serving", {"app": "activator"})
 AUTOSCALER = ("knative-serving", {"app": "autoscaler"})
 KOURIER = ("kourier-system", {"app": "3scale-kourier-gateway"})
 ISTIO_GATEWAY = ("istio-system", {"app": "istio-ingressgateway"})
-PROMETHEUS = ("monitoring", {"app.kubernetes.io/name": "prometheus"})
 ELSEWHERE = ("default", {"app": "anything"})
 
 # Knative's ports on a revision's pod (knative/serving pkg/networking/constants.go): the
 # queue-proxy takes requests on BackendHTTPPort 8012 (BackendHTTP2Port 8013 for h2c,
 # BackendHTTPSPort 8112 with system-internal TLS); the autoscaler scrapes the pod's IP on
 # AutoscalingQueueMetricsPort 9090 (pkg/autoscaler/metrics/stats_scraper.go, portAndPath and
-# the pod scrape in scrapePods); UserQueueMetricsPort 9091 is the queue-proxy's metrics for
-# Prometheus. The predictor itself serves and exposes /metrics on 8080.
+# the pod scrape in scrapePods). The predictor itself serves on 8080.
 QUEUE_PROXY_PORTS = (8012, 8013, 8112)
 AUTOSCALER_SCRAPE_PORT = 9090
-QUEUE_PROXY_USER_METRICS_PORT = 9091
 
 
 def _selects(selector: Obj, labels: dict[str, str]) -> bool:
@@ -379,7 +376,7 @@ def _policy_of(case: str | Path | Obj) -> tuple[Obj, str]:
 
 
 def _opens(policy: Obj, caller: tuple[str, dict[str, str]]) -> set[int]:
-    ports = {8080, *QUEUE_PROXY_PORTS, AUTOSCALER_SCRAPE_PORT, QUEUE_PROXY_USER_METRICS_PORT}
+    ports = {8080, *QUEUE_PROXY_PORTS, AUTOSCALER_SCRAPE_PORT}
     return {port for port in ports if allows(policy, caller, port)}
 
 
@@ -390,12 +387,9 @@ def _opens(policy: Obj, caller: tuple[str, dict[str, str]]) -> set[int]:
         *[pytest.param(p, id=f"helm-{p.stem}") for p in CI_VALUES if "standard" in p.stem],
     ],
 )
-def test_in_standard_mode_the_transformer_and_prometheus_reach_the_predictor(
-    case: str | Path,
-) -> None:
+def test_in_standard_mode_only_the_transformer_reaches_the_predictor(case: str | Path) -> None:
     policy, name = _policy_of(case)
     assert _opens(policy, _component(name, "transformer")) == {8080}
-    assert _opens(policy, PROMETHEUS) == {8080}
     for nobody in (_component(name, "drift"), ("ml", {}), ELSEWHERE, ACTIVATOR):
         assert _opens(policy, nobody) == set(), nobody
 
@@ -407,29 +401,24 @@ def test_in_standard_mode_the_transformer_and_prometheus_reach_the_predictor(
         *[pytest.param(p, id=f"helm-{p.stem}") for p in CI_VALUES if "knative" in p.stem],
     ],
 )
-def test_in_knative_mode_knative_its_gateways_and_prometheus_reach_the_predictor(
-    case: str | Path,
-) -> None:
+def test_in_knative_mode_knative_and_its_gateways_reach_the_predictor(case: str | Path) -> None:
     policy, name = _policy_of(case)
     for sender in (ACTIVATOR, KOURIER, ISTIO_GATEWAY):
         assert _opens(policy, sender) >= set(QUEUE_PROXY_PORTS), sender
     # Without the autoscaler's scrape, scaling stalls once the activator leaves the path.
     assert AUTOSCALER_SCRAPE_PORT in _opens(policy, AUTOSCALER)
     assert AUTOSCALER_SCRAPE_PORT not in _opens(policy, KOURIER)
-    assert _opens(policy, PROMETHEUS) == {8080, QUEUE_PROXY_USER_METRICS_PORT}
     # No sidecar mesh by default: the transformer's calls come through a gateway.
     for nobody in (_component(name, "transformer"), _component(name, "drift"), ELSEWHERE):
         assert _opens(policy, nobody) == set(), nobody
 
 
 def test_the_knative_policy_takes_its_namespaces_and_the_mesh_from_values() -> None:
-    metrics_from = [{"namespaceSelector": {"matchLabels": {"team": "observability"}}}]
     values = {
         "deploymentMode": "Knative",
         "networkPolicy": {
             "knative": {"systemNamespace": "knative-system", "ingressNamespaces": ["contour"]},
             "mesh": True,
-            "metricsFrom": metrics_from,
         },
     }
     policy, name = _policy_of(pinned(values))
@@ -438,13 +427,6 @@ def test_the_knative_policy_takes_its_namespaces_and_the_mesh_from_values() -> N
     assert _opens(policy, ACTIVATOR) == set()  # knative-serving is no longer named
     # In a sidecar mesh the transformer's own pod calls the revision.
     assert _opens(policy, _component(name, "transformer")) == set(QUEUE_PROXY_PORTS)
-    assert _opens(policy, PROMETHEUS) == set()  # metricsFrom names another peer
-    scrapers = [
-        rule["from"]
-        for rule in policy["spec"]["ingress"]
-        if {"port": QUEUE_PROXY_USER_METRICS_PORT, "protocol": "TCP"} in rule["ports"]
-    ]
-    assert scrapers == [metrics_from]
 
 
 GENERATED_CONFIG = re.compile(r"sales-quantity-classifier-config-[a-z0-9]{10}")
@@ -531,7 +513,7 @@ def test_images_are_pinned_by_tag_or_digest(case: str | Path) -> None:
 
 
 def test_one_registry_and_tag_name_all_three_images() -> None:
-    values = {"image": {"registry": "registry.example:5000/team", "tag": "1.4.0-abc1234"}}
+    values: Obj = {"image": {"registry": "registry.example:5000/team", "tag": "1.4.0-abc1234"}}
     images = {
         where: container["image"]
         for obj in helm_render(pinned(values), tests=True)
@@ -807,7 +789,7 @@ def test_the_chart_renders_as_a_subchart_of_an_umbrella_chart(tmp_path: Path) ->
         f"  - name: {CHART.name}\n    version: {chart_version}\n"
         f"    repository: file://charts/{CHART.name}\n"
     )
-    values = {
+    values: Obj = {
         "global": {"environment": "staging", "imageRegistry": "registry.example:5000"},
         CHART.name: {"predictor": {"modelVersion": 3}, "deploymentMode": "Knative"},
     }
@@ -922,7 +904,7 @@ def test_the_schema_takes_the_scale_metrics_kserve_takes_in_each_mode(
         accepted = False
     else:
         accepted = True
-        # What the chart renders, KServe's rule must accept (kserve_rules.autoscaling_refusal).
+        # What the chart renders, KServe's rule must accept (kserve_webhook.autoscaling_refusal).
         assert autoscaling_refusal(isvc, "0.21") is None
     isvc = one(overlay(mode.lower()), "InferenceService")
     isvc["spec"]["predictor"]["scaleMetric"] = metric
