@@ -93,14 +93,17 @@ def pinned(values: Obj | None = None, version: int = 1) -> Obj:
 
 
 def helm_render(
-    values: Obj | None = None, *, tests: bool = False, release: str = RELEASE
+    values: Obj | None = None, *, tests: bool = False, release: str = RELEASE, pin: bool = True
 ) -> list[Obj]:
     """The chart rendered as `helm template` would, release `sales-quantity-classifier`.
 
-    ``tests=False`` leaves out the `helm test` hook Pod, as `helm install` does.
+    ``tests=False`` leaves out the `helm test` hook Pod, as `helm install` does. ``pin`` sets
+    predictor.modelVersion to 1 where ``values`` neither pins a version nor follows an alias
+    (:func:`pinned`), as every install must; ``pin=False`` renders ``values`` as they are.
     """
     chart = helm.Chart.load(CHART)
-    rendered = chart.render(values or {}, name=release, namespace=NAMESPACE, is_install=True)
+    values = pinned(values) if pin else values or {}
+    rendered = chart.render(values, name=release, namespace=NAMESPACE, is_install=True)
     objects = []
     for path, text in sorted(rendered.items()):
         if not path.endswith(".yaml") or ("/tests/" in path and not tests):

@@ -732,6 +732,14 @@ def test_deploys_pin_a_version_and_the_jobs_judge_the_one_served(case: str | Pat
         assert args[args.index("--model_uri") + 1] == served, job["metadata"]["name"]
 
 
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.stem)
+def test_every_ci_values_file_pins_a_version_or_follows_an_alias(values: Path) -> None:
+    """As `helm install -f` of it must (the other tests render with a version pinned)."""
+    predictor = values_of(values).get("predictor", {})
+    assert "modelVersion" in predictor or predictor.get("followAlias"), values.name
+    helm_render(values_of(values), pin=False)
+
+
 @pytest.mark.parametrize(
     ("predictor", "outcome"),
     [
@@ -748,9 +756,9 @@ def test_the_chart_takes_a_pinned_version_or_an_alias_on_purpose(
     values = {"predictor": predictor}
     if not outcome.startswith("models:/"):
         with pytest.raises(helm.HelmError, match=outcome):
-            helm_render(values)
+            helm_render(values, pin=False)
         return
-    isvc = one(helm_render(values), "InferenceService")
+    isvc = one(helm_render(values, pin=False), "InferenceService")
     assert _model_uri(isvc["spec"]["predictor"]["containers"][0]) == outcome
 
 
