@@ -43,7 +43,7 @@ test: $(STAMP) system-deps checkov  ## every tier: unit, then integration agains
 	$(BIN)/python -m pytest
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not integration and not images"
+	$(BIN)/python -m pytest -m "not integration and not images and not deploy"
 
 bench: $(STAMP)  ## every serving design side by side on 127.0.0.1; one table (minutes)
 	$(BIN)/python -m benchmarks
@@ -55,12 +55,13 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile.predictor Dockerfile.transformer Dockerfile.monitoring
 	$(BIN)/actionlint .github/workflows/ci.yaml .github/workflows/e2e.yaml
+	$(BIN)/mkdocs build --strict --quiet --site-dir site
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Images and release (issue 12): README "Images and release".
+# Images and release (issue 12): docs/images.md.
 .PHONY: lock images release
 LOCK_PARTS := predictor transformer monitoring
 UV_LOCK := $(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \

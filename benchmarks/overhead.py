@@ -34,7 +34,8 @@ from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from starlette.types import Message, Receive, Scope, Send
 
 from benchmarks.bodies import raw_v2, sample_records
-from common.serving.edge import Guard, Limits
+from common.core.settings import Limits
+from common.serving.edge import Guard
 from common.serving.request_ids import new_request_id
 from common.serving.staged_model import StagedModel
 from transformer import protocol

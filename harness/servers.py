@@ -159,11 +159,20 @@ def running(server: Server) -> Iterator[Server]:
 
 
 def start_mlflow(
-    root: Path, log_dir: Path, *, port: int | None = None, prefix: Sequence[str] = ()
+    root: Path,
+    log_dir: Path,
+    *,
+    port: int | None = None,
+    prefix: Sequence[str] = (),
+    artifacts_destination: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Server:
     """``mlflow server`` on SQLite with proxied artifacts under ``root``.
 
-    ``port`` defaults to a free one; ``prefix`` runs it under e.g. ``taskset``.
+    ``port`` defaults to a free one; ``prefix`` runs it under e.g. ``taskset``;
+    ``artifacts_destination`` (e.g. ``s3://bucket/mlflow``, with the AWS variables
+    in ``env``) replaces ``root/artifacts``. Clients reach the artifacts through the
+    server (``mlflow-artifacts:``) either way.
     """
     port = port or free_port()
     return start_server(
@@ -177,7 +186,7 @@ def start_mlflow(
             "--backend-store-uri",
             f"sqlite:///{root / 'mlflow.db'}",
             "--artifacts-destination",
-            str(root / "artifacts"),
+            artifacts_destination or str(root / "artifacts"),
             "--host",
             "127.0.0.1",
             "--port",
@@ -188,7 +197,7 @@ def start_mlflow(
         port=port,
         log_dir=log_dir,
         # MLflow's job runner starts eight worker processes nothing here uses.
-        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})},
         ready_path="/health",
         timeout=180,
     )

@@ -2,7 +2,7 @@
 
 Exit status: 0 the job ran (drift or not), 1 drift with --fail_on_drift (or
 retraining recommended with --fail_on_degradation), 2 bad input or usage (a message
-says which flag or file), 3 a service it needs (MLflow) did not answer.
+says which flag or file), 3 a service it needs (MLflow, an object store) failed.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import ctypes
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic_settings import BaseSettings
 
@@ -20,6 +20,9 @@ from common.core.logs import configure_logging
 from monitoring.errors import EXIT_BAD_INPUT, MonitoringError
 from monitoring.settings import DriftSettings, PerformanceSettings, SimulateSettings
 from monitoring.tracking import target
+
+if TYPE_CHECKING:
+    from monitoring.publish import Delivery
 
 __all__ = ["main"]
 
@@ -37,10 +40,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "performance": (PerformanceSettings, _performance),
         "simulate": (SimulateSettings, _simulate),
     }
+    if args[:1] in (["-h"], ["--help"]):
+        print(_USAGE)  # asked for: the answer, on stdout
+        return 0
     if not args or args[0] not in jobs:
+        configure_logging()
         given = f"unknown job {args[0]!r}; " if args and not args[0].startswith("-") else ""
-        print(f"{_USAGE}\nerror: {given}name the job first", file=sys.stderr)
-        return 0 if args[:1] in (["-h"], ["--help"]) else EXIT_BAD_INPUT
+        log.error("error: %sname the job first (%s)", given, _USAGE)
+        return EXIT_BAD_INPUT
     settings_cls, run = jobs[args[0]]
     settings = parse_settings(
         settings_cls,
@@ -51,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(settings)
     except MonitoringError as exc:
-        print(f"python -m monitoring {args[0]}: error: {exc}", file=sys.stderr)
+        log.error("python -m monitoring %s: error: %s", args[0], exc)
         return exc.exit_code
 
 
@@ -80,25 +87,29 @@ def _drift(settings: BaseSettings) -> int:
     pa.set_memory_pool(pa.system_memory_pool())
     _return_freed_blocks()
     result = run_drift(settings)
-    written = publish(
-        job="drift",
-        report=result.report,
-        html=drift_page(result.report, result.histograms),
-        metrics=drift_metrics(result.report),
+    report, verdict = result.report, result.report.verdict
+    delivery = publish(
+        report,
+        html=drift_page(report, result.histograms),
+        metrics=drift_metrics(report),
         output=settings.output,
         pushgateway=settings.pushgateway,
         alert_webhook=settings.alert_webhook,
-        alert=result.dataset_drift,
+        alert=verdict.dataset_drift,
         mlflow=mlflow,
     )
-    report = result.report
-    print(
-        f"{report['status']}: {len(report['drifted_features'])} of {report['features_tested']} "
-        f"features drift ({', '.join(report['drifted_features']) or 'none'}); "
-        f"{report['rows_current']} current rows; report {written['html']}{_run(report)}",
-        file=sys.stderr,
+    log.info(
+        "%s: %d of %d features drift (%s); %d current rows; report %s%s",
+        verdict.status,
+        len(verdict.drifted_features),
+        verdict.features_tested,
+        ", ".join(verdict.drifted_features) or "none",
+        report.current.rows,
+        delivery.written["html"],
+        _run(delivery),
+        extra=_outcome(verdict.status, delivery),
     )
-    return 1 if settings.fail_on_drift and result.dataset_drift else 0
+    return 1 if settings.fail_on_drift and verdict.dataset_drift else 0
 
 
 def _return_freed_blocks() -> None:
@@ -124,36 +135,52 @@ def _performance(settings: BaseSettings) -> int:
     assert isinstance(settings, PerformanceSettings)
     mlflow = target(settings.log_to_mlflow, settings.tracking_uri, settings.mlflow_experiment)
     report = run_performance(settings)
-    written = publish(
-        job="performance",
-        report=report,
+    retrain = report.verdict.retrain_recommended
+    delivery = publish(
+        report,
         html=performance_page(report),
         metrics=performance_metrics(report),
         output=settings.output,
         pushgateway=settings.pushgateway,
         alert_webhook=settings.alert_webhook,
-        alert=report["retrain_recommended"],
+        alert=retrain,
         mlflow=mlflow,
     )
-    latest = report["latest_by_version"].get(str(report["model_version"]))
+    latest = report.latest_by_version.get(str(report.model_version))
     figures = ""
-    if latest is not None:
-        training = report["training_metrics"]
+    if latest is not None and latest.scores is not None:
+        scores, training = latest.scores, report.training_metrics
         figures = (
-            f"; version {report['model_version']}, latest window: accuracy "
-            f"{latest['accuracy']:.3f} [{latest['accuracy_ci'][0]:.3f}, "
-            f"{latest['accuracy_ci'][1]:.3f}], macro-F1 {latest['macro_f1']:.3f} "
+            f"; version {report.model_version}, latest window: accuracy "
+            f"{scores.accuracy:.3f} [{scores.accuracy_ci[0]:.3f}, "
+            f"{scores.accuracy_ci[1]:.3f}], macro-F1 {scores.macro_f1:.3f} "
             f"(training {training.get('accuracy', float('nan')):.3f} / "
             f"{training.get('macro_f1', float('nan')):.3f}), majority-class accuracy "
-            f"{latest['majority_accuracy']:.3f}, coverage {latest['coverage']:.0%}"
+            f"{scores.majority_accuracy:.3f}, coverage {latest.coverage:.0%}"
         )
-    print(f"{report['status']}{figures}; report {written['html']}{_run(report)}", file=sys.stderr)
-    return 1 if settings.fail_on_degradation and report["retrain_recommended"] else 0
+    log.info(
+        "%s%s; report %s%s",
+        report.status,
+        figures,
+        delivery.written["html"],
+        _run(delivery),
+        extra=_outcome(report.status, delivery),
+    )
+    return 1 if settings.fail_on_degradation and retrain else 0
 
 
-def _run(report: dict[str, Any]) -> str:
-    run_id = report.get("mlflow_run_id")
-    return f"; MLflow run {run_id}" if run_id else ""
+def _run(delivery: Delivery) -> str:
+    return f"; MLflow run {delivery.mlflow_run_id}" if delivery.mlflow_run_id else ""
+
+
+def _outcome(status: str, delivery: Delivery) -> dict[str, object]:
+    """The summary line's fields of its own, for a log pipeline."""
+    return {
+        "status": status,
+        "report": delivery.written["json"],
+        **({"mlflow_run_id": delivery.mlflow_run_id} if delivery.mlflow_run_id else {}),
+        **({"delivery_errors": list(delivery.errors)} if delivery.errors else {}),
+    }
 
 
 def _simulate(settings: BaseSettings) -> int:
@@ -161,7 +188,15 @@ def _simulate(settings: BaseSettings) -> int:
 
     assert isinstance(settings, SimulateSettings)
     summary = run_simulation(settings)
-    print(summary, file=sys.stderr)
+    log.info(
+        "sent %d requests (%d answered), %d rows labelled in %s s; labels in %s",
+        summary["requests_sent"],
+        summary["requests_answered"],
+        summary["rows_labelled"],
+        summary["seconds"],
+        summary["labels_out"],
+        extra=summary,
+    )
     return 0
 
 

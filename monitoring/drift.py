@@ -3,23 +3,31 @@
 Per feature a two-sample test (KS for numeric features, chi-square for codes),
 Benjamini-Hochberg adjusted across features; a feature drifts only when its
 adjusted p-value is below ``alpha`` AND its effect size reaches the threshold, so
-that a tiny shift measured on millions of rows is significant but not an alarm.
+that a tiny shift measured on millions of rows is significant but not an alarm
+(:mod:`monitoring.verdicts` decides; :class:`monitoring.reports.DriftReport` is the result).
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from monitoring import registry
+from common.core.model_uri import parse_model_uri
+from monitoring import served_model, verdicts
 from monitoring.features import FEATURE_NAMES, KINDS
+from monitoring.reports import (
+    CategoricalQuality,
+    DriftReport,
+    DriftRule,
+    FeatureDrift,
+    NumericQuality,
+)
 from monitoring.settings import DriftSettings
 from monitoring.sources import ScanReport, feature_batches
 from monitoring.stats import (
@@ -30,39 +38,37 @@ from monitoring.stats import (
     adjust_bh,
     complete,
 )
-from monitoring.windows import TimeWindow, resolve_window
+from monitoring.windows import resolve_window
 
 __all__ = ["SCHEMA_VERSION", "DriftResult", "run_drift"]
 
 log = logging.getLogger(__name__)
 
 #: Version of drift_report.json's layout; bumped on any incompatible change.
-SCHEMA_VERSION: Final = "1.0"
+SCHEMA_VERSION = DriftReport.schema_version
 
 
 @dataclass(frozen=True)
 class DriftResult:
-    """The report (JSON-ready) and the distributions the HTML page plots."""
+    """The report and the distributions the HTML page plots."""
 
-    report: dict[str, Any]
+    report: DriftReport
     histograms: dict[str, Histogram]
-
-    @property
-    def dataset_drift(self) -> bool:
-        return bool(self.report["dataset_drift"])
 
 
 def run_drift(settings: DriftSettings, now: datetime | None = None) -> DriftResult:
     """Run the drift check once; raise BadInput / Unavailable when it cannot."""
     window = resolve_window(settings.window, settings.since, settings.until, now)
-    model: registry.ModelVersion | None = None
-    with registry.temporary_directory() as tmp:
+    model: served_model.ModelVersion | None = None
+    with served_model.temporary_directory() as tmp:
         if settings.reference is None:
-            model = registry.resolve(settings.model_uri, settings.tracking_uri)
-            reference_uri = str(registry.download_baseline(model, settings.tracking_uri, Path(tmp)))
+            model = served_model.resolve(settings.model_uri, settings.tracking_uri)
+            reference_uri = str(
+                served_model.download_baseline(model, settings.tracking_uri, Path(tmp))
+            )
             reference_source = (
                 f"{settings.model_uri} -> version {model.version}, run {model.run_id}: "
-                f"{registry.BASELINE_ARTIFACT}"
+                f"{served_model.BASELINE_ARTIFACT}"
             )
         else:
             reference_uri = reference_source = settings.reference
@@ -85,10 +91,22 @@ def run_drift(settings: DriftSettings, now: datetime | None = None) -> DriftResu
     del tests  # summarised: their counts are freed before SciPy is imported
     for result in results.values():
         complete(result)
-    print(f"tested {len(results)} features", file=sys.stderr)
+    log.info("tested %d features", len(results))
 
-    version = model.version if model else _most_common(current_scan)
-    report = _report(settings, window, version, reference_scan, current_scan, results)
+    rule = _rule(settings)
+    features = _features(results, rule)
+    report = DriftReport(
+        generated_at=datetime.now(UTC),
+        model_name=parse_model_uri(settings.model_uri).name,
+        model_uri=settings.model_uri,
+        model_version=model.version if model else _most_common(current_scan),
+        window=window,
+        reference=reference_scan.summary(),
+        current=current_scan.summary(),
+        rule=rule,
+        verdict=verdicts.dataset_verdict(features, rule),
+        features=features,
+    )
     histograms = {n: r.histogram for n, r in results.items() if r.histogram is not None}
     return DriftResult(report, histograms)
 
@@ -109,88 +127,62 @@ def _most_common(scan: ScanReport) -> str | None:
     return scan.model_versions.most_common(1)[0][0]
 
 
-def _report(
-    settings: DriftSettings,
-    window: TimeWindow,
-    model_version: str | None,
-    reference: ScanReport,
-    current: ScanReport,
-    results: dict[str, FeatureTest],
-) -> dict[str, Any]:
+def _rule(settings: DriftSettings) -> DriftRule:
+    return DriftRule(
+        alpha=settings.alpha,
+        numeric_threshold=settings.numeric_threshold,
+        categorical_threshold=settings.categorical_threshold,
+        drift_share=settings.drift_share,
+        critical_features=settings.critical,
+        min_rows=settings.min_rows,
+    )
+
+
+def _features(results: dict[str, FeatureTest], rule: DriftRule) -> tuple[FeatureDrift, ...]:
+    """Each feature's result with its adjusted p-value and its verdict, in contract order."""
     tested = [n for n, r in results.items() if r.p_value is not None]
     adjusted = dict(
         zip(tested, adjust_bh([results[n].p_value or 0.0 for n in tested]), strict=True)
     )
     features = []
     for name, result in results.items():
-        threshold = (
-            settings.numeric_threshold
-            if KINDS[name] == "numeric"
-            else settings.categorical_threshold
+        kind = KINDS[name]
+        threshold = verdicts.feature_threshold(kind, rule)
+        status = verdicts.feature_status(
+            p_value_adjusted=adjusted.get(name),
+            effect_size=result.effect_size,
+            threshold=threshold,
+            insufficient=result.insufficient,
+            rule=rule,
         )
-        p_adjusted = adjusted.get(name)
-        drift = bool(
-            p_adjusted is not None
-            and p_adjusted < settings.alpha
-            and result.effect_size is not None
-            and result.effect_size >= threshold
-        )
-        status = "insufficient_data" if result.insufficient else ("drift" if drift else "ok")
         features.append(
-            {
-                "name": name,
-                "kind": KINDS[name],
-                "test": result.test,
-                "statistic": result.statistic,
-                "p_value": result.p_value,
-                "p_value_adjusted": p_adjusted,
-                "effect_size": result.effect_size,
-                "effect_size_name": result.effect_size_name,
-                "effect_size_threshold": threshold,
-                "drift": drift,
-                "status": status,
-                "reason": result.insufficient,
-                "critical": name in settings.critical,
-                "rows_reference": result.rows_reference,
-                "rows_current": result.rows_current,
-                "missing_rate": result.missing_rate,
-                **result.quality,
-            }
+            FeatureDrift(
+                name=name,
+                kind=kind,
+                test=result.test,
+                statistic=result.statistic,
+                p_value=result.p_value,
+                p_value_adjusted=adjusted.get(name),
+                effect_size=result.effect_size,
+                effect_size_name=result.effect_size_name,
+                effect_size_threshold=threshold,
+                status=status,
+                reason=result.insufficient,
+                critical=name in rule.critical_features,
+                rows_reference=result.rows_reference,
+                rows_current=result.rows_current,
+                missing_rate=result.missing_rate,
+                quality=_quality(result.quality),
+            )
         )
-    drifted = [f["name"] for f in features if f["drift"]]
-    share = len(drifted) / len(tested) if tested else 0.0
-    critical = [n for n in drifted if n in settings.critical]
-    dataset_drift = bool(tested) and (share >= settings.drift_share or bool(critical))
-    if not tested:
-        status = "insufficient_data"
-    else:
-        status = "drift" if dataset_drift else "ok"
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "job": "drift",
-        "generated_at": datetime.now(UTC).isoformat(),
-        "status": status,
-        "dataset_drift": dataset_drift,
-        "drifted_features": drifted,
-        "drifted_critical_features": critical,
-        "drift_share": share,
-        "features_tested": len(tested),
-        "model_name": settings.model_uri.removeprefix("models:/").split("@")[0].split("/")[0],
-        "model_uri": settings.model_uri,
-        "model_version": model_version,
-        "window": window.as_dict(),
-        "reference": reference.as_dict(),
-        "current": current.as_dict(),
-        "rows_reference": reference.rows_read,
-        "rows_current": current.rows_read,
-        "settings": {
-            "alpha": settings.alpha,
-            "correction": "benjamini-hochberg",
-            "numeric_threshold": settings.numeric_threshold,
-            "categorical_threshold": settings.categorical_threshold,
-            "drift_share": settings.drift_share,
-            "critical_features": list(settings.critical),
-            "min_rows": settings.min_rows,
-        },
-        "features": features,
-    }
+    return tuple(features)
+
+
+def _quality(quality: dict[str, Any]) -> NumericQuality | CategoricalQuality | None:
+    """The test's data-quality figures, typed; a figure no type has is a TypeError."""
+    if not quality:
+        return None
+    if "unseen_categories" in quality:
+        categories = tuple(quality["unseen_categories"])
+        return CategoricalQuality(**{**quality, "unseen_categories": categories})
+    return NumericQuality(**quality)

@@ -4,7 +4,7 @@
 
     MonitoringError
       + BadInput      exit 2: a bad flag value, a missing or unreadable input
-      + Unavailable   exit 3: a service the job needs (MLflow) could not be reached
+      + Unavailable   exit 3: a service the job needs (MLflow, an object store) failed
 """
 
 from __future__ import annotations

@@ -6,9 +6,12 @@ from a PVC, an object store or an e-mail attachment without a network.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from html import escape
-from typing import Any, Final
+from typing import Final
 
+from monitoring.reports import DriftReport, PerformanceReport, PerformanceWindow, SkippedFile
 from monitoring.stats import Histogram
 
 __all__ = ["drift_page", "performance_page"]
@@ -32,47 +35,47 @@ small{color:#666}
 """
 
 
-def drift_page(report: dict[str, Any], histograms: dict[str, Histogram]) -> str:
+def drift_page(report: DriftReport, histograms: dict[str, Histogram]) -> str:
     """The drift report as one HTML page."""
-    status = report["status"]
-    if status == "drift":
-        headline = f"DRIFT: {', '.join(report['drifted_features'])}"
-    elif status == "ok":
+    verdict, rule = report.verdict, report.rule
+    drifted = ", ".join(verdict.drifted_features)
+    if verdict.status == "drift":
+        headline = f"DRIFT: {drifted}"
+    elif verdict.status == "ok":
         headline = "No drift"
-        if report["drifted_features"]:
-            headline += f" in the dataset (drifted alone: {', '.join(report['drifted_features'])})"
+        if verdict.drifted_features:
+            headline += f" in the dataset (drifted alone: {drifted})"
     else:
         headline = "Insufficient data: no feature could be tested"
-    s = report["settings"]
     meta = {
-        "model": f"{report['model_name']} version {report['model_version'] or '?'}",
-        "window": f"{report['window']['since'] or '-'} to {report['window']['until'] or '-'}",
-        "rows": f"current {report['rows_current']:,}, reference {report['rows_reference']:,}",
-        "drifted": f"{len(report['drifted_features'])} of {report['features_tested']} tested "
-        f"({report['drift_share']:.0%}; dataset drift at {s['drift_share']:.0%} or any of "
-        f"{', '.join(s['critical_features']) or 'no critical feature'})",
-        "rule": f"BH-adjusted p < {s['alpha']} and effect size >= {s['numeric_threshold']} (KS D) "
-        f"/ {s['categorical_threshold']} (Jensen-Shannon distance)",
-        "files skipped": _skipped(report["current"]["files_skipped"]),
-        "generated": report["generated_at"],
+        "model": f"{report.model_name} version {report.model_version or '?'}",
+        "window": f"{_time(report.window.since)} to {_time(report.window.until)}",
+        "rows": f"current {report.current.rows:,}, reference {report.reference.rows:,}",
+        "drifted": f"{len(verdict.drifted_features)} of {verdict.features_tested} tested "
+        f"({verdict.drift_share:.0%}; dataset drift at {rule.drift_share:.0%} or any of "
+        f"{', '.join(rule.critical_features) or 'no critical feature'})",
+        "rule": f"BH-adjusted p < {rule.alpha} and effect size >= {rule.numeric_threshold} "
+        f"(KS D) / {rule.categorical_threshold} (Jensen-Shannon distance)",
+        "files skipped": _skipped(report.current.files_skipped),
+        "generated": report.generated_at.isoformat(),
     }
     rows = []
-    for f in report["features"]:
+    for f in report.features:
         quality = []
-        if f["missing_rate"]:
-            quality.append(f"missing {f['missing_rate']:.2%}")
-        if f.get("unseen_share"):
-            quality.append(f"unseen {f['unseen_share']:.2%} ({', '.join(f['unseen_categories'])})")
-        if f.get("out_of_range_share"):
-            quality.append(f"out of range {f['out_of_range_share']:.2%}")
-        if f["reason"]:
-            quality.append(f["reason"])
+        if f.missing_rate:
+            quality.append(f"missing {f.missing_rate:.2%}")
+        if f.unseen_share:
+            quality.append(f"unseen {f.unseen_share:.2%} ({', '.join(f.unseen_categories)})")
+        if f.out_of_range_share:
+            quality.append(f"out of range {f.out_of_range_share:.2%}")
+        if f.reason:
+            quality.append(f.reason)
         rows.append(
-            f"<tr class='{f['status']}'><td>{escape(f['name'])}{' *' if f['critical'] else ''}</td>"
-            f"<td>{f['kind']}</td><td>{f['test']}</td><td>{_num(f['statistic'])}</td>"
-            f"<td>{_num(f['p_value'])}</td><td>{_num(f['p_value_adjusted'])}</td>"
-            f"<td>{_num(f['effect_size'])}</td><td>{f['status']}</td>"
-            f"<td>{f['rows_current']:,}</td><td>{escape('; '.join(quality))}</td></tr>"
+            f"<tr class='{f.status}'><td>{escape(f.name)}{' *' if f.critical else ''}</td>"
+            f"<td>{f.kind}</td><td>{f.test}</td><td>{_num(f.statistic)}</td>"
+            f"<td>{_num(f.p_value)}</td><td>{_num(f.p_value_adjusted)}</td>"
+            f"<td>{_num(f.effect_size)}</td><td>{f.status}</td>"
+            f"<td>{f.rows_current:,}</td><td>{escape('; '.join(quality))}</td></tr>"
         )
     table = (
         "<table><tr><th>feature</th><th>kind</th><th>test</th><th>statistic</th><th>p</th>"
@@ -80,13 +83,13 @@ def drift_page(report: dict[str, Any], histograms: dict[str, Histogram]) -> str:
         + "".join(rows)
         + "</table><small>* critical feature</small>"
     )
-    order = sorted(
-        histograms, key=lambda n: next(f for f in report["features"] if f["name"] == n)["status"]
-    )
+    # drifted first, then by status, then in contract order
+    order = sorted(histograms, key=lambda n: report.feature(n).status)
+    order.sort(key=lambda n: report.feature(n).status != "drift")
     plots = "".join(
-        f"<div class='plot'><b>{escape(name)}</b> <small>{_status_of(report, name)}</small>"
+        f"<div class='plot'><b>{escape(name)}</b> <small>{report.feature(name).status}</small>"
         f"{_bars(histograms[name])}<br><small>{escape(histograms[name].note)}</small></div>"
-        for name in sorted(order, key=lambda n: _status_of(report, n) != "drift")
+        for name in order
     )
     legend = (
         f"<p class='legend'><span style='background:{_REFERENCE_COLOUR}'></span>"
@@ -95,7 +98,7 @@ def drift_page(report: dict[str, Any], histograms: dict[str, Histogram]) -> str:
     )
     return _page(
         "Drift report",
-        status,
+        verdict.status,
         headline,
         _meta(meta)
         + "<h2>Features</h2>"
@@ -106,35 +109,34 @@ def drift_page(report: dict[str, Any], histograms: dict[str, Histogram]) -> str:
     )
 
 
-def performance_page(report: dict[str, Any]) -> str:
+def performance_page(report: PerformanceReport) -> str:
     """The performance report as one HTML page."""
-    status = report["status"]
+    status = report.status
     headline = {
         "retrain_recommended": "RETRAIN RECOMMENDED",
         "ok": "Performance within tolerance",
         "degraded": "Degraded window(s), not yet enough in a row to recommend retraining",
         "insufficient_data": "Insufficient labelled data",
-    }.get(status, status)
+    }[status]
     rows = []
-    for w in report["windows"]:
+    for w in report.windows:
         rows.append(
-            f"<tr class='{'drift' if w['degraded'] else w['status']}'>"
-            f"<td>{escape(w['since'])}</td><td>{escape(str(w['model_version']))}</td>"
-            f"<td>{w['predictions']:,}</td><td>{w['labelled']:,}</td><td>{_pct(w['coverage'])}</td>"
+            f"<tr class='{'drift' if w.degraded else w.status}'>"
+            f"<td>{escape(w.since)}</td><td>{escape(w.model_version)}</td>"
+            f"<td>{w.predictions:,}</td><td>{w.labelled:,}</td><td>{_pct(w.coverage)}</td>"
             f"<td>{_ci(w, 'accuracy')}</td><td>{_ci(w, 'macro_f1')}</td>"
-            f"<td>{_num(w['majority_accuracy'])}</td><td>{w['status']}</td></tr>"
+            f"<td>{_num(w.majority_accuracy)}</td><td>{w.status}</td></tr>"
         )
-    training = report["training_metrics"]
+    training, rule = report.training_metrics, report.rule
     meta = {
-        "model": f"{report['model_name']} version {report['model_version'] or '?'}",
-        "period": f"{report['window']['since'] or '-'} to {report['window']['until'] or '-'}, "
-        f"step {report['settings']['step']}",
+        "model": f"{report.model_name} version {report.model_version or '?'}",
+        "period": f"{_time(report.window.since)} to {_time(report.window.until)}, step {rule.step}",
         "training": f"accuracy {_num(training.get('accuracy'))}, "
         f"macro-F1 {_num(training.get('macro_f1'))}",
-        "tolerated": f"upper bound >= training - {report['settings']['tolerance']}; "
-        f"retrain after {report['settings']['consecutive']} degraded windows in a row",
-        "labels": f"{report['labels']['rows']:,} rows, {report['rows_joined']:,} joined",
-        "generated": report["generated_at"],
+        "tolerated": f"upper bound >= training - {rule.tolerance}; "
+        f"retrain after {rule.consecutive} degraded windows in a row",
+        "labels": f"{report.labels.rows:,} rows, {report.rows_joined:,} joined",
+        "generated": report.generated_at.isoformat(),
     }
     table = (
         "<table><tr><th>window from</th><th>version</th><th>predictions</th><th>labelled</th>"
@@ -191,14 +193,14 @@ def _bars(histogram: Histogram, width: int = 420, height: int = 150) -> str:
     return "".join(parts)
 
 
-def _status_of(report: dict[str, Any], name: str) -> str:
-    return str(next(f for f in report["features"] if f["name"] == name)["status"])
+def _time(value: datetime | None) -> str:
+    return value.isoformat() if value else "-"
 
 
-def _skipped(files: list[dict[str, str]]) -> str:
+def _skipped(files: Sequence[SkippedFile]) -> str:
     if not files:
         return "none"
-    return "; ".join(f"{f['path']}: {f['reason']}" for f in files[:5]) + (
+    return "; ".join(f"{f.path}: {f.reason}" for f in files[:5]) + (
         f" (and {len(files) - 5} more)" if len(files) > 5 else ""
     )
 
@@ -213,9 +215,10 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
-def _ci(window: dict[str, Any], metric: str) -> str:
-    value = window.get(metric)
-    if value is None:
+def _ci(window: PerformanceWindow, metric: str) -> str:
+    scores = window.scores
+    if scores is None:
         return "-"
-    low, high = window[f"{metric}_ci"]
+    value = scores.accuracy if metric == "accuracy" else scores.macro_f1
+    low, high = scores.interval(metric)
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"

@@ -14,16 +14,19 @@ memory that does not grow with the rows).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, cast
+from typing import Final, cast
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from monitoring import registry
+from common.core.model_uri import ModelUri, parse_model_uri
+from monitoring import served_model, verdicts
 from monitoring.errors import BadInput, MonitoringError
+from monitoring.reports import PerformanceReport, PerformanceRule, PerformanceWindow, WindowScores
 from monitoring.settings import PerformanceSettings
 from monitoring.sources import ScanReport, scan
 from monitoring.windows import TimeWindow, parse_duration, resolve_window
@@ -32,7 +35,8 @@ __all__ = ["SCHEMA_VERSION", "classification_metrics", "run_performance"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = "1.0"
+#: Version of performance_report.json's layout; bumped on any incompatible change.
+SCHEMA_VERSION = PerformanceReport.schema_version
 _PREDICTION_COLUMNS: Final = ["timestamp", "request_id", "row", "model_version", "predicted_class"]
 _LABEL_COLUMNS: Final = ["request_id", "row", "label"]
 
@@ -61,7 +65,7 @@ def classification_metrics(confusion: npt.NDArray[np.int64]) -> tuple[float, flo
 
 def _bootstrap(
     confusion: npt.NDArray[np.int64], resamples: int, confidence: float, seed: int
-) -> tuple[list[float], list[float]]:
+) -> tuple[tuple[float, float], tuple[float, float]]:
     """Percentile intervals of accuracy and macro-F1 over multinomial resamples."""
     rng = np.random.default_rng(seed)
     k = confusion.shape[0]
@@ -77,13 +81,14 @@ def _bootstrap(
     macro_f1 = f1[:, present].mean(axis=1)
     tail = (1 - confidence) / 2 * 100
     interval = [tail, 100 - tail]
-    return (
-        [float(v) for v in np.percentile(accuracy, interval)],
-        [float(v) for v in np.percentile(macro_f1, interval)],
-    )
+    accuracy_low, accuracy_high = (float(v) for v in np.percentile(accuracy, interval))
+    f1_low, f1_high = (float(v) for v in np.percentile(macro_f1, interval))
+    return (accuracy_low, accuracy_high), (f1_low, f1_high)
 
 
-def run_performance(settings: PerformanceSettings, now: datetime | None = None) -> dict[str, Any]:
+def run_performance(
+    settings: PerformanceSettings, now: datetime | None = None
+) -> PerformanceReport:
     """Run the performance check once; raise BadInput / Unavailable when it cannot."""
     window = resolve_window(settings.window, settings.since, settings.until, now)
     step = parse_duration(settings.step, "--step")
@@ -96,10 +101,10 @@ def run_performance(settings: PerformanceSettings, now: datetime | None = None) 
         labels[_LABEL_COLUMNS], on=["request_id", "row"], how="left", validate="many_to_one"
     )
 
-    model: registry.ModelVersion | None = None
+    model: served_model.ModelVersion | None = None
     training: dict[str, dict[str, float]] = {}
     try:
-        model = registry.resolve(settings.model_uri, settings.tracking_uri)
+        model = served_model.resolve(settings.model_uri, settings.tracking_uri)
         training[model.version] = model.metrics
     except MonitoringError as exc:
         if settings.tracking_uri is not None:
@@ -108,61 +113,54 @@ def run_performance(settings: PerformanceSettings, now: datetime | None = None) 
     for version in sorted(set(joined["model_version"].astype(str)) - set(training)):
         if model is not None:
             try:
-                other = registry.resolve(f"models:/{model.name}/{version}", settings.tracking_uri)
+                other = served_model.resolve(
+                    str(ModelUri.of_version(model.name, version)), settings.tracking_uri
+                )
                 training[version] = other.metrics
             except MonitoringError as exc:
                 log.warning("no training metrics for version %s: %s", version, exc)
 
-    windows = _windows(joined, window, step, training, settings)
+    rule = _rule(settings)
+    windows = _windows(joined, window, step, training, rule, settings)
     served_version = model.version if model else _latest_version(joined)
-    streak = 0
-    for w in reversed([w for w in windows if w["model_version"] == served_version]):
-        if w["status"] == "insufficient_data":
-            continue
-        if not w["degraded"]:
-            break
-        streak += 1
-    retrain = streak >= settings.consecutive
-    name = settings.model_uri.removeprefix("models:/").split("@")[0].split("/")[0]
-    report: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "job": "performance",
-        "generated_at": datetime.now(UTC).isoformat(),
-        "status": _status(retrain, windows),
-        "retrain_recommended": retrain,
-        "consecutive_degraded": streak,
-        "model_name": name,
-        "model_uri": settings.model_uri,
-        "model_version": served_version,
-        "window": _bounds(window, joined).as_dict(),
-        "rows_predictions": len(predictions),
-        "rows_joined": int(joined["label"].notna().sum()),
-        "current": predictions_scan.as_dict(),
-        "labels": labels_scan.as_dict(),
-        "training_metrics": training.get(served_version or "", {}),
-        "settings": {
-            "step": settings.step,
-            "consecutive": settings.consecutive,
-            "tolerance": settings.tolerance,
-            "bootstrap": settings.bootstrap,
-            "confidence": settings.confidence,
-            "min_rows": settings.min_rows,
-        },
-        "windows": windows,
-        "latest_by_version": _latest_by_version(windows),
-    }
-    if retrain and model is not None and settings.tag_model:
-        registry.tag_version(
+    report = PerformanceReport(
+        generated_at=datetime.now(UTC),
+        model_name=parse_model_uri(settings.model_uri).name,
+        model_uri=settings.model_uri,
+        model_version=served_version,
+        window=_bounds(window, joined),
+        rows_predictions=len(predictions),
+        rows_joined=int(joined["label"].notna().sum()),
+        current=predictions_scan.summary(),
+        labels=labels_scan.summary(),
+        training_metrics=training.get(served_version or "", {}),
+        rule=rule,
+        windows=windows,
+        verdict=verdicts.performance_verdict(windows, served_version, rule),
+    )
+    if report.verdict.retrain_recommended and model is not None and settings.tag_model:
+        served_model.tag_version(
             model,
             settings.tracking_uri,
             {
                 "retrain_recommended": "true",
-                "retrain_reason": f"{streak} degraded windows of {settings.step} up to "
-                f"{windows[-1]['until']}",
+                "retrain_reason": f"{report.verdict.consecutive_degraded} degraded windows of "
+                f"{settings.step} up to {windows[-1].until}",
             },
         )
-        report["tagged"] = True
+        report = replace(report, tagged=True)
     return report
+
+
+def _rule(settings: PerformanceSettings) -> PerformanceRule:
+    return PerformanceRule(
+        step=settings.step,
+        consecutive=settings.consecutive,
+        tolerance=settings.tolerance,
+        bootstrap=settings.bootstrap,
+        confidence=settings.confidence,
+        min_rows=settings.min_rows,
+    )
 
 
 def _read(
@@ -203,10 +201,11 @@ def _windows(
     window: TimeWindow,
     step: timedelta,
     training: dict[str, dict[str, float]],
+    rule: PerformanceRule,
     settings: PerformanceSettings,
-) -> list[dict[str, Any]]:
+) -> tuple[PerformanceWindow, ...]:
     if not len(joined):
-        return []
+        return ()
     bounds = _bounds(window, joined)
     assert bounds.since is not None and bounds.until is not None
     times = pd.to_datetime(joined["timestamp"], utc=True)
@@ -215,36 +214,33 @@ def _windows(
     for (number, version), group in joined.groupby([index, "model_version"], sort=True):
         start = bounds.since + cast(int, number) * step
         labelled = group[group["label"].notna()]
-        entry: dict[str, Any] = {
-            "since": start.isoformat(),
-            "until": min(start + step, bounds.until).isoformat(),
-            "model_version": str(version),
-            "predictions": len(group),
-            "labelled": len(labelled),
-            "coverage": len(labelled) / len(group),
-            "accuracy": None,
-            "macro_f1": None,
-            "degraded": False,
-        }
-        if len(labelled) < settings.min_rows:
-            entry["status"] = "insufficient_data"
-            entry["reason"] = f"{len(labelled)} labelled rows, fewer than min_rows"
-            entry["majority_accuracy"] = None
-            results.append(entry)
+        window_of = PerformanceWindow(
+            since=start.isoformat(),
+            until=min(start + step, bounds.until).isoformat(),
+            model_version=str(version),
+            predictions=len(group),
+            labelled=len(labelled),
+            coverage=len(labelled) / len(group),
+            status="insufficient_data",
+        )
+        reason = verdicts.insufficient_labels(len(labelled), rule)
+        if reason is not None:
+            results.append(replace(window_of, reason=reason))
             continue
-        entry.update(_scores(labelled, settings))
-        reference = training.get(str(version), {})
-        tolerated = {
-            m: reference[m] - settings.tolerance for m in ("accuracy", "macro_f1") if m in reference
-        }
-        entry["tolerated"] = tolerated
-        entry["degraded"] = any(entry[f"{m}_ci"][1] < level for m, level in tolerated.items())
-        entry["status"] = "degraded" if entry["degraded"] else "ok"
-        results.append(entry)
-    return results
+        scores = _scores(labelled, settings)
+        tolerated = verdicts.tolerated(training.get(str(version), {}), rule)
+        results.append(
+            replace(
+                window_of,
+                scores=scores,
+                tolerated=tolerated,
+                status=verdicts.window_status(scores, tolerated),
+            )
+        )
+    return tuple(results)
 
 
-def _scores(labelled: pd.DataFrame, settings: PerformanceSettings) -> dict[str, Any]:
+def _scores(labelled: pd.DataFrame, settings: PerformanceSettings) -> WindowScores:
     truth = labelled["label"].to_numpy(dtype=str)
     predicted = labelled["predicted_class"].to_numpy(dtype=str)
     classes = np.unique(np.concatenate([truth, predicted]))
@@ -261,38 +257,19 @@ def _scores(labelled: pd.DataFrame, settings: PerformanceSettings) -> dict[str, 
     constant = np.zeros_like(confusion)
     constant[:, majority] = confusion.sum(axis=1)
     majority_accuracy, majority_f1 = classification_metrics(constant)
-    return {
-        "accuracy": accuracy,
-        "accuracy_ci": accuracy_ci,
-        "macro_f1": macro_f1,
-        "macro_f1_ci": macro_f1_ci,
-        "majority_class": str(classes[majority]),
-        "majority_accuracy": majority_accuracy,
-        "majority_macro_f1": majority_f1,
-        "classes": [str(c) for c in classes],
-    }
-
-
-def _status(retrain: bool, windows: list[dict[str, Any]]) -> str:
-    """retrain_recommended, degraded (some window), ok, or insufficient_data (none evaluated)."""
-    if retrain:
-        return "retrain_recommended"
-    statuses = {w["status"] for w in windows}
-    for status in ("degraded", "ok"):
-        if status in statuses:
-            return status
-    return "insufficient_data"
+    return WindowScores(
+        accuracy=accuracy,
+        accuracy_ci=accuracy_ci,
+        macro_f1=macro_f1,
+        macro_f1_ci=macro_f1_ci,
+        majority_class=str(classes[majority]),
+        majority_accuracy=majority_accuracy,
+        majority_macro_f1=majority_f1,
+        classes=tuple(str(c) for c in classes),
+    )
 
 
 def _latest_version(joined: pd.DataFrame) -> str | None:
     if not len(joined):
         return None
     return str(joined.sort_values("timestamp")["model_version"].iloc[-1])
-
-
-def _latest_by_version(windows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    latest: dict[str, dict[str, Any]] = {}
-    for w in windows:
-        if w["status"] != "insufficient_data":
-            latest[w["model_version"]] = w
-    return latest

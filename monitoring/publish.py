@@ -6,28 +6,38 @@ report's ``delivery_errors``; it does not hide the report already written.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest, push_to_gateway
 
 from monitoring import tracking
 from monitoring.errors import BadInput
+from monitoring.reports import DriftReport, FeatureDrift, PerformanceReport, Report
 from monitoring.storage import write_bytes
 
-__all__ = ["drift_metrics", "performance_metrics", "publish"]
+__all__ = ["Delivery", "drift_metrics", "performance_metrics", "publish"]
 
 log = logging.getLogger(__name__)
 
 
-def drift_metrics(report: dict[str, Any]) -> CollectorRegistry:
+@dataclass(frozen=True)
+class Delivery:
+    """What :func:`publish` did: the files written, the MLflow run, what failed."""
+
+    written: dict[str, str]
+    """``json``, ``html``, ``metrics``: where each file was written."""
+    mlflow_run_id: str | None
+    errors: tuple[str, ...]
+
+
+def drift_metrics(report: DriftReport) -> CollectorRegistry:
     """Gauges of the drift report, labelled by model version and feature."""
     registry = CollectorRegistry()
-    version = str(report["model_version"] or "unknown")
+    version = str(report.model_version or "unknown")
     base = ["model_name", "model_version"]
-    ids = [report["model_name"], version]
+    ids = [report.model_name, version]
     gauges = {
         "drift": Gauge(
             "monitoring_drift_dataset_drift", "1 when the dataset drifts.", base, registry=registry
@@ -51,50 +61,50 @@ def drift_metrics(report: dict[str, Any]) -> CollectorRegistry:
             registry=registry,
         ),
     }
-    gauges["drift"].labels(*ids).set(1 if report["dataset_drift"] else 0)
-    gauges["share"].labels(*ids).set(report["drift_share"])
-    gauges["rows"].labels(*ids, "current").set(report["rows_current"])
-    gauges["rows"].labels(*ids, "reference").set(report["rows_reference"])
-    gauges["skipped"].labels(*ids).set(len(report["current"]["files_skipped"]))
+    gauges["drift"].labels(*ids).set(1 if report.verdict.dataset_drift else 0)
+    gauges["share"].labels(*ids).set(report.verdict.drift_share)
+    gauges["rows"].labels(*ids, "current").set(report.current.rows)
+    gauges["rows"].labels(*ids, "reference").set(report.reference.rows)
+    gauges["skipped"].labels(*ids).set(len(report.current.files_skipped))
     gauges["last"].labels(*ids).set_to_current_time()
-    per_feature: dict[str, tuple[str, Callable[[dict[str, Any]], float | None]]] = {
-        "monitoring_drift_feature_drift": ("1 when the feature drifts.", lambda f: f["drift"]),
-        "monitoring_drift_feature_statistic": ("Test statistic.", lambda f: f["statistic"]),
+    per_feature: dict[str, tuple[str, Callable[[FeatureDrift], float | None]]] = {
+        "monitoring_drift_feature_drift": ("1 when the feature drifts.", lambda f: f.drift),
+        "monitoring_drift_feature_statistic": ("Test statistic.", lambda f: f.statistic),
         "monitoring_drift_feature_p_value_adjusted": (
             "Benjamini-Hochberg adjusted p-value.",
-            lambda f: f["p_value_adjusted"],
+            lambda f: f.p_value_adjusted,
         ),
         "monitoring_drift_feature_effect_size": (
             "KS D or Jensen-Shannon distance.",
-            lambda f: f["effect_size"],
+            lambda f: f.effect_size,
         ),
         "monitoring_drift_feature_missing_rate": (
             "Share of missing values.",
-            lambda f: f["missing_rate"],
+            lambda f: f.missing_rate,
         ),
         "monitoring_drift_feature_unseen_share": (
             "Share of categories the reference never had.",
-            lambda f: f.get("unseen_share"),
+            lambda f: f.unseen_share,
         ),
         "monitoring_drift_feature_out_of_range_share": (
             "Share outside the reference's range.",
-            lambda f: f.get("out_of_range_share"),
+            lambda f: f.out_of_range_share,
         ),
         "monitoring_drift_feature_insufficient_data": (
             "1 when the feature could not be tested.",
-            lambda f: f["status"] == "insufficient_data",
+            lambda f: f.status == "insufficient_data",
         ),
     }
     for name, (help_text, value_of) in per_feature.items():
         gauge = Gauge(name, help_text, [*base, "feature"], registry=registry)
-        for feature in report["features"]:
+        for feature in report.features:
             value = value_of(feature)
             if value is not None:
-                gauge.labels(*ids, feature["name"]).set(float(value))
+                gauge.labels(*ids, feature.name).set(float(value))
     return registry
 
 
-def performance_metrics(report: dict[str, Any]) -> CollectorRegistry:
+def performance_metrics(report: PerformanceReport) -> CollectorRegistry:
     """Gauges of the latest evaluated window of each model version."""
     registry = CollectorRegistry()
     labels = ["model_name", "model_version"]
@@ -112,27 +122,28 @@ def performance_metrics(report: dict[str, Any]) -> CollectorRegistry:
             "last_run_timestamp_seconds": "When the job last ran.",
         }.items()
     }
-    for version, latest in report["latest_by_version"].items():
-        ids = (report["model_name"], version)
-        for key in ("accuracy", "macro_f1", "coverage"):
-            if latest.get(key) is not None:
-                gauges[key].labels(*ids).set(latest[key])
-        if latest.get("accuracy_ci"):
-            gauges["accuracy_ci_low"].labels(*ids).set(latest["accuracy_ci"][0])
-            gauges["accuracy_ci_high"].labels(*ids).set(latest["accuracy_ci"][1])
-        if latest.get("macro_f1_ci"):
-            gauges["macro_f1_ci_high"].labels(*ids).set(latest["macro_f1_ci"][1])
-    ids = (report["model_name"], str(report["model_version"] or "unknown"))
-    gauges["retrain_recommended"].labels(*ids).set(1 if report["retrain_recommended"] else 0)
-    gauges["degraded_windows"].labels(*ids).set(report["consecutive_degraded"])
+    for version, latest in report.latest_by_version.items():
+        ids = (report.model_name, version)
+        gauges["coverage"].labels(*ids).set(latest.coverage)
+        scores = latest.scores
+        if scores is None:  # an evaluated window has scores
+            continue
+        gauges["accuracy"].labels(*ids).set(scores.accuracy)
+        gauges["accuracy_ci_low"].labels(*ids).set(scores.accuracy_ci[0])
+        gauges["accuracy_ci_high"].labels(*ids).set(scores.accuracy_ci[1])
+        gauges["macro_f1"].labels(*ids).set(scores.macro_f1)
+        gauges["macro_f1_ci_high"].labels(*ids).set(scores.macro_f1_ci[1])
+    ids = (report.model_name, str(report.model_version or "unknown"))
+    verdict = report.verdict
+    gauges["retrain_recommended"].labels(*ids).set(1 if verdict.retrain_recommended else 0)
+    gauges["degraded_windows"].labels(*ids).set(verdict.consecutive_degraded)
     gauges["last_run_timestamp_seconds"].labels(*ids).set_to_current_time()
     return registry
 
 
 def publish(
+    report: Report,
     *,
-    job: str,
-    report: dict[str, Any],
     html: str,
     metrics: CollectorRegistry,
     output: str,
@@ -140,8 +151,9 @@ def publish(
     alert_webhook: str | None,
     alert: bool,
     mlflow: tracking.MlflowTarget | None = None,
-) -> dict[str, str]:
-    """Write the files, push, alert, log to MLflow; return the paths written."""
+) -> Delivery:
+    """Write the files, push, alert, log to MLflow; say what was written and what failed."""
+    job = report.job
     errors: list[str] = []
     if pushgateway:
         try:
@@ -149,7 +161,7 @@ def publish(
                 pushgateway,
                 job=f"monitoring_{job}",
                 registry=metrics,
-                grouping_key={"model_name": report["model_name"]},
+                grouping_key={"model_name": report.model_name},
                 timeout=10,
             )
         except OSError as exc:
@@ -157,26 +169,25 @@ def publish(
     if alert and alert_webhook:
         import httpx  # only to alert
 
-        summary = {k: v for k, v in report.items() if k not in ("features", "windows")}
         try:
-            httpx.post(alert_webhook, json=summary, timeout=10).raise_for_status()
+            httpx.post(alert_webhook, json=report.summary(), timeout=10).raise_for_status()
         except httpx.HTTPError as exc:
             errors.append(f"alert_webhook {alert_webhook}: {exc}")
     run_id = None
     if mlflow is not None:
         try:
             run_id = tracking.start_run(mlflow, report)
-            report["mlflow_run_id"] = run_id
         except tracking.errors() as exc:
             errors.append(f"mlflow {mlflow.tracking_uri}: {_first_line(exc)}")
-    report["delivery_errors"] = errors
-    files = _files(job, report, html, metrics)
+    delivered = replace(report, mlflow_run_id=run_id, delivery_errors=tuple(errors))
+    files = _files(delivered, html, metrics)
     if mlflow is not None and run_id is not None:
         try:
             tracking.finish_run(mlflow, run_id, dict(files.values()))
         except tracking.errors() as exc:
             errors.append(f"mlflow {mlflow.tracking_uri} run {run_id}: {_first_line(exc)}")
-            files = _files(job, report, html, metrics)
+            delivered = replace(delivered, delivery_errors=tuple(errors))
+            files = _files(delivered, html, metrics)
     for error in errors:
         log.error("delivery failed: %s", error)
     written = {}
@@ -185,16 +196,14 @@ def publish(
             written[kind] = write_bytes(output, name, data)
         except OSError as exc:
             raise BadInput(f"--output={output!r}: cannot write {name}: {exc}") from exc
-    return written
+    return Delivery(written, run_id, tuple(errors))
 
 
-def _files(
-    job: str, report: dict[str, Any], html: str, metrics: CollectorRegistry
-) -> dict[str, tuple[str, bytes]]:
+def _files(report: Report, html: str, metrics: CollectorRegistry) -> dict[str, tuple[str, bytes]]:
     return {
-        "json": (f"{job}_report.json", json.dumps(report, indent=2).encode()),
-        "html": (f"{job}_report.html", html.encode()),
-        "metrics": (f"{job}_metrics.prom", generate_latest(metrics)),
+        "json": (f"{report.job}_report.json", report.to_json().encode()),
+        "html": (f"{report.job}_report.html", html.encode()),
+        "metrics": (f"{report.job}_metrics.prom", generate_latest(metrics)),
     }
 
 

@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.core.model_uri import ModelUriText
+
 __all__ = [
     "DEFAULT_MODEL_URI",
     "DriftSettings",
@@ -41,8 +43,9 @@ class JobSettings(_Base):
     """Only rows at or after this ISO 8601 time (UTC unless a zone is given)."""
     until: str | None = None
     """Only rows before this ISO 8601 time."""
-    model_uri: str = DEFAULT_MODEL_URI
-    """The served model in the MLflow registry: models:/NAME@ALIAS, /STAGE or /VERSION."""
+    model_uri: ModelUriText = DEFAULT_MODEL_URI
+    """The served model in the MLflow registry: models:/NAME@ALIAS, /STAGE, /VERSION or
+    /latest, resolved as the predictor resolves it."""
     tracking_uri: str | None = None
     """The MLflow server; MLFLOW_TRACKING_URI when unset."""
     output: str

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,11 +25,16 @@ import pandas as pd
 from monitoring.errors import BadInput
 from monitoring.features import RAW_FIELDS
 from monitoring.settings import SimulateSettings
+from transformer.schema import RAW_TYPES
 
 __all__ = ["Drift", "parse_drift", "run_simulation"]
 
 _LOCAL_HOSTS: Final = {"127.0.0.1", "localhost", "::1"}
 _LABEL: Final = "quantity_class"
+#: The raw fields read as text (S012 stays S012, not the number 12).
+_TEXT: Final[Mapping[Hashable, type[str]]] = {
+    name: str for name, kind in RAW_TYPES.items() if kind is str
+}
 
 
 @dataclass(frozen=True)
@@ -150,7 +156,7 @@ def run_simulation(settings: SimulateSettings) -> dict[str, Any]:
 
 def _load(path: str) -> pd.DataFrame:
     try:
-        sales = pd.read_csv(path, dtype={"store_id": str, "item_id": str, "date": str})
+        sales = pd.read_csv(path, dtype=_TEXT)
     except (OSError, ValueError) as exc:
         raise BadInput(
             f"--data={path!r} cannot be read ({exc}); `make up` writes .stack/data/train.csv"

@@ -5,7 +5,9 @@ memory holds one batch, never the window. Files whose hour partition
 (``date=YYYY-MM-DD/hour=HH``) lies outside the window are not opened; files named
 ``.*``, ``_*`` or ``*.tmp`` (a writer's temporary names) are never read. A file that
 cannot be read (corrupt, half-written, no timestamp to apply a window to) is skipped
-and listed in :class:`ScanReport`, never silently dropped, never fatal.
+and listed in :class:`ScanReport`, never silently dropped, never fatal. A location
+that cannot be listed at all (an object store that is down) fails the job with
+:class:`~monitoring.errors.Unavailable`, naming it.
 
 Only pyarrow's core and Parquet reader are imported up front: columns become NumPy
 arrays through their buffers (``Array.to_numpy`` imports pandas), model versions are
@@ -18,7 +20,6 @@ from __future__ import annotations
 import logging
 import posixpath
 import re
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -34,7 +35,8 @@ import pyarrow.parquet as pq
 
 from monitoring.errors import BadInput
 from monitoring.features import FEATURE_NAMES, RAW_FIELDS, features_from_raw
-from monitoring.storage import filesystem
+from monitoring.reports import ScanSummary, SkippedFile
+from monitoring.storage import filesystem, reaching
 from monitoring.windows import TimeWindow
 
 __all__ = ["FeatureBatch", "ScanReport", "SkippedFile", "feature_batches", "list_files", "scan"]
@@ -47,17 +49,9 @@ _FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 _PARTITION = re.compile(r"date=(\d{4}-\d{2}-\d{2})(?:/hour=(\d{1,2}))?")
 
 
-@dataclass(frozen=True)
-class SkippedFile:
-    """A file that was not (fully) read, and why."""
-
-    path: str
-    reason: str
-
-
 @dataclass
 class ScanReport:
-    """What a scan read and what it skipped."""
+    """What a scan read and what it skipped, counted as it reads."""
 
     source: str
     files_found: int = 0
@@ -67,25 +61,28 @@ class ScanReport:
     model_versions: Counter[str] = field(default_factory=Counter)
     _last_progress: float = 0.0
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "rows": self.rows_read,
-            "files_found": self.files_found,
-            "files_read": self.files_read,
-            "files_skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
-            "model_versions": dict(self.model_versions),
-        }
+    def summary(self) -> ScanSummary:
+        """What was read, for the report (a copy: later reads do not change it)."""
+        return ScanSummary(
+            source=self.source,
+            rows=self.rows_read,
+            files_found=self.files_found,
+            files_read=self.files_read,
+            files_skipped=tuple(self.skipped),
+            model_versions=dict(self.model_versions),
+        )
 
     def progress(self, force: bool = False) -> None:
-        """A line on stderr at most every few seconds: files and rows read so far."""
+        """Log a line at most every few seconds: files and rows read so far."""
         now = time.monotonic()
         if force or now - self._last_progress > 5:
             self._last_progress = now
-            print(
-                f"read {self.rows_read} rows from {self.files_read}/{self.files_found} files "
-                f"of {self.source}",
-                file=sys.stderr,
+            log.info(
+                "read %d rows from %d/%d files of %s",
+                self.rows_read,
+                self.files_read,
+                self.files_found,
+                self.source,
             )
 
 
@@ -100,14 +97,16 @@ class FeatureBatch:
 def list_files(uri: str, window: TimeWindow | None = None) -> tuple[pafs.FileSystem, list[str]]:
     """Readable data files under ``uri`` (or ``uri`` itself), pruned by hour partition."""
     fs, root = filesystem(uri)
-    info = fs.get_file_info(root)
+    with reaching(uri):
+        info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
         raise BadInput(f"{uri!r} does not exist")
     if info.type == pafs.FileType.File:
         if _format(root) is None:
             raise BadInput(f"{uri!r}: expected a .parquet or .csv file")
         return fs, [root]
-    found = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    with reaching(uri):
+        found = fs.get_file_info(pafs.FileSelector(root, recursive=True))
     paths = sorted(
         f.path
         for f in found

@@ -1,46 +1,55 @@
-"""Where files live: a local path, or a URI pyarrow (or fsspec, if installed) can open.
+"""Where the jobs' files live: a local path, or an object store (``s3://bucket/prefix``).
 
-The capture store and the report directory may be a PVC path or an object store;
-every reader and writer of the jobs goes through :func:`filesystem`.
+The locations are opened by :func:`common.core.storage.filesystem` (the transformer's
+capture store uses the same function, so both read the same S3 variables); this module
+turns its failures into the jobs' errors. A bad location is :class:`BadInput` (exit 2);
+an object store that does not answer, or refuses, is :class:`Unavailable` (exit 3),
+with a message naming the location, never a traceback. A local file's ``OSError`` is
+left to the caller, which names the flag.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any
+import contextlib
+from collections.abc import Iterator
 
-import pyarrow as pa
 import pyarrow.fs as pafs
 
-from monitoring.errors import BadInput
+from common.core import storage
+from monitoring.errors import BadInput, Unavailable
 
-__all__ = ["filesystem", "write_bytes"]
+__all__ = ["filesystem", "reaching", "write_bytes"]
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """The filesystem that holds ``uri`` and the path within it."""
-    if "://" not in uri:
-        return pafs.LocalFileSystem(), os.path.abspath(uri)
     try:
-        fs, path = pafs.FileSystem.from_uri(uri)
-        return fs, str(path)
-    except (pa.ArrowInvalid, ValueError) as arrow_error:
-        try:
-            import fsspec  # optional: any protocol fsspec knows
-        except ImportError:
-            raise BadInput(f"{uri!r}: unsupported URI scheme ({arrow_error})") from arrow_error
-        protocol, _, rest = uri.partition("://")
-        handler: Any = pafs.FSSpecHandler(fsspec.filesystem(protocol))
-        return pafs.PyFileSystem(handler), rest
+        return storage.filesystem(uri)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from exc
+
+
+@contextlib.contextmanager
+def reaching(uri: str) -> Iterator[None]:
+    """Run the block's storage calls on ``uri``: an object store's ``OSError`` (not
+    reached, or refused) becomes :class:`Unavailable`; a local one is left to the caller."""
+    try:
+        yield
+    except OSError as exc:
+        if storage.is_local(uri):
+            raise
+        reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        raise Unavailable(f"{uri!r}: the object store failed ({reason})") from exc
 
 
 def write_bytes(directory: str, name: str, data: bytes) -> str:
     """Write ``data`` to ``directory/name`` via a temporary name, then rename it."""
     fs, root = filesystem(directory)
-    fs.create_dir(root, recursive=True)
     final = f"{root.rstrip('/')}/{name}"
     temporary = f"{root.rstrip('/')}/.{name}.tmp"
-    with fs.open_output_stream(temporary) as stream:
-        stream.write(data)
-    fs.move(temporary, final)
-    return final if "://" not in directory else f"{directory.rstrip('/')}/{name}"
+    with reaching(directory):
+        fs.create_dir(root, recursive=True)
+        with fs.open_output_stream(temporary) as stream:
+            stream.write(data)
+        fs.move(temporary, final)
+    return final if storage.is_local(directory) else f"{directory.rstrip('/')}/{name}"

@@ -17,7 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from monitoring import registry
+from monitoring import served_model
+from monitoring.reports import DriftReport, PerformanceReport, Report
 
 __all__ = ["MlflowTarget", "errors", "finish_run", "metrics_of", "start_run", "target"]
 
@@ -39,7 +40,7 @@ def target(log_to_mlflow: bool, tracking_uri: str | None, experiment: str) -> Ml
     """The target when logging is on; BadInput (exit 2) when no server is named."""
     if not log_to_mlflow:
         return None
-    return MlflowTarget(registry.tracking(tracking_uri), experiment)
+    return MlflowTarget(served_model.tracking(tracking_uri), experiment)
 
 
 def errors() -> tuple[type[Exception], ...]:
@@ -49,23 +50,23 @@ def errors() -> tuple[type[Exception], ...]:
     return (MlflowException, OSError)
 
 
-def start_run(where: MlflowTarget, report: dict[str, Any]) -> str:
+def start_run(where: MlflowTarget, report: Report) -> str:
     """Create the run with its tags, parameters and metrics; return its id."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 
     client = MlflowClient(tracking_uri=where.tracking_uri)
-    version = report.get("model_version")
+    version = report.model_version
     tags = {
-        TAG_JOB: report["job"],
-        TAG_STATUS: report["status"],
-        "model_name": report["model_name"],
-        "model_uri": report["model_uri"],
+        TAG_JOB: report.job,
+        TAG_STATUS: report.status,
+        "model_name": report.model_name,
+        "model_uri": report.model_uri,
         **({"model_version": str(version)} if version is not None else {}),
     }
     run = client.create_run(
         _experiment_id(client, where.experiment),
-        run_name=f"{report['job']} {report['model_name']} v{version or '?'}",
+        run_name=f"{report.job} {report.model_name} v{version or '?'}",
         tags=tags,
     )
     run_id: str = run.info.run_id
@@ -97,83 +98,83 @@ def finish_run(where: MlflowTarget, run_id: str, files: dict[str, bytes]) -> Non
     client.set_terminated(run_id, "FINISHED")
 
 
-def metrics_of(report: dict[str, Any]) -> Iterator[tuple[str, float, int | None, int]]:
+def metrics_of(report: Report) -> Iterator[tuple[str, float, int | None, int]]:
     """The report's figures as (key, value, timestamp ms or None, step)."""
-    if report["job"] == "drift":
+    if isinstance(report, DriftReport):
         yield from _drift_metrics(report)
     else:
         yield from _performance_metrics(report)
 
 
-def _drift_metrics(report: dict[str, Any]) -> Iterator[tuple[str, float, int | None, int]]:
+def _drift_metrics(report: DriftReport) -> Iterator[tuple[str, float, int | None, int]]:
+    verdict = report.verdict
     dataset = {
-        "dataset_drift": float(report["dataset_drift"]),
-        "drift_share": report["drift_share"],
-        "features_tested": report["features_tested"],
-        "features_drifted": len(report["drifted_features"]),
-        "rows_current": report["rows_current"],
-        "rows_reference": report["rows_reference"],
-        "files_skipped": len(report["current"]["files_skipped"]),
+        "dataset_drift": float(verdict.dataset_drift),
+        "drift_share": verdict.drift_share,
+        "features_tested": verdict.features_tested,
+        "features_drifted": len(verdict.drifted_features),
+        "rows_current": report.current.rows,
+        "rows_reference": report.reference.rows,
+        "files_skipped": len(report.current.files_skipped),
     }
     for key, value in dataset.items():
         yield key, float(value), None, 0
-    per_feature = (
-        "statistic",
-        "p_value",
-        "p_value_adjusted",
-        "effect_size",
-        "missing_rate",
-        "unseen_share",
-        "out_of_range_share",
-        "mean_shift_sigma",
-    )
-    for feature in report["features"]:
-        prefix = f"feature/{feature['name']}"
-        yield f"{prefix}/drift", float(feature["drift"]), None, 0
-        insufficient = float(feature["status"] == "insufficient_data")
+    for feature in report.features:
+        prefix = f"feature/{feature.name}"
+        yield f"{prefix}/drift", float(feature.drift), None, 0
+        insufficient = float(feature.status == "insufficient_data")
         yield f"{prefix}/insufficient_data", insufficient, None, 0
-        for key in per_feature:
-            value = feature.get(key)
-            if isinstance(value, int | float):
-                yield f"{prefix}/{key}", float(value), None, 0
+        per_feature = {
+            "statistic": feature.statistic,
+            "p_value": feature.p_value,
+            "p_value_adjusted": feature.p_value_adjusted,
+            "effect_size": feature.effect_size,
+            "missing_rate": feature.missing_rate,
+            "unseen_share": feature.unseen_share,
+            "out_of_range_share": feature.out_of_range_share,
+            "mean_shift_sigma": feature.mean_shift_sigma,
+        }
+        for key, figure in per_feature.items():
+            if figure is not None:
+                yield f"{prefix}/{key}", float(figure), None, 0
 
 
-def _performance_metrics(report: dict[str, Any]) -> Iterator[tuple[str, float, int | None, int]]:
-    yield "retrain_recommended", float(report["retrain_recommended"]), None, 0
-    yield "consecutive_degraded", float(report["consecutive_degraded"]), None, 0
-    yield "rows_predictions", float(report["rows_predictions"]), None, 0
-    yield "rows_joined", float(report["rows_joined"]), None, 0
-    served = str(report["model_version"])
+def _performance_metrics(report: PerformanceReport) -> Iterator[tuple[str, float, int | None, int]]:
+    verdict = report.verdict
+    yield "retrain_recommended", float(verdict.retrain_recommended), None, 0
+    yield "consecutive_degraded", float(verdict.consecutive_degraded), None, 0
+    yield "rows_predictions", float(report.rows_predictions), None, 0
+    yield "rows_joined", float(report.rows_joined), None, 0
+    served = str(report.model_version)
     # The served version's evaluated windows as a history: one step per window, at its start.
-    evaluated = [
-        w
-        for w in report["windows"]
-        if str(w["model_version"]) == served and w["status"] != "insufficient_data"
-    ]
+    evaluated = [w for w in report.windows if w.model_version == served and w.evaluated]
     for step, window in enumerate(evaluated):
-        at = int(datetime.fromisoformat(window["since"]).timestamp() * 1000)
+        scores = window.scores
+        if scores is None:  # an evaluated window has scores
+            continue
+        at = int(datetime.fromisoformat(window.since).timestamp() * 1000)
         figures = {
-            "accuracy": window["accuracy"],
-            "accuracy_ci_low": window["accuracy_ci"][0],
-            "accuracy_ci_high": window["accuracy_ci"][1],
-            "macro_f1": window["macro_f1"],
-            "macro_f1_ci_low": window["macro_f1_ci"][0],
-            "macro_f1_ci_high": window["macro_f1_ci"][1],
-            "coverage": window["coverage"],
-            "majority_accuracy": window["majority_accuracy"],
-            "degraded": float(window["degraded"]),
+            "accuracy": scores.accuracy,
+            "accuracy_ci_low": scores.accuracy_ci[0],
+            "accuracy_ci_high": scores.accuracy_ci[1],
+            "macro_f1": scores.macro_f1,
+            "macro_f1_ci_low": scores.macro_f1_ci[0],
+            "macro_f1_ci_high": scores.macro_f1_ci[1],
+            "coverage": window.coverage,
+            "majority_accuracy": scores.majority_accuracy,
+            "degraded": float(window.degraded),
         }
         for key, value in figures.items():
             yield key, float(value), at, step
 
 
-def _params(report: dict[str, Any]) -> dict[str, Any]:
-    window = report.get("window") or {}
+def _params(report: Report) -> dict[str, Any]:
+    window = report.window.as_dict()
     return {
-        **{f"settings.{k}": v for k, v in report["settings"].items()},
-        "window.since": window.get("since"),
-        "window.until": window.get("until"),
-        "current": report["current"]["source"],
+        **{f"settings.{k}": v for k, v in report.rule.as_dict().items()},
+        "window.since": window["since"],
+        "window.until": window["until"],
+        "current": report.current.source,
     }
 
 

@@ -16,7 +16,7 @@ from common.serving import request_ids
 from common.serving.batching import MicroBatcher
 from common.serving.metrics import labelled
 from common.serving.staged_model import StagedModel
-from predictor import protocol, registry
+from predictor import loading, protocol
 from predictor.scorer import Scorer, scorer_for
 from predictor.settings import PredictorSettings
 
@@ -75,8 +75,8 @@ class SalesQuantityPredictor(StagedModel):
         or when the model does not take this project's features.
         """
         s = self.settings
-        loaded = registry.with_retries(
-            lambda: registry.load_model(s.model_uri),
+        loaded = loading.with_retries(
+            lambda: loading.load_model(s.model_uri),
             what=f"model {s.model_uri} from MLflow",
             timeout_seconds=s.load_timeout_seconds,
             initial_wait=s.retry_initial_seconds,

@@ -18,8 +18,9 @@ from kserve import InferRequest
 
 from common.core.contract import FEATURE_NAMES, FEATURES
 from common.core.errors import quoted
+from common.core.settings import MAX_ROWS_PER_REQUEST
 from common.protocol.bodies import json_body
-from common.protocol.row_limits import MAX_ROWS_PER_REQUEST, check_input_rows, check_rows
+from common.protocol.row_limits import check_input_rows, check_rows
 from common.protocol.tensors import check_shape_of
 from predictor.errors import InvalidFeatures
 

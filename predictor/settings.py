@@ -7,6 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from common.core.model_uri import ModelUriText
 from common.core.settings import KSERVE_SERVER_FLAGS, ServerSettings
 
 __all__ = ["KSERVE_FLAGS", "PredictorSettings"]
@@ -21,13 +22,14 @@ class PredictorSettings(ServerSettings):
 
     model_name: str = "sales-quantity-classifier"
     """Name the model is served under: /v1/models/NAME:predict, /v2/models/NAME/infer."""
-    model_uri: str = "models:/sales-quantity-classifier@production"
-    """Registry model to serve: models:/NAME@ALIAS, models:/NAME/STAGE or models:/NAME/VERSION.
-    Resolved to one version at start-up."""
+    model_uri: ModelUriText = "models:/sales-quantity-classifier@production"
+    """Registry model to serve: models:/NAME@ALIAS, models:/NAME/STAGE, models:/NAME/VERSION
+    or models:/NAME/latest. Resolved to one version at start-up."""
     tracking_uri: str | None = None
-    """MLflow tracking server; unset means MLflow's own MLFLOW_TRACKING_URI."""
+    """MLflow tracking server; unset means MLflow's own MLFLOW_TRACKING_URI. One of the two
+    is required (exit status 2 without either)."""
     load_timeout_seconds: float = Field(300.0, gt=0)
-    """How long to keep retrying MLflow at start-up before giving up."""
+    """How long to keep retrying MLflow at start-up before giving up (exit status 1)."""
     retry_initial_seconds: float = Field(1.0, gt=0)
     """First wait between MLflow attempts; doubles up to retry_max_seconds."""
     retry_max_seconds: float = Field(30.0, gt=0)

@@ -2,13 +2,15 @@
 
     python -m rollout start VERSION --percent N   # canary pinned to models:/NAME/VERSION
     python -m rollout shift N                     # the canary's share
-    python -m rollout promote                     # the canary becomes stable, 100 %
-    python -m rollout rollback                    # all back to stable, canary dropped
-    python -m rollout status [--metrics URL ...]  # who serves what share (and counts)
+    python -m rollout promote                     # the canary's version becomes stable
+    python -m rollout rollback                    # all back to stable, a clean spec
+    python -m rollout status [--metrics URL ...]  # who serves what share, as KServe reports
 
-``--dry-run`` prints the exact JSON Patch, has the API server check it (a server-side dry
-run) and changes nothing. Exit 0 done, 2 bad usage or an action that does not fit the
-object's state (with a message), 1 the API server refused.
+Each move prints the JSON Patch it sends (one line each) and waits, up to --timeout
+seconds, for the revision it relies on to be ready. ``--dry-run`` has the API server check
+the patch (a server-side dry run), changes nothing and waits for nothing. Exit 0 done, 2 bad
+usage or a move that does not fit the object's state, 1 the API server or registry
+unreachable or refusing, 3 not ready in time (nothing more sent).
 """
 
 from __future__ import annotations
@@ -21,14 +23,9 @@ from collections.abc import Sequence
 
 from rollout import plan
 from rollout.errors import RolloutError
+from rollout.state import CanaryState
 
 __all__ = ["main"]
-
-STANDARD_CANARY_LIMITS = (
-    "in Standard mode KServe 0.21 routes spec.canary[]'s share from the gateway straight to "
-    "the canary predictor, around the transformer, and its webhook refuses a canary for a "
-    "predictor without a storage URI; use Knative mode for canaries (README, Canary rollouts)"
-)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,11 +48,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--context", default=None, help="kubeconfig context")
     common.add_argument(
+        "--timeout",
+        type=float,
+        default=float(os.environ.get("ROLLOUT_TIMEOUT", "600")),
+        help="seconds a move waits for a revision to be ready (env ROLLOUT_TIMEOUT; 600)",
+    )
+    common.add_argument(
         "--dry-run",
         "--dry_run",
         dest="dry_run",
         action="store_true",
-        help="print the patch, have the server check it, change nothing",
+        help="print the patch, have the server check it, change nothing, wait for nothing",
     )
     parser = argparse.ArgumentParser(
         prog="python -m rollout", description=__doc__.split("\n\n")[0], allow_abbrev=False
@@ -63,10 +66,18 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="action", required=True)
     start = sub.add_parser("start", parents=[common], help="start a canary")
     start.add_argument("version", type=int, help="registry version of the canary")
-    start.add_argument("--percent", type=int, required=True, help="its share, 0-100")
+    start.add_argument("--percent", type=int, required=True, help="its share, 0-99")
+    start.add_argument(
+        "--tracking_uri",
+        "--tracking-uri",
+        dest="tracking_uri",
+        default=os.environ.get("ROLLOUT_TRACKING_URI") or os.environ.get("MLFLOW_TRACKING_URI"),
+        help="the MLflow server holding the version (env ROLLOUT_TRACKING_URI, "
+        "MLFLOW_TRACKING_URI)",
+    )
     shift = sub.add_parser("shift", parents=[common], help="change the canary's share")
-    shift.add_argument("percent", type=int, help="its share, 0-100")
-    sub.add_parser("promote", parents=[common], help="make the canary stable")
+    shift.add_argument("percent", type=int, help="its share, 0-99")
+    sub.add_parser("promote", parents=[common], help="make the canary's version stable")
     sub.add_parser("rollback", parents=[common], help="drop the canary")
     status = sub.add_parser("status", parents=[common], help="show the split")
     status.add_argument(
@@ -79,50 +90,88 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _patch_for(args: argparse.Namespace, isvc: plan.Obj) -> plan.Patch:
+def _check_arguments(args: argparse.Namespace) -> None:
+    """What can be checked without the cluster: before anything is contacted."""
+    if args.timeout < 0:
+        raise RolloutError(f"timeout={args.timeout:g} is invalid: expected seconds, 0 or more")
     if args.action == "start":
-        return plan.start(isvc, args.version, args.percent)
+        plan.check_version(args.version)
+        plan.check_percent(args.percent)
+        if not args.tracking_uri:
+            raise RolloutError(
+                "start checks the version in the MLflow registry: give --tracking_uri "
+                "(or ROLLOUT_TRACKING_URI / MLFLOW_TRACKING_URI)"
+            )
     if args.action == "shift":
-        return plan.shift(isvc, args.percent)
-    if args.action == "promote":
-        return plan.promote(isvc)
-    return plan.rollback(isvc)
+        plan.check_percent(args.percent)
+
+
+def _summary(name: str, state: CanaryState, dry_run: bool) -> str:
+    verb = "would ask for" if dry_run else "asks for"
+    if state.phase == "canary":
+        split = (
+            f"{state.canary_uri} at {state.canary_percent} %, "
+            f"stable {state.stable_uri} at {100 - (state.canary_percent or 0)} %"
+        )
+    elif state.phase == "cleanup":
+        split = f"{state.spec_uri}, canaryTrafficPercent={state.traffic_field} until it is ready"
+    else:
+        split = f"{state.spec_uri} at 100 %"
+    return f"{name} {verb}: {split}"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rollout.actions import Rollout
+    from rollout.kube import InferenceServices
+
+    cluster = InferenceServices(
+        kubeconfig=args.kubeconfig, context=args.context, namespace=args.namespace
+    )
+    rollout = Rollout(
+        cluster,
+        args.name,
+        timeout=args.timeout,
+        dry_run=args.dry_run,
+        report=lambda line: print(f"rollout: {line}", file=sys.stderr),
+        sent=lambda patch: print(json.dumps(patch), flush=True),
+    )
+    if args.action == "status":
+        _, state = rollout.read()
+        report: dict[str, object] = {"name": args.name, "namespace": cluster.namespace}
+        report.update(state.as_dict())
+        if args.metrics:
+            from rollout.metrics import per_version
+
+            report["metrics"] = per_version(args.metrics)
+        print(json.dumps(report, indent=2))
+        return 0
+    if args.action == "start":
+        from rollout.versions import check_version
+
+        state = rollout.start(
+            args.version,
+            args.percent,
+            lambda name, version: check_version(args.tracking_uri, name, version),
+        )
+    elif args.action == "shift":
+        state = rollout.shift(args.percent)
+    elif args.action == "promote":
+        state = rollout.promote()
+    else:
+        state = rollout.rollback()
+    print(_summary(args.name, state, args.dry_run), file=sys.stderr)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one action; return the exit status."""
     args = _parser().parse_args(argv)
     try:
-        from rollout.kube import InferenceServices
-
-        services = InferenceServices(
-            kubeconfig=args.kubeconfig, context=args.context, namespace=args.namespace
-        )
-        isvc = services.get(args.name)
-        if args.action == "status":
-            report: dict[str, object] = plan.split_of(isvc).as_dict()
-            report["name"], report["namespace"] = args.name, services.namespace
-            if args.metrics:
-                from rollout.metrics import per_version
-
-                report["metrics"] = per_version(args.metrics)
-            print(json.dumps(report, indent=2))
-            return 0
-        patch = _patch_for(args, isvc)
+        _check_arguments(args)
+        return _run(args)
     except RolloutError as exc:
         print(f"rollout: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(patch, indent=2))
-    if args.action == "start" and plan.mode_of(isvc) == "Standard":
-        print(f"rollout: warning: {STANDARD_CANARY_LIMITS}", file=sys.stderr)
-    try:
-        patched = services.patch(args.name, patch, dry_run=args.dry_run)
-    except RolloutError as exc:
-        print(f"rollout: {exc}", file=sys.stderr)
-        return 1
-    verb = "would serve" if args.dry_run else "serves"
-    print(f"{args.name} {verb}: {json.dumps(plan.split_of(patched).as_dict())}", file=sys.stderr)
-    return 0
+        return exc.exit_status
 
 
 if __name__ == "__main__":

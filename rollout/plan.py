@@ -1,51 +1,84 @@
-"""Rollout actions as JSON Patches computed from the stored InferenceService.
+"""Rollout moves as JSON Patches (RFC 6902), computed from the stored object and its state.
 
-Two ways KServe splits traffic, chosen by the ``serving.kserve.io/deploymentMode``
-annotation:
+Knative mode only changes ``spec.predictor``: the model URI (``PREDICTOR_MODEL_URI``, always a
+pinned ``models:/NAME/VERSION``) and ``canaryTrafficPercent``. KServe puts
+``canaryTrafficPercent`` in the Knative Service's route, not in the revision template
+(``createKnativeService``), so a share change or a promotion makes no revision; a new model
+URI makes exactly one, of the predictor. Nothing here writes annotations or labels: KServe
+copies those into both components' revision templates.
 
-- **Knative** (``Knative`` or the legacy ``Serverless``): the predictor's spec *is* the
-  canary. ``start`` pins the predictor to ``models:/NAME/VERSION`` and sets
-  ``canaryTrafficPercent``; Knative keeps the previous revision (the stable one, with its own
-  model URI) for the rest. The stable URI is kept in an annotation for ``rollback``.
-- **Standard**: ``spec.canary[]`` holds a second predictor (its own Deployment) pinned to the
-  version, with a ``trafficPercent``; the stable predictor is not touched. ``promote`` names
-  the stable predictor after the canary and drops the entry (KServe's way to promote without
-  a restart).
+- ``start``: the spec serves the canary version, ``canaryTrafficPercent`` its share; the
+  rest stays on the rolled-out (stable) revision.
+- ``shift``: a new ``canaryTrafficPercent``.
+- ``promote``: ``canaryTrafficPercent`` removed: the canary's revision, already running,
+  takes all the traffic and KServe records it as rolled out. Its pinned URI stays in the
+  spec: the new stable is pinned.
+- ``rollback``, two patches: first the stable model back in the spec with
+  ``canaryTrafficPercent: 0`` (all traffic on the rolled-out revision while a new revision of
+  the stable model starts), then, once that revision is ready, ``canaryTrafficPercent``
+  removed, leaving a clean spec. Left in place, ``0`` would starve every later revision
+  (``kubectl apply``/``helm upgrade`` merges never delete it).
 
-Every patch starts with ``test`` operations on what it relies on, so a concurrent change to
-the object makes the API server refuse it rather than apply it to something else.
+Every patch first tests ``metadata.generation`` (it moves on spec changes only, not on
+KServe's status writes) and the fields it relies on, so a concurrent change to the spec
+makes the API server refuse it rather than apply it to something else.
+
+Standard mode: KServe's webhook refuses ``spec.canary[]`` for this predictor, so only
+``rollback`` (removing a ``spec.canary[]``) is offered there.
 """
 
 from __future__ import annotations
 
-import copy
-import re
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from rollout.errors import RolloutError
+from rollout.state import (
+    URI_ENV,
+    CanaryState,
+    Obj,
+    pinned_uri,
+    pinned_version,
+    registered_model,
+    uri_env,
+)
 
 __all__ = [
-    "MODE_ANNOTATION",
-    "STABLE_ANNOTATION",
-    "Split",
     "Patch",
-    "mode_of",
+    "STANDARD_REFUSAL",
+    "check_percent",
+    "check_version",
+    "finish_rollback",
     "promote",
     "rollback",
     "shift",
-    "split_of",
     "start",
 ]
 
-Obj = dict[str, Any]
 Patch = list[dict[str, Any]]
-Mode = Literal["Knative", "Standard"]
+SHARE = "/spec/predictor/canaryTrafficPercent"
 
-MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
-STABLE_ANNOTATION = "sales-quantity-classifier/stable-model-uri"
-URI_ENV = "PREDICTOR_MODEL_URI"
-_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@[\w-]+|/[\w-]+)$")
+STANDARD_REFUSAL = (
+    "{action} needs a canary, and in Standard mode KServe's webhook refuses spec.canary[] for "
+    "this predictor (validateCanarySpecs: a canary needs a stable predictor with storageUri or "
+    "model; this one is a custom container reading PREDICTOR_MODEL_URI), and its canaries "
+    "would bypass the transformer anyway. Nothing was sent. Instead: run canaries in Knative "
+    "mode (k8s/overlays/knative, or the chart's deploymentMode=Knative), or roll the version "
+    "out to all traffic by deploying its pinned URI models:/NAME/VERSION"
+)
+
+
+def check_percent(percent: int) -> None:
+    """A canary's share: 0 to 99 (all the traffic is ``promote``)."""
+    if not 0 <= percent <= 99:
+        raise RolloutError(
+            f"percent={percent} is invalid: expected 0 to 99 (to give the canary all the "
+            "traffic, promote it)"
+        )
+
+
+def check_version(version: int) -> None:
+    if version < 1:
+        raise RolloutError(f"version={version} is invalid: expected a registry version, 1 or more")
 
 
 def _pointer(*parts: str | int) -> str:
@@ -53,220 +86,127 @@ def _pointer(*parts: str | int) -> str:
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
-def mode_of(isvc: Obj) -> Mode:
-    """The deployment mode; KServe 0.21 defaults to Standard."""
-    mode = isvc["metadata"].get("annotations", {}).get(MODE_ANNOTATION, "Standard")
-    if mode in {"Knative", "Serverless"}:
-        return "Knative"
-    if mode in {"Standard", "RawDeployment"}:
-        return "Standard"
-    raise RolloutError(f"{MODE_ANNOTATION}={mode!r}: rollouts support Standard and Knative")
+def _guard(state: CanaryState) -> Patch:
+    """Fail the patch if the spec changed since it was read."""
+    return [{"op": "test", "path": "/metadata/generation", "value": state.generation}]
 
 
-def _container(predictor: Obj) -> tuple[int, Obj]:
-    containers = predictor.get("containers") or []
-    for i, container in enumerate(containers):
-        if container.get("name", "kserve-container") == "kserve-container":
-            return i, container
-    raise RolloutError("the predictor has no kserve-container: not this project's predictor")
-
-
-def _uri_env(predictor: Obj) -> tuple[int, int, str]:
-    """(container index, env index, value) of PREDICTOR_MODEL_URI."""
-    c, container = _container(predictor)
-    for e, env in enumerate(container.get("env", [])):
-        if env["name"] == URI_ENV and "value" in env:
-            return c, e, str(env["value"])
-    raise RolloutError(f"the predictor sets no {URI_ENV} value to pin")
-
-
-def _registered_model(uri: str) -> str:
-    match = _MODEL_URI.match(uri)
-    if match is None:
-        raise RolloutError(f"{URI_ENV}={uri!r} is not a models:/NAME@ALIAS or models:/NAME/X URI")
-    return match["name"]
-
-
-def _check_percent(percent: int) -> None:
-    if not 0 <= percent <= 100:
-        raise RolloutError(f"percent={percent} is invalid: expected 0 to 100")
-
-
-def _guard(isvc: Obj) -> Patch:
-    """Fail the patch if the object changed since it was read."""
+def _set_uri(isvc: Obj, current: str, new: str) -> Patch:
+    c, e, _ = uri_env(isvc["spec"]["predictor"])
+    env = _pointer("spec", "predictor", "containers", c, "env", e)
     return [
-        {
-            "op": "test",
-            "path": "/metadata/resourceVersion",
-            "value": isvc["metadata"]["resourceVersion"],
-        }
+        {"op": "test", "path": env + "/name", "value": URI_ENV},
+        {"op": "test", "path": env + "/value", "value": current},
+        {"op": "replace", "path": env + "/value", "value": new},
     ]
 
 
-@dataclass(frozen=True)
-class Split:
-    """Who serves what share: the stable model URI, and the canary's if one is out."""
-
-    mode: Mode
-    stable_uri: str
-    stable_percent: int
-    canary_uri: str | None
-    canary_percent: int
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "mode": self.mode,
-            "stable": {"model_uri": self.stable_uri, "percent": self.stable_percent},
-            "canary": None
-            if self.canary_uri is None
-            else {"model_uri": self.canary_uri, "percent": self.canary_percent},
-        }
+def _test_share(state: CanaryState) -> dict[str, Any]:
+    return {"op": "test", "path": SHARE, "value": state.traffic_field}
 
 
-def split_of(isvc: Obj) -> Split:
-    """The intended split the spec asks for (the controller's status may lag behind)."""
-    mode = mode_of(isvc)
-    predictor = isvc["spec"]["predictor"]
-    _, _, uri = _uri_env(predictor)
-    if mode == "Knative":
-        stable = isvc["metadata"].get("annotations", {}).get(STABLE_ANNOTATION)
-        percent = predictor.get("canaryTrafficPercent")
-        if stable is None or percent is None:
-            return Split(mode, uri, 100, None, 0)
-        return Split(mode, stable, 100 - int(percent), uri, int(percent))
-    canaries = isvc["spec"].get("canary") or []
-    if not canaries:
-        return Split(mode, uri, 100, None, 0)
-    if len(canaries) > 1:
-        raise RolloutError(f"{len(canaries)} canaries: this tool manages one")
-    canary = canaries[0]
-    _, _, canary_uri = _uri_env(canary["predictor"])
-    share = int(canary["trafficPercent"])
-    return Split(mode, uri, 100 - share, canary_uri, share)
+def _refuse_standard(state: CanaryState, action: str) -> None:
+    if state.mode == "Standard":
+        raise RolloutError(STANDARD_REFUSAL.format(action=action))
 
 
-def start(isvc: Obj, version: int, percent: int) -> Patch:
-    """Send ``percent`` of the traffic to registry version ``version``."""
-    if version < 1:
-        raise RolloutError(f"version={version} is invalid: expected a registry version, 1 or more")
-    _check_percent(percent)
-    current = split_of(isvc)
-    if current.canary_uri is not None:
+def start(isvc: Obj, state: CanaryState, version: int, percent: int) -> Patch:
+    """Serve registry version ``version`` to ``percent`` % of the traffic (Knative)."""
+    check_version(version)
+    check_percent(percent)
+    _refuse_standard(state, "start")
+    if state.phase == "canary":
         raise RolloutError(
-            f"a canary is already out ({current.canary_uri} at {current.canary_percent} %): "
+            f"a canary is already out ({state.canary_uri} at {state.canary_percent} %): "
             "promote or roll it back first"
         )
-    predictor = isvc["spec"]["predictor"]
-    c, e, stable_uri = _uri_env(predictor)
-    canary_uri = f"models:/{_registered_model(stable_uri)}/{version}"
-    if canary_uri == stable_uri:
+    if state.phase == "cleanup":
+        raise RolloutError(
+            f"canaryTrafficPercent={state.traffic_field} is still set (no canary): "
+            "run rollback to finish first"
+        )
+    stable = state.spec_uri
+    if pinned_version(stable) is None:
+        raise RolloutError(
+            f"the stable model is {stable}, not a pinned models:/NAME/VERSION: a rollback "
+            "could not bring back the version it serves. Deploy the stable version pinned first"
+        )
+    canary_uri = pinned_uri(registered_model(stable), version)
+    if canary_uri == stable:
         raise RolloutError(f"{canary_uri} is already the stable model")
-    patch = _guard(isvc)
-    if current.mode == "Knative":
-        env_path = _pointer("spec", "predictor", "containers", c, "env", e)
-        if "annotations" not in isvc["metadata"]:
-            patch.append({"op": "add", "path": "/metadata/annotations", "value": {}})
-        patch += [
-            {"op": "test", "path": env_path + "/name", "value": URI_ENV},
-            {"op": "replace", "path": env_path + "/value", "value": canary_uri},
-            {"op": "add", "path": "/spec/predictor/canaryTrafficPercent", "value": percent},
-            {
-                "op": "add",
-                "path": _pointer("metadata", "annotations", STABLE_ANNOTATION),
-                "value": stable_uri,
-            },
-        ]
-        return patch
-    canary_predictor = _canary_predictor(predictor, c, e, canary_uri, f"v{version}")
-    patch.append(
-        {
-            "op": "add",
-            "path": "/spec/canary",
-            "value": [{"trafficPercent": percent, "predictor": canary_predictor}],
-        }
-    )
-    return patch
-
-
-def _canary_predictor(predictor: Obj, c: int, e: int, uri: str, name: str) -> Obj:
-    """The stable predictor's pod, pinned to ``uri``, without what a canary must not set.
-
-    KServe merges the canary over the stable predictor, but replaces lists whole, so the
-    container is copied in full; autoscaling fields are refused on a canary (fixed replicas).
-    """
-    canary = {
-        k: copy.deepcopy(v)
-        for k, v in predictor.items()
-        if k
-        not in {
-            "minReplicas",
-            "maxReplicas",
-            "scaleMetric",
-            "scaleMetricType",
-            "scaleTarget",
-            "autoScaling",
-            "canaryTrafficPercent",
-            "name",
-        }
-    }
-    canary["containers"][c]["env"][e]["value"] = uri
-    canary["name"] = name
-    return canary
-
-
-def shift(isvc: Obj, percent: int) -> Patch:
-    """Give the canary ``percent`` of the traffic."""
-    _check_percent(percent)
-    current = split_of(isvc)
-    if current.canary_uri is None:
-        raise RolloutError("no canary is out: start one first")
-    patch = _guard(isvc)
-    if current.mode == "Knative":
-        path = "/spec/predictor/canaryTrafficPercent"
-    else:
-        path = "/spec/canary/0/trafficPercent"
-    return patch + [{"op": "replace", "path": path, "value": percent}]
-
-
-def promote(isvc: Obj) -> Patch:
-    """Make the canary the stable model, serving all the traffic."""
-    current = split_of(isvc)
-    if current.canary_uri is None:
-        raise RolloutError("no canary is out: nothing to promote")
-    patch = _guard(isvc)
-    if current.mode == "Knative":
-        # No canaryTrafficPercent: the latest revision (the canary) takes all the traffic.
-        return patch + [
-            {"op": "remove", "path": "/spec/predictor/canaryTrafficPercent"},
-            {"op": "remove", "path": _pointer("metadata", "annotations", STABLE_ANNOTATION)},
-        ]
-    canary_name = isvc["spec"]["canary"][0]["predictor"]["name"]
-    c, e, _ = _uri_env(isvc["spec"]["predictor"])
-    env_path = _pointer("spec", "predictor", "containers", c, "env", e)
-    return patch + [
-        {"op": "test", "path": env_path + "/name", "value": URI_ENV},
-        {"op": "replace", "path": env_path + "/value", "value": current.canary_uri},
-        {"op": "add", "path": "/spec/predictor/name", "value": canary_name},
-        {"op": "remove", "path": "/spec/canary"},
+    return [
+        *_guard(state),
+        *_set_uri(isvc, stable, canary_uri),
+        {"op": "add", "path": SHARE, "value": percent},
     ]
 
 
-def rollback(isvc: Obj) -> Patch:
-    """Send all the traffic back to the stable model and drop the canary."""
-    current = split_of(isvc)
-    if current.canary_uri is None:
+def shift(isvc: Obj, state: CanaryState, percent: int) -> Patch:
+    """Give the canary ``percent`` % of the traffic."""
+    check_percent(percent)
+    _refuse_standard(state, "shift")
+    if state.phase != "canary":
+        raise RolloutError("no canary is out: start one first")
+    return [
+        *_guard(state),
+        _test_share(state),
+        {"op": "replace", "path": SHARE, "value": percent},
+    ]
+
+
+def promote(isvc: Obj, state: CanaryState) -> Patch:
+    """Make the canary the stable model: its pinned version takes all the traffic."""
+    _refuse_standard(state, "promote")
+    if state.phase != "canary" or state.canary_uri is None:
+        raise RolloutError("no canary is out: nothing to promote")
+    if state.canary_version is None:
+        raise RolloutError(
+            f"the canary serves {state.canary_uri}, not a pinned models:/NAME/VERSION: "
+            "roll it back and start the version by number"
+        )
+    c, e, _ = uri_env(isvc["spec"]["predictor"])
+    env = _pointer("spec", "predictor", "containers", c, "env", e)
+    return [
+        *_guard(state),
+        {"op": "test", "path": env + "/value", "value": state.canary_uri},
+        {"op": "remove", "path": SHARE},
+    ]
+
+
+def rollback(isvc: Obj, state: CanaryState) -> Patch:
+    """The first (or only) patch of a rollback.
+
+    Knative, a canary out: the stable model back in the spec, ``canaryTrafficPercent: 0``
+    (the rolled-out revision keeps all the traffic while the stable model's new revision
+    starts); :func:`finish_rollback` follows. Knative, phase ``cleanup``: that second patch.
+    Standard: ``spec.canary`` removed.
+    """
+    if state.phase == "cleanup":
+        return finish_rollback(isvc, state)
+    if state.phase != "canary":
         raise RolloutError("no canary is out: nothing to roll back")
-    patch = _guard(isvc)
-    if current.mode == "Knative":
-        # canaryTrafficPercent 0 keeps all the traffic on the last rolled-out (stable) revision
-        # while the restored spec makes a new revision of the stable model; then nothing is
-        # routed to the canary's revision at any moment.
-        c, e, _ = _uri_env(isvc["spec"]["predictor"])
-        env_path = _pointer("spec", "predictor", "containers", c, "env", e)
-        return patch + [
-            {"op": "test", "path": env_path + "/name", "value": URI_ENV},
-            {"op": "replace", "path": env_path + "/value", "value": current.stable_uri},
-            {"op": "replace", "path": "/spec/predictor/canaryTrafficPercent", "value": 0},
-            {"op": "remove", "path": _pointer("metadata", "annotations", STABLE_ANNOTATION)},
-        ]
-    return patch + [{"op": "remove", "path": "/spec/canary"}]
+    if state.mode == "Standard":
+        return [*_guard(state), {"op": "remove", "path": "/spec/canary"}]
+    # A Knative canary has both: the spec's model and the rolled-out revision's.
+    assert state.canary_uri is not None and state.stable_uri is not None
+    return [
+        *_guard(state),
+        *_set_uri(isvc, state.canary_uri, state.stable_uri),
+        _test_share(state),
+        {"op": "replace", "path": SHARE, "value": 0},
+    ]
+
+
+def finish_rollback(isvc: Obj, state: CanaryState) -> Patch:
+    """Remove a ``canaryTrafficPercent`` that no canary uses: a clean spec, 100 % to latest.
+
+    Send it only once the spec's revision is ready (``state.spec_ready``): before that,
+    Knative would route the latest share to the previous ready revision (the canary's).
+    """
+    if state.phase != "cleanup":
+        raise RolloutError("canaryTrafficPercent is not left over: nothing to finish")
+    return [
+        *_guard(state),
+        _test_share(state),
+        {"op": "remove", "path": SHARE},
+    ]

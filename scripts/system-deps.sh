@@ -17,6 +17,10 @@ NEEDED=(
   debootstrap:debootstrap
   skopeo:skopeo
   docker-registry:docker-registry
+  # Prometheus and promtool: the rule tests (promtool check/test rules) and the live
+  # Prometheus of tests/integration/test_prometheus.py.
+  prometheus:prometheus
+  promtool:prometheus
   # The Pushgateway the monitoring tests push to.
   prometheus-pushgateway:prometheus-pushgateway
 )

@@ -27,7 +27,7 @@ import pandas as pd
 
 from transformer.errors import InvalidRecord
 from transformer.features import CATEGORIES
-from transformer.schema import RAW_FIELDS, validate_records
+from transformer.schema import RAW_FIELDS, RAW_TYPES, validate_records
 
 __all__ = [
     "CLASSES",
@@ -274,13 +274,12 @@ def split_by_time(df: pd.DataFrame, test_fraction: float) -> tuple[pd.DataFrame,
     return train, test
 
 
+# Text fields are read as text (S012 stays S012); flags are parsed by _booleans.
 _CSV_DTYPES: Final[Mapping[Hashable, type[str]]] = {
-    "date": str,
-    "store_id": str,
-    "item_id": str,
-    "category": str,
+    **{name: str for name, kind in RAW_TYPES.items() if kind is str},
     LABEL: str,
 }
+_FLAGS: Final = tuple(name for name, kind in RAW_TYPES.items() if kind is bool)
 _TRUE: Final = frozenset({"true", "1", "yes"})
 _FALSE: Final = frozenset({"false", "0", "no"})
 
@@ -322,7 +321,7 @@ def load_sales_csv(path: Path) -> pd.DataFrame:
         )
     if df.empty:
         raise ValueError(f"{path}: no rows")
-    for name in ("on_promotion", "is_holiday"):
+    for name in _FLAGS:
         df[name] = _booleans(df[name], name, path)
     try:
         validate_records(df[list(RAW_FIELDS)].to_dict("records"))

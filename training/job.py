@@ -9,7 +9,7 @@ import mlflow
 from mlflow import MlflowClient
 
 from training.dataset import LABEL, generate_sales, load_sales_csv, split_by_time, write_splits
-from training.registry import RegisteredVersion, baseline_frame, log_and_register
+from training.registration import RegisteredVersion, baseline_frame, log_and_register
 from training.settings import TrainingSettings
 from training.train import (
     ENCODED_FEATURES,

@@ -3,17 +3,20 @@
 The request path only appends references to a bounded in-memory queue
 (:meth:`CaptureStore.offer`, no I/O, no conversion); a background thread drains it
 in batches and writes Parquet files partitioned ``date=YYYY-MM-DD/hour=HH`` under a
-directory or a URI pyarrow can write to. Each file is written under a hidden
-temporary name and then renamed, so a reader (``python -m monitoring``) never sees
-half a file. A full queue or a failing store drops rows, counts them in
+directory or an object store's URI (``s3://bucket/prefix``, opened by
+:func:`common.core.storage.filesystem`, as the monitoring jobs open it). Each file is
+written under a hidden temporary name and then renamed, so a reader
+(``python -m monitoring``) never sees half a file. A full queue or a failing store
+(an object store that is down) drops rows, counts them in
 ``transformer_capture_dropped_rows_total`` and logs it; a request never waits for
 storage and never fails because of it. :meth:`CaptureStore.close` (on SIGTERM, via
 the model's ``stop`` and at exit) writes whatever is queued before the process ends.
 
 One row per served row: ``timestamp``, ``request_id``, ``row`` (position in its
 request), ``model_name``, ``model_version``, ``predicted_class``, ``classes`` and
-``probabilities`` (in the order of ``classes``), the raw fields as ``raw_<field>``,
-and every model feature under its own name.
+``probabilities`` (in the order of ``classes``), each raw field of
+``transformer.schema.RAW_TYPES`` as ``raw_<field>``, and every model feature under its
+own name.
 """
 
 from __future__ import annotations
@@ -35,12 +38,13 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from prometheus_client import Counter, Gauge
 
+from common.core.storage import filesystem
 from common.protocol.answers import Prediction
 from transformer.features import FEATURES
+from transformer.schema import RAW_TYPES
 
 __all__ = ["SYNTHETIC_HEADER", "CaptureStore", "capture_schema", "is_synthetic"]
 
@@ -56,15 +60,10 @@ QUEUED_ROWS = Gauge(
     "transformer_capture_queue_rows", "Rows that waited in the queue for the latest write."
 )
 
-_RAW_TYPES: Final = {
-    "date": pa.string(),
-    "store_id": pa.string(),
-    "item_id": pa.string(),
-    "category": pa.string(),
-    "unit_price": pa.float64(),
-    "discount_pct": pa.float64(),
-    "on_promotion": pa.bool_(),
-    "is_holiday": pa.bool_(),
+#: Each raw field's Arrow type, by its value type (``transformer.schema.RAW_TYPES``).
+_RAW_ARROW_TYPES: Final = {
+    name: {str: pa.string(), float: pa.float64(), bool: pa.bool_()}[kind]
+    for name, kind in RAW_TYPES.items()
 }
 _ARROW_TYPES: Final = {"INT32": pa.int32(), "FP64": pa.float64()}
 _WARN_EVERY_SECONDS: Final = 10.0
@@ -95,7 +94,7 @@ def capture_schema() -> pa.Schema:
             ("predicted_class", pa.string()),
             ("classes", pa.string()),
             ("probabilities", pa.list_(pa.float64())),
-            *((f"raw_{name}", kind) for name, kind in _RAW_TYPES.items()),
+            *((f"raw_{name}", kind) for name, kind in _RAW_ARROW_TYPES.items()),
             *((f.name, _ARROW_TYPES[f.datatype]) for f in FEATURES),
         ]
     )
@@ -136,10 +135,8 @@ class CaptureStore:
         self.queue_rows = queue_rows
         self.flush_seconds = flush_seconds
         self.batch_rows = batch_rows
-        if "://" in uri:
-            self._fs, self._root = pafs.FileSystem.from_uri(uri)
-        else:
-            self._fs, self._root = pafs.LocalFileSystem(), os.path.abspath(uri)
+        # No request is made here: a store that is down fails (and drops) the writes.
+        self._fs, self._root = filesystem(uri)
         self._queue: deque[_Served] = deque()
         self._queued = 0
         self._closed = False
@@ -147,6 +144,10 @@ class CaptureStore:
         self._thread: threading.Thread | None = None
         self._owner_pid = 0
         self._last_warning = 0.0
+        # Each reason's count is exported at 0 from the start: rate() and increase() see a
+        # series' first value as its start, so a pod's first drops would otherwise not count.
+        for reason in ("queue_full", "write_error"):
+            DROPPED_ROWS.labels(reason)
         atexit.register(self.close)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -195,7 +196,7 @@ class CaptureStore:
                 self._queued += served.rows
                 if self._queued >= self.batch_rows:
                     self._wake.notify()
-        except Exception:  # noqa: BLE001 - capture must never fail a request
+        except Exception:  # capture must never fail a request
             log.exception("capture failed; the request is served regardless")
 
     def close(self, timeout: float = 30.0) -> None:
@@ -249,7 +250,7 @@ class CaptureStore:
             try:
                 self._write_file(partition, _table(items))
                 CAPTURED_ROWS.inc(rows)
-            except Exception as exc:  # noqa: BLE001 - any storage failure drops, never raises
+            except Exception as exc:  # any storage failure drops, never raises
                 self._drop(rows, "write_error", exc)
 
     def _write_file(self, partition: str, table: pa.Table) -> None:
@@ -310,7 +311,7 @@ def _table(items: list[_Served]) -> pa.Table:
         pa.array(np.arange(0, probabilities.size + 1, probabilities.shape[1]), pa.int32()),
         pa.array(probabilities.ravel(), pa.float64()),
     )
-    for name, kind in _RAW_TYPES.items():
+    for name, kind in _RAW_ARROW_TYPES.items():
         values = [v for i in items for v in i.records[name]]
         columns[f"raw_{name}"] = pa.array(values, kind)
     for feature in FEATURES:

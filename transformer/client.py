@@ -54,7 +54,7 @@ class PredictorClient:
     """A pooled keep-alive HTTP client for one predictor.
 
     aiohttp rather than httpx: on the transformer's hot path httpx's request
-    machinery was the largest single cost (the README's Performance section).
+    machinery was the largest single cost (docs/performance.md).
 
     Parameters
     ----------

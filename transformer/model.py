@@ -147,58 +147,91 @@ class SalesQuantityTransformer(StagedModel):
         return Answer(payload, await self._batcher.submit(payload))
 
     async def _call_predictor(self, calls: list[PredictorCall]) -> list[answers.Prediction]:
-        """Compute the features of ``calls`` and send them in one request.
+        """Send the requests the batcher gathered in one predictor call; give each its answer.
 
-        Features are computed once for the call: NumPy's cost per call outweighs its
-        cost per row. Validated records give finite features; should a feature not be
-        finite all the same, the call fails before it is sent and the batcher retries
-        each request alone, so that only the one at fault gets its 400. The call
-        carries the first caller's trace headers; the others are logged.
+        The steps, each a function below that says why it is done so: note the call, join
+        the records, compute their features, encode them in the predictor's protocol,
+        call, parse the answer, check its row count, capture the served rows, log; then
+        split the answer back by request. A failure at any step fails the whole call,
+        which the batcher may retry request by request (see ``_may_be_one_callers_fault``):
+        features are checked finite before anything is sent, so should a request's not be
+        (validation forbids it), it alone gets the 400.
         """
-        s = self.settings
         first = calls[0]
+        self._note_call(calls)
+        records = _joined_records(calls)
+        features = protocol.checked_features(records, where=first.where)
+        path, content, headers = self._encoded(features, first)
+        reply = await self.client.post(path, content, headers)
+        prediction = self._parsed(reply.body)
+        rows = _checked_rows(calls, prediction)
+        self._capture_served(calls, rows, records, features, prediction)
+        _log_predicted(first, rows, prediction)
+        return prediction.split(rows)
+
+    def _note_call(self, calls: list[PredictorCall]) -> None:
+        """Count the requests sharing this call, and name them at DEBUG.
+
+        The histogram shows how much batching happens; the request ids tie a failed
+        shared call to every request it carried, since the call is logged under the first.
+        """
         labelled(PREDICTOR_CALL_REQUESTS, self.name).observe(len(calls))
         if len(calls) > 1:
             log.debug(
                 "one predictor call for requests %s",
                 ", ".join(c.request_id for c in calls),
-                extra={"request_id": first.request_id},
+                extra={"request_id": calls[0].request_id},
             )
-        records = _joined_records(calls)
-        features = protocol.checked_features(records, where=first.where)
+
+    def _encoded(
+        self, features: dict[str, Any], first: PredictorCall
+    ) -> tuple[str, bytes, dict[str, str]]:
+        """The path, body and headers of the call, in the protocol the predictor speaks.
+
+        The features are encoded once for the whole call (NumPy's cost per call outweighs
+        its cost per row). The call carries the first caller's request id and forwarded
+        headers: one HTTP call has one set, callers with different credentials never share
+        a call (the batcher's key), and the others' ids are in :meth:`_note_call`'s log.
+        """
+        s = self.settings
         if s.predictor_protocol == "v2":
-            path, parse = f"/v2/models/{s.model_name}/infer", answers.parse_v2
+            path = f"/v2/models/{s.model_name}/infer"
             content, described = protocol.to_predictor_v2(
                 features, first.request_id, binary=s.predictor_binary_data
             )
         else:
-            path, parse = f"/v1/models/{s.model_name}:predict", answers.parse_v1
+            path = f"/v1/models/{s.model_name}:predict"
             content, described = protocol.to_predictor_v1(features)
-        reply = await self.client.post(path, content, {**described, **first.headers})
+        return path, content, {**described, **first.headers}
+
+    def _parsed(self, body: dict[str, Any]) -> answers.Prediction:
+        """The predictor's answer, read in the protocol it was asked in.
+
+        An answer that cannot be read is the predictor's failure (502), never the
+        caller's: the request was valid and was sent.
+        """
+        parse = answers.parse_v2 if self.settings.predictor_protocol == "v2" else answers.parse_v1
         try:
-            prediction = parse(reply.body)
+            return parse(body)
         except ValueError as exc:
             raise PredictorFailed(f"the predictor's answer is unreadable: {exc}") from exc
-        rows = [c.rows() for c in calls]
-        if len(prediction.probabilities) != sum(rows):
-            raise PredictorFailed(
-                f"the predictor answered {len(prediction.probabilities)} row(s) "
-                f"for {sum(rows)} sent"
-            )
-        if self._capture is not None and first.captured:  # a call is all captured, or none
-            self._capture.offer(
-                records,
-                features,
-                prediction,
-                [(c.request_id, n) for c, n in zip(calls, rows, strict=True)],
-            )
-        log.debug(
-            "predicted %d row(s) with version %s",
-            sum(rows),
-            prediction.model_version,
-            extra={"request_id": first.request_id},
-        )
-        return prediction.split(rows)
+
+    def _capture_served(
+        self,
+        calls: list[PredictorCall],
+        rows: list[int],
+        records: dict[str, list[Any]],
+        features: dict[str, Any],
+        prediction: answers.Prediction,
+    ) -> None:
+        """Queue the served rows for the capture store, when one is configured.
+
+        Only answered rows are captured, each with its own request's id, so labels can be
+        joined to them later; the store never blocks or fails the request.
+        """
+        if self._capture is not None and calls[0].captured:  # a call is all captured, or none
+            requests = [(c.request_id, n) for c, n in zip(calls, rows, strict=True)]
+            self._capture.offer(records, features, prediction, requests)
 
     def get_input_types(self) -> list[dict[str, Any]]:
         """V2 metadata: the raw fields a caller sends, one input each (columnar form)."""
@@ -264,12 +297,44 @@ def _capture_store(settings: TransformerSettings) -> CaptureStore | None:
 
 
 def _joined_records(calls: list[PredictorCall]) -> dict[str, list[Any]]:
-    """The records of ``calls`` as one set of columns, in call order."""
+    """The records of ``calls`` as one set of columns, in call order.
+
+    Joined so that features are computed, and encoded, once for the whole call; the
+    row order is the order :meth:`answers.Prediction.split` hands the rows back in.
+    """
     if len(calls) == 1:
         return calls[0].records
     return {
         name: list(chain.from_iterable(c.records[name] for c in calls)) for name in calls[0].records
     }
+
+
+def _checked_rows(calls: list[PredictorCall], prediction: answers.Prediction) -> list[int]:
+    """The rows each request sent, once the answer is known to have exactly as many.
+
+    Splitting an answer with too few or too many rows would hand one request another
+    request's predictions: a short or long answer is the predictor's failure (502).
+    """
+    rows = [c.rows() for c in calls]
+    if len(prediction.probabilities) != sum(rows):
+        raise PredictorFailed(
+            f"the predictor answered {len(prediction.probabilities)} row(s) for {sum(rows)} sent"
+        )
+    return rows
+
+
+def _log_predicted(first: PredictorCall, rows: list[int], prediction: answers.Prediction) -> None:
+    """Log at DEBUG which version answered how many rows, under the call's request id.
+
+    The version can change under a running transformer (a rollout); the log says which
+    one answered each call.
+    """
+    log.debug(
+        "predicted %d row(s) with version %s",
+        sum(rows),
+        prediction.model_version,
+        extra={"request_id": first.request_id},
+    )
 
 
 # Module functions, not lambdas: a model is pickled into each spawned worker.

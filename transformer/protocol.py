@@ -3,10 +3,9 @@
 Callers send raw sales records (see ``transformer.schema``):
 
 - V1: ``{"instances": [record, ...]}``.
-- V2, columnar: one input per raw field, all of shape ``[n]``: ``date``,
-  ``store_id``, ``item_id`` and ``category`` as BYTES; ``unit_price`` and
-  ``discount_pct`` as FP64 (or FP32, INT*); ``on_promotion`` and ``is_holiday``
-  as BOOL.
+- V2, columnar: one input per raw field, all of shape ``[n]``, with the datatype
+  :data:`RAW_DATATYPES` derives from the field's type: text as BYTES (``date``,
+  ``store_id``, ...), numbers as FP64 (or FP32, INT*), flags as BOOL.
 - V2, records: one BYTES input named ``records``, each element a JSON record.
 
 The predictor receives the features of ``transformer.features``: V2 one input per
@@ -26,12 +25,13 @@ from kserve import InferInput, InferRequest
 
 from common.core.contract import FEATURES
 from common.core.errors import quoted
+from common.core.settings import MAX_ROWS_PER_REQUEST
 from common.protocol import tensors
 from common.protocol.bodies import json_body
-from common.protocol.row_limits import MAX_ROWS_PER_REQUEST, check_input_rows, check_rows
+from common.protocol.row_limits import check_input_rows, check_rows
 from transformer.errors import InvalidRecord
 from transformer.features import compute_features
-from transformer.schema import RAW_FIELDS, validate_columns, validate_records
+from transformer.schema import RAW_FIELDS, RAW_TYPES, validate_columns, validate_records
 
 __all__ = [
     "RAW_DATATYPES",
@@ -47,16 +47,10 @@ __all__ = [
 #: Name of the V2 input that carries whole JSON records.
 RECORDS_INPUT: Final = "records"
 
-#: The V2 datatype a client sends each raw field as, in columnar form.
-RAW_DATATYPES: Final = {
-    "date": "BYTES",
-    "store_id": "BYTES",
-    "item_id": "BYTES",
-    "category": "BYTES",
-    "unit_price": "FP64",
-    "discount_pct": "FP64",
-    "on_promotion": "BOOL",
-    "is_holiday": "BOOL",
+#: The V2 datatype a client sends each raw field as, in columnar form, by its value type
+#: (``transformer.schema.RAW_TYPES``); numbers may come as FP32 or INT* too.
+RAW_DATATYPES: Final[dict[str, str]] = {
+    name: {str: "BYTES", float: "FP64", bool: "BOOL"}[kind] for name, kind in RAW_TYPES.items()
 }
 
 

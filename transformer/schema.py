@@ -10,14 +10,29 @@ A record is one JSON object per row::
 already sent column by column (V2), by the same rules and with the same messages.
 Every problem is reported with its row and field, in the manner
 ``row[3].discount_pct=1.7 is invalid: ...``.
+
+The fields are declared once, in :class:`RawRecord`; :data:`RAW_FIELDS` and
+:data:`RAW_TYPES` are derived from it, and every other list of them from these: the V2
+inputs and their datatypes (``transformer.protocol``), the captured columns
+(``transformer.capture``), the CSV columns training and monitoring read as text or flags.
 """
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping, Sequence
-from types import GenericAlias
-from typing import Annotated, Any, Final, Literal, NamedTuple, get_type_hints
+from types import GenericAlias, UnionType
+from typing import (
+    Annotated,
+    Any,
+    Final,
+    Literal,
+    NamedTuple,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 import numpy as np
 from pydantic import (
@@ -37,7 +52,14 @@ from common.core.errors import quoted
 from transformer.errors import InvalidRecord
 from transformer.features import CATEGORIES
 
-__all__ = ["MAX_UNIT_PRICE", "RAW_FIELDS", "RawRecord", "validate_columns", "validate_records"]
+__all__ = [
+    "MAX_UNIT_PRICE",
+    "RAW_FIELDS",
+    "RAW_TYPES",
+    "RawRecord",
+    "validate_columns",
+    "validate_records",
+]
 
 # Every rule is declared as a constraint pydantic-core checks in Rust: a Python
 # validator per field would be far costlier on a large request. Only the
@@ -75,7 +97,47 @@ class RawRecord(TypedDict):
     """Whether the day is a public holiday."""
 
 
-RAW_FIELDS: Final[tuple[str, ...]] = tuple(RawRecord.__annotations__)
+def _value_type(hint: Any) -> type:
+    """The Python type of a field's validated values: ``str``, ``float`` or ``bool``.
+
+    ``float`` stands for any number (an int stays an int when validated, and is
+    carried as a float everywhere else). Constraints (``Annotated``) are looked
+    through; a ``Literal`` has the type of its values; a union of numbers is a number.
+
+    Examples
+    --------
+    >>> _value_type(Literal["a", "b"]), _value_type(StrictInt | StrictFloat)
+    (<class 'str'>, <class 'float'>)
+    """
+    origin = get_origin(hint)
+    if origin is Annotated:
+        return _value_type(get_args(hint)[0])
+    if hint in _VALUE_TYPES:
+        return _VALUE_TYPES[hint]
+    members: tuple[Any, ...] = ()
+    if origin is Literal:
+        members = tuple(type(value) for value in get_args(hint))
+    elif origin is Union or origin is UnionType:
+        members = get_args(hint)
+    kinds = {_value_type(member) for member in members}
+    if len(kinds) != 1:
+        raise TypeError(
+            f"the raw field type {hint!r} is not supported: declare a field as a string "
+            "(str, or a Literal of strings), a number (StrictInt | StrictFloat) or a StrictBool"
+        )
+    return kinds.pop()
+
+
+_VALUE_TYPES: Final[dict[Any, type]] = {str: str, int: float, float: float, bool: bool}
+
+#: Each field's value type, derived from :class:`RawRecord`: ``str``, ``float`` (any
+#: number) or ``bool``. Every other list of raw fields (V2 datatypes, captured columns,
+#: CSV dtypes) derives from this one, as ``common.core.contract`` derives from FEATURES.
+RAW_TYPES: Final[dict[str, type]] = {
+    name: _value_type(hint) for name, hint in get_type_hints(RawRecord, include_extras=True).items()
+}
+#: The record's fields, in declaration order: the order of V2 inputs and captured columns.
+RAW_FIELDS: Final[tuple[str, ...]] = tuple(RAW_TYPES)
 
 
 def _columnar(record: type) -> type:

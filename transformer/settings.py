@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.core.settings import KSERVE_SERVER_FLAGS, ServerSettings
+from common.core.storage import check_location
 
 __all__ = ["KSERVE_FLAGS", "TransformerSettings"]
 
@@ -31,8 +32,9 @@ class TransformerSettings(ServerSettings):
     predictor_protocol: Literal["v1", "v2"] = "v2"
     """Protocol spoken to the predictor, whatever the caller speaks."""
     predictor_binary_data: bool = True
-    """Send V2 feature tensors as raw bytes (the V2 binary tensor extension) rather than
-    JSON numbers; any V2 server (KServe, MLServer, Triton) reads both."""
+    """Send V2 feature tensors, and ask for the probabilities, as raw bytes (the V2 binary
+    tensor extension) rather than JSON numbers; any V2 server (KServe, MLServer, Triton)
+    reads both."""
     predictor_use_ssl: bool = False
     """Call the predictor over HTTPS."""
     predictor_request_timeout_seconds: float = Field(10.0, gt=0)
@@ -46,8 +48,9 @@ class TransformerSettings(ServerSettings):
     """Most rows one predictor call gathers from concurrent requests; 1 turns gathering
     off (every request its own call)."""
     capture_uri: str | None = None
-    """Directory or URI (s3://...) to capture every served row to, as Parquet partitioned
-    date=YYYY-MM-DD/hour=HH; unset turns capture off."""
+    """Directory or URI (s3://BUCKET/PREFIX) to capture every served row to, as Parquet
+    partitioned date=YYYY-MM-DD/hour=HH; unset turns capture off. S3's endpoint, region
+    and credentials come from the AWS_* variables (see Object storage in the docs)."""
     capture_queue_rows: int = Field(100_000, ge=1)
     """Most served rows waiting in memory to be written; beyond it rows are dropped
     (transformer_capture_dropped_rows_total) rather than slowing requests."""
@@ -55,6 +58,11 @@ class TransformerSettings(ServerSettings):
     """Longest a captured row waits before it is written."""
     capture_batch_rows: int = Field(10_000, ge=1)
     """Rows that trigger a write before capture_flush_seconds have passed."""
+
+    @field_validator("capture_uri")
+    @classmethod
+    def _capture_location(cls, value: str | None) -> str | None:
+        return None if value is None else check_location(value)
 
 
 #: The KServe flags ``python -m transformer`` accepts and ignores.

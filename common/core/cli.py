@@ -4,7 +4,7 @@ Each part declares its configuration once, as a pydantic-settings class whose
 fields carry docstrings. :func:`parse_settings` reads it with pydantic-settings'
 own command-line source, with the same names (``--model_uri`` for ``model_uri``,
 read from ``PREDICTOR_MODEL_URI`` when the flag is absent), so code, manifests,
-chart values and the README use one vocabulary.
+chart values and the docs use one vocabulary.
 
 What pydantic-settings does not do by itself, and this module adds:
 
@@ -24,6 +24,8 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, CliSettingsSource
+
+from common.core.errors import validation_problems
 
 __all__ = ["parse_settings"]
 
@@ -84,8 +86,4 @@ def parse_settings(
     try:
         return settings_cls(_cli_settings_source=source)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"--{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
-        parser.error(problems)
+        parser.error(validation_problems(exc.errors(include_url=False), flags=True))

@@ -22,7 +22,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FEATURES", "FEATURE_NAMES", "Feature", "feature_matrix"]
+__all__ = ["BASELINE_ARTIFACT", "FEATURES", "FEATURE_NAMES", "Feature", "feature_matrix"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,10 @@ FEATURES: Final[tuple[Feature, ...]] = (
 
 #: The feature names, in the order of :data:`FEATURES`.
 FEATURE_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in FEATURES)
+
+#: Where training logs a sample of these features in the model's MLflow run: the drift
+#: job's reference for that version.
+BASELINE_ARTIFACT: Final = "baseline/features.parquet"
 
 
 def feature_matrix(features: Mapping[str, Sequence[Any]]) -> npt.NDArray[np.float64]:

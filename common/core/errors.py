@@ -1,21 +1,39 @@
 """Errors that carry their HTTP status, so one handler can answer all of them.
 
-::
+Every one that ``common`` raises, drawn here (``tests/unit/test_errors.py`` holds the
+drawing to the classes); the parts add their own below these (``predictor/errors.py``,
+``transformer/errors.py``)::
 
-    ServingError
-    + ClientError (4xx: the caller can fix it)
-    + UpstreamError (5xx: a part behind this one failed)
-    + Overloaded (503 with Retry-After: too much work queued; try again soon)
+    * ServingError (500 unless a subclass says otherwise)
+      + ClientError (4xx: the caller can fix it)
+        - BodyTooLarge (413: the body is larger than max_body_bytes)
+        - TooManyRows (413: more rows than max_rows_per_request)
+      - UpstreamError (5xx: a part behind this one failed)
+      - Overloaded (503 with Retry-After: too much work queued; try again soon)
+      - ShuttingDown (503: the server stopped while the request waited)
+      - BatchFailed (500: a batch ended with a BaseException, not an Exception)
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
+from itertools import islice
 from typing import Any, Final
 
-__all__ = ["ClientError", "Overloaded", "ServingError", "UpstreamError", "quoted"]
+__all__ = [
+    "BatchFailed",
+    "BodyTooLarge",
+    "ClientError",
+    "Overloaded",
+    "ServingError",
+    "ShuttingDown",
+    "TooManyRows",
+    "UpstreamError",
+    "quoted",
+    "validation_problems",
+]
 
 
 class ServingError(Exception):
@@ -49,6 +67,18 @@ class ClientError(ServingError):
     status_code = HTTPStatus.BAD_REQUEST
 
 
+class BodyTooLarge(ClientError):
+    """The request body is larger than ``max_body_bytes`` (413)."""
+
+    status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class TooManyRows(ClientError):
+    """A request with more rows than ``max_rows_per_request`` (413)."""
+
+    status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
 class UpstreamError(ServingError):
     """A server this one depends on failed; answered with a 5xx."""
 
@@ -62,6 +92,18 @@ class Overloaded(ServingError):
 
     def __init__(self, reason: str, *, retry_after_seconds: int = 1) -> None:
         super().__init__(reason, headers={"retry-after": str(retry_after_seconds)})
+
+
+class ShuttingDown(ServingError):
+    """The server is stopping: a batcher's workers were cancelled under a waiting request (503)."""
+
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class BatchFailed(ServingError):
+    """A batch raised something that is not an ``Exception`` (500): its callers get this."""
+
+    status_code = HTTPStatus.INTERNAL_SERVER_ERROR
 
 
 _QUOTED_CHARS: Final = 80
@@ -93,8 +135,39 @@ def quoted(value: Any) -> str:
     return text
 
 
+def validation_problems(
+    errors: Iterable[Mapping[str, Any]], *, most: int | None = None, flags: bool = False
+) -> str:
+    """pydantic's validation errors as one message: ``loc: msg`` each, joined by ``; ``.
+
+    ``loc``, the path to the value, is dotted (``body`` when empty). With ``flags`` each
+    is named as the command-line flag and the value given: ``--loc='value': msg``.
+    ``most`` keeps only the first errors.
+
+    Examples
+    --------
+    >>> errors = [
+    ...     {"loc": ("body", "inputs", 0), "msg": "Field required", "input": {}},
+    ...     {"loc": ("http_port",), "msg": "Input should be at most 65535", "input": "70000"},
+    ... ]
+    >>> validation_problems(errors)
+    'body.inputs.0: Field required; http_port: Input should be at most 65535'
+    >>> validation_problems(errors[1:], flags=True)
+    "--http_port='70000': Input should be at most 65535"
+    >>> validation_problems([{"loc": (), "msg": "Invalid JSON"}], most=1)
+    'body: Invalid JSON'
+    """
+    problems = []
+    for error in islice(errors, most):
+        where = ".".join(str(part) for part in error.get("loc", ())) or "body"
+        if flags:
+            where = f"--{where}={error.get('input')!r}"
+        problems.append(f"{where}: {error.get('msg')}")
+    return "; ".join(problems)
+
+
 def _safe_repr(value: Any) -> str:
     try:
         return repr(value)
-    except Exception:  # noqa: BLE001 - a message must not fail on the value it quotes
+    except Exception:  # a message must not fail on the value it quotes
         return f"<{type(value).__name__}>"

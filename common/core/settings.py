@@ -1,13 +1,40 @@
-"""Settings every model server has: where it listens, how many processes, how it logs."""
+"""Settings every model server has: where it listens, how many processes, how it logs,
+and what one request may ask of it.
+
+The limits' defaults are declared here once, beside the fields that use them; the code
+that checks a limit takes its value from the settings (:class:`Limits`), or defaults
+to the same constant.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar, Final, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["KSERVE_SERVER_FLAGS", "ServerSettings"]
+__all__ = [
+    "KSERVE_SERVER_FLAGS",
+    "MAX_BODY_BYTES",
+    "MAX_BYTES_ELEMENTS",
+    "MAX_QUEUED_REQUESTS",
+    "MAX_REQUEST_ID_CHARS",
+    "MAX_ROWS_PER_REQUEST",
+    "Limits",
+    "ServerSettings",
+]
+
+#: Default of ``max_queued_requests``.
+MAX_QUEUED_REQUESTS: Final = 1000
+#: Default of ``max_request_id_chars``.
+MAX_REQUEST_ID_CHARS: Final = 128
+#: Default of ``max_rows_per_request``.
+MAX_ROWS_PER_REQUEST: Final = 10_000
+#: Default of ``max_body_bytes``: about 40,000 V1 records.
+MAX_BODY_BYTES: Final = 8 * 1024 * 1024
+#: Default of ``max_bytes_elements``.
+MAX_BYTES_ELEMENTS: Final = 100_000
 
 #: Flags KServe's controller, or users of stock KServe images, may pass to any
 #: model server; ours accept and ignore them (they configure those concerns themselves).
@@ -47,17 +74,17 @@ class ServerSettings(BaseSettings):
     """Server processes sharing the HTTP port."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Logging threshold; DEBUG logs a line per request with its request id."""
-    max_queued_requests: int = Field(1000, ge=1)
+    max_queued_requests: int = Field(MAX_QUEUED_REQUESTS, ge=1)
     """Most requests waiting for a model call (predictor) or a predictor call
     (transformer); beyond it a request is answered 503 with Retry-After at once."""
-    max_request_id_chars: int = Field(128, ge=8, le=1024)
+    max_request_id_chars: int = Field(MAX_REQUEST_ID_CHARS, ge=8, le=1024)
     """Longest request id accepted (x-request-id, or a V2 body's id); ids hold only
     letters, digits and . _ : - / + = @. Another is answered 400."""
-    max_rows_per_request: int = Field(10_000, ge=1)
+    max_rows_per_request: int = Field(MAX_ROWS_PER_REQUEST, ge=1)
     """Most rows (records, or feature rows) in one request; more is answered 413."""
-    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(MAX_BODY_BYTES, ge=1024)
     """Largest request body in bytes; a larger one is answered 413 before it is read."""
-    max_bytes_elements: int = Field(100_000, ge=1)
+    max_bytes_elements: int = Field(MAX_BYTES_ELEMENTS, ge=1)
     """Most elements of one binary BYTES tensor (each becomes a Python object); more is
     answered 413 before any is made."""
     shutdown_delay_seconds: float = Field(0.0, ge=0, le=300)
@@ -70,3 +97,35 @@ class ServerSettings(BaseSettings):
     enable_openapi: bool = False
     """Serve the server's OpenAPI document at /openapi.json (the fuzz tests read it);
     off, that path is a 404. No /docs page: Swagger UI loads its scripts from a CDN."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one request may ask of a server: the limits its edge and its handlers check.
+
+    Built once from the settings (:meth:`of`) and handed to the server, which hands it on
+    to what checks each limit.
+
+    Examples
+    --------
+    >>> Limits.of(ServerSettings(max_body_bytes=2048)).max_body_bytes
+    2048
+    >>> Limits().max_bytes_elements == MAX_BYTES_ELEMENTS
+    True
+    """
+
+    max_body_bytes: int = MAX_BODY_BYTES
+    """Largest request body in bytes (the edge: 413)."""
+    max_request_id_chars: int = MAX_REQUEST_ID_CHARS
+    """Longest request id accepted (the edge: 400)."""
+    max_bytes_elements: int = MAX_BYTES_ELEMENTS
+    """Most elements of one binary BYTES tensor (the V2 handler: 413)."""
+
+    @classmethod
+    def of(cls, settings: ServerSettings) -> Limits:
+        """The limits ``settings`` set."""
+        return cls(
+            max_body_bytes=settings.max_body_bytes,
+            max_request_id_chars=settings.max_request_id_chars,
+            max_bytes_elements=settings.max_bytes_elements,
+        )

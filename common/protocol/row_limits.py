@@ -1,29 +1,18 @@
-"""Limits on what one request may ask, each a setting with a default (see the README)."""
+"""How many rows one request may hold: ``max_rows_per_request``, checked before the rows
+are read (its default: :data:`common.core.settings.MAX_ROWS_PER_REQUEST`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from http import HTTPStatus
-from typing import Any, Final
+from typing import Any
 
-from common.core.errors import ClientError
+from common.core.errors import TooManyRows
 
 __all__ = [
-    "MAX_ROWS_PER_REQUEST",
-    "TooManyRows",
     "check_input_rows",
     "check_rows",
     "leading_rows",
 ]
-
-#: Default of the ``max_rows_per_request`` setting.
-MAX_ROWS_PER_REQUEST: Final = 10_000
-
-
-class TooManyRows(ClientError):
-    """A request with more rows than ``max_rows_per_request`` (413)."""
-
-    status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
 
 def check_rows(rows: int, max_rows: int, where: str) -> None:
@@ -34,7 +23,7 @@ def check_rows(rows: int, max_rows: int, where: str) -> None:
     >>> check_rows(3, 2, "instances")
     Traceback (most recent call last):
     ...
-    common.protocol.row_limits.TooManyRows: instances has 3 rows: at most 2 per request ...
+    common.core.errors.TooManyRows: instances has 3 rows: at most 2 per request ...
     """
     if rows > max_rows:
         raise TooManyRows(

@@ -27,11 +27,11 @@ from kserve.protocol.infer_type import RequestedOutput, serialize_byte_tensor
 from kserve.utils.numpy_codec import to_np_dtype
 
 from common.core.errors import ClientError, quoted
+from common.core.settings import MAX_BYTES_ELEMENTS
 
 __all__ = [
     "BINARY_CONTENT_TYPE",
     "HEADER_LENGTH",
-    "MAX_BYTES_ELEMENTS",
     "check_shape_of",
     "checked_shape",
     "flat_length",
@@ -43,8 +43,6 @@ __all__ = [
 #: The request header that carries the JSON header's length in bytes.
 HEADER_LENGTH: Final = INFERENCE_CONTENT_LENGTH_HEADER
 BINARY_CONTENT_TYPE: Final = "application/octet-stream"
-#: Most elements of one binary BYTES tensor read by default; each is a Python object.
-MAX_BYTES_ELEMENTS: Final = 100_000
 
 # The extension's numbers are little-endian whatever the host's byte order.
 _DTYPES: Final = {
@@ -182,11 +180,13 @@ def read_binary(
     """
     length = _header_length(json_length, len(body))
     try:
-        header = orjson.loads(body[:length])
-        described = header[tensors]
-        assert isinstance(header, dict) and isinstance(described, list)
-    except (orjson.JSONDecodeError, KeyError, TypeError, AssertionError):
-        raise ClientError(f"the first {length} bytes are not a V2 header with {tensors}") from None
+        parsed: Any = orjson.loads(body[:length])
+    except orjson.JSONDecodeError:
+        parsed = None
+    header: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+    described = header.get(tensors)
+    if not isinstance(described, list):
+        raise ClientError(f"the first {length} bytes are not a V2 header with {tensors}")
     offset = length
     for position, spec in enumerate(described):
         offset = _read_tensor(spec, body, offset, tensors, position, max_bytes_elements)

@@ -3,7 +3,11 @@
 KServe's ``InferResponse.to_rest`` turns every tensor element into a Python
 object (a BYTES tensor element by element) and its route then validates the
 answer into a pydantic model that FastAPI walks again. Here numeric tensors stay
-NumPy arrays, which orjson writes directly; the JSON is the one KServe writes.
+NumPy arrays, which orjson writes directly; the JSON is the one KServe writes, byte
+for byte (``tests/unit/test_v2_json.py`` holds it to ``to_rest``): FP32 and FP16
+widened to double, BYTES elements as UTF-8 text. Two differences: KServe refuses to
+write FP16 in JSON, and writes a BYTES element that is neither text nor bytes as
+its ``str``.
 """
 
 from __future__ import annotations
@@ -36,7 +40,12 @@ def v2_json(answer: InferResponse) -> dict[str, Any]:
         data = output.data
         if isinstance(data, np.ndarray):
             flat = data.reshape(-1)
-            data = flat.tolist() if flat.dtype == np.object_ else np.ascontiguousarray(flat)
+            if flat.dtype.kind in "OSU":  # BYTES: bytes elements are written by dumps
+                data = flat.tolist()
+            elif flat.dtype.kind == "f" and flat.dtype.itemsize < 8:
+                data = flat.astype(np.float64)  # as KServe writes them: as doubles
+            else:
+                data = np.ascontiguousarray(flat)
         described: dict[str, Any] = {
             "name": output.name,
             "shape": list(output.shape),
@@ -58,5 +67,19 @@ def v2_json(answer: InferResponse) -> dict[str, Any]:
 
 
 def dumps(content: Any) -> bytes:
-    """``content`` as JSON bytes; NumPy arrays are written as arrays."""
-    return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+    """``content`` as JSON bytes; NumPy arrays are written as arrays, bytes as UTF-8 text
+    (as KServe writes a BYTES element).
+
+    Examples
+    --------
+    >>> dumps({"data": np.array([1.5, 2.0]), "classes": [b"low", "high"]})
+    b'{"data":[1.5,2.0],"classes":["low","high"]}'
+    """
+    return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY, default=_text)
+
+
+def _text(value: Any) -> str:
+    """What orjson does not write itself: bytes, as UTF-8 text (else a ``TypeError``)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    raise TypeError(f"{type(value).__name__} is not JSON")

@@ -29,27 +29,15 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Generic, TypeVar
 
-from common.core.errors import Overloaded, ServingError
+from common.core.errors import BatchFailed, Overloaded, ShuttingDown
+from common.core.settings import MAX_QUEUED_REQUESTS
 
-__all__ = ["BatchFailed", "MicroBatcher"]
+__all__ = ["MicroBatcher"]
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-
-
-class BatchFailed(ServingError):
-    """A batch raised something that is not an ``Exception`` (500): its callers get this."""
-
-    status_code = HTTPStatus.INTERNAL_SERVER_ERROR
-
-
-class ShuttingDown(ServingError):
-    """The batcher's workers were cancelled (the server is stopping) (503)."""
-
-    status_code = HTTPStatus.SERVICE_UNAVAILABLE
 
 
 @dataclass
@@ -89,7 +77,7 @@ class MicroBatcher(Generic[Item, Result]):
         Batches run at once. Items wait only while every slot is busy.
     key : callable, optional
         Only items of equal keys share a batch (e.g. callers' credentials).
-    max_queue : int, default=1000
+    max_queue : int, default=MAX_QUEUED_REQUESTS
         Most items waiting for a slot (items too large to share a batch count
         while they run); one more raises :class:`common.core.errors.Overloaded`.
     retry_alone : callable, optional
@@ -107,7 +95,7 @@ class MicroBatcher(Generic[Item, Result]):
         max_wait_ms: float,
         concurrency: int = 1,
         key: Callable[[Item], Hashable] = _no_key,
-        max_queue: int = 1000,
+        max_queue: int = MAX_QUEUED_REQUESTS,
         retry_alone: Callable[[BaseException], bool] = _never,
     ) -> None:
         self._run = run

@@ -3,13 +3,14 @@
 Each inference request otherwise crosses FastAPI's and Starlette's middleware
 stack and tries KServe's routes one regular expression at a time, which on a
 single-row request costs more than reading it. :class:`InferenceFirst` matches
-the two inference paths itself and hands everything else to the application.
+the two inference paths of :mod:`common.serving.paths` itself and hands everything
+else to the application. It serves behind :class:`common.serving.edge.Guard`, which has
+checked a versioned path's version and passes the plain path on.
 Errors are answered by :func:`common.serving.error_answers.answer`, as on any other route.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -19,50 +20,49 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from common.protocol.tensors import MAX_BYTES_ELEMENTS
-from common.serving import error_answers
+from common.core.settings import Limits
+from common.serving import error_answers, paths
 from common.serving.endpoints import infer_v2, predict_v1
+from common.serving.paths import Route
 
 __all__ = ["INFERENCE_ROUTES", "Handler", "InferenceFirst"]
 
-#: A handler: the data plane, the request, the model name, the BYTES element limit.
-Handler = Callable[[DataPlane, Request, str, int], Awaitable[Response]]
+#: A handler: the data plane, the request, the model name, the request limits.
+Handler = Callable[[DataPlane, Request, str, Limits], Awaitable[Response]]
 
-#: The paths answered ahead of FastAPI, and the model name's place in them.
-INFERENCE_ROUTES: Final[tuple[tuple[re.Pattern[str], Handler], ...]] = (
-    (re.compile(r"/v2/models/([^/]+)/infer"), infer_v2),
-    (re.compile(r"/v1/models/([^/]+):predict"), predict_v1),
+#: The routes answered ahead of FastAPI, most frequent first, and their handlers.
+INFERENCE_ROUTES: Final[tuple[tuple[Route, Handler], ...]] = (
+    (paths.V2_INFER, infer_v2),
+    (paths.V1_PREDICT, predict_v1),
 )
+#: The methods any of them takes: a request of another goes to the application at once.
+_METHODS: Final = frozenset().union(*(route.methods for route, _ in INFERENCE_ROUTES))
 
 
 class InferenceFirst:
-    """An ASGI application: inference requests to their handlers, the rest to ``app``."""
+    """An ASGI application: inference requests to their handlers, the rest to ``app``.
+
+    ``limits`` go to the handlers (the V2 handler checks ``max_bytes_elements``).
+    """
 
     def __init__(
-        self,
-        app: fastapi.FastAPI,
-        dataplane: DataPlane,
-        *,
-        max_bytes_elements: int = MAX_BYTES_ELEMENTS,
+        self, app: fastapi.FastAPI, dataplane: DataPlane, *, limits: Limits | None = None
     ) -> None:
         self.app = app
         self.dataplane = dataplane
-        self.max_bytes_elements = max_bytes_elements
+        self.limits = limits or Limits()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            for pattern, handler in INFERENCE_ROUTES:
-                if match := pattern.fullmatch(scope["path"]):
+        if scope["type"] == "http" and (method := scope["method"]) in _METHODS:
+            for route, handler in INFERENCE_ROUTES:
+                if method in route.methods and (match := route.pattern.fullmatch(scope["path"])):
                     request = Request(scope, receive)
                     try:
                         response = await handler(
-                            self.dataplane, request, match[1], self.max_bytes_elements
+                            self.dataplane, request, match["model_name"], self.limits
                         )
-                    except Exception as exc:  # noqa: BLE001 - answered by the app's handlers
-                        response = await self._answer_error(request, exc)
+                    except Exception as exc:  # answered as the application answers it
+                        response = error_answers.answer(request, exc)
                     await response(scope, receive, send)
                     return
         await self.app(scope, receive, send)
-
-    async def _answer_error(self, request: Request, exc: Exception) -> Response:
-        return error_answers.answer(request, exc)

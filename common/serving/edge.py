@@ -8,14 +8,17 @@ FastAPI's own answers unchecked:
   every answer (errors too) carry the same id;
 - limits: a body above ``max_body_bytes`` is a 413, refused on its
   ``content-length`` before it is read, or as soon as its bytes pass the limit;
-- a wrong method on an inference path is a 405 with ``Allow: POST`` (KServe's
-  routes took ``GET .../:predict`` for a model named ``...:predict``: a 404);
+- a wrong method on an inference path (:mod:`common.serving.paths`) is a 405 with
+  ``Allow: POST`` (KServe's routes took ``GET .../:predict`` for a model named
+  ``...:predict``: a 404);
 - versioned V2 paths (``/v2/models/NAME/versions/VERSION/...``) are served for the
   version the model serves, and are a 404 naming it for any other; so is a
   ``model_version`` query parameter on a V2 model's infer, ready and metadata paths;
-- every error answer has the shape ``{"error": reason, "request_id": id}``
-  (FastAPI's ``{"detail": ...}`` included); a 500 says only that the server failed
-  and under which request id its log has the trace;
+- its own refusals are answered as the application's errors are
+  (:func:`common.serving.error_answers.content`: ``{"error": reason, "request_id": id}``;
+  a 500 says only that the server failed and under which request id its log has the
+  trace); the application's answers, errors too, pass through as written, with the
+  ``x-request-id`` header added where they lack it;
 - on SIGTERM (:class:`Drain`), readiness answers 503 while requests are still served;
 - ``requests_total`` and ``request_duration_seconds`` (:mod:`common.serving.metrics`).
 """
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,27 +34,21 @@ from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import parse_qs
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.core.errors import ClientError, ServingError
-from common.serving import metrics
-from common.serving.request_ids import MAX_REQUEST_ID_CHARS, new_request_id, request_id
+from common.core.errors import BodyTooLarge, ClientError, ServingError
+from common.core.settings import Limits
+from common.protocol.answers import MODEL_VERSION_HEADER, REQUEST_ID_HEADER
+from common.serving import error_answers, metrics, paths
+from common.serving.paths import VERSIONS, Route, without_version
+from common.serving.request_ids import new_request_id, request_id
 
-__all__ = ["BodyTooLarge", "Drain", "Guard", "Limits", "MAX_BODY_BYTES"]
+__all__ = ["Drain", "Guard"]
 
 log = logging.getLogger(__name__)
 
-#: Default of the ``max_body_bytes`` setting: about 40,000 V1 records.
-MAX_BODY_BYTES: Final = 8 * 1024 * 1024
-_REQUEST_ID: Final = b"x-request-id"
-_MODEL_VERSION: Final = b"x-model-version"
-#: The routes (:func:`common.serving.metrics.route_of`) that take only POST.
-_INFERENCE: Final = frozenset({"v1_predict", "v1_explain", "v2_infer"})
-_VERSIONED: Final = re.compile(r"(/v2/models/([^/]+))/versions/([^/]+)(/infer|/ready)?")
-#: The routes on which a ``model_version`` query parameter selects a version.
-_VERSION_SELECTING: Final = frozenset({"v2_infer", "v2_model_ready", "v2_model_metadata"})
-_MODEL_PATH: Final = re.compile(r"/v2/models/([^/]+)(?:/infer|/ready)?")
+_REQUEST_ID: Final = REQUEST_ID_HEADER.encode()
+_MODEL_VERSION: Final = MODEL_VERSION_HEADER.encode()
 
 #: The version a model serves, by model name; None when no such model is served.
 ServedVersion = Callable[[str], Awaitable[str | None]]
@@ -64,23 +60,6 @@ class Drain:
 
     active: bool = False
     loop: asyncio.AbstractEventLoop | None = None
-
-
-_READINESS: Final = re.compile(r"/v2/health/ready|/v2/models/[^/]+(?:/versions/[^/]+)?/ready")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may ask of a server."""
-
-    max_body_bytes: int = MAX_BODY_BYTES
-    max_request_id_chars: int = MAX_REQUEST_ID_CHARS
-
-
-class BodyTooLarge(ClientError):
-    """The request body is larger than ``max_body_bytes`` (413)."""
-
-    status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
 
 class Guard:
@@ -116,14 +95,12 @@ class Guard:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        route = metrics.route_of(scope["path"])
+        route = paths.route_of(scope["path"])
         answer = _Answer(send)
         try:
             scope, length = self._admitted(scope, route, answer)
-            if "/versions/" in scope["path"] and (versioned := _VERSIONED.fullmatch(scope["path"])):
-                scope = await self._unversioned(scope, versioned)
-            if scope.get("query_string") and route in _VERSION_SELECTING:
-                await self._check_query_version(scope)
+            if route.versioned:
+                scope = await self._versions_checked(scope, route)
             # A declared length bounds the body (the HTTP parser reads no more than
             # it); only a body without one is counted as it arrives.
             limited = receive if length is not None else self._limited(receive)
@@ -137,13 +114,13 @@ class Guard:
                 await answer.error(HTTPStatus.INTERNAL_SERVER_ERROR, "")
         finally:
             metrics.observe_request(
-                route,
+                route.label,
                 str(answer.status or HTTPStatus.INTERNAL_SERVER_ERROR),
                 answer.model_version,
                 time.perf_counter() - started,
             )
 
-    def _admitted(self, scope: Scope, route: str, answer: _Answer) -> tuple[Scope, int | None]:
+    def _admitted(self, scope: Scope, route: Route, answer: _Answer) -> tuple[Scope, int | None]:
         """``scope`` with a request id, and the body's declared length; raises what refuses it."""
         given, length = _request_headers(scope["headers"])
         if given:
@@ -155,36 +132,42 @@ class Guard:
         else:  # none, or empty: the edge adds one, as a proxy would
             answer.request_id = new_request_id()
             scope = _with_request_id(scope, answer.request_id, replace=given is not None)
-        if self.drain.active and _READINESS.fullmatch(scope["path"]):
+        if self.drain.active and route.readiness:
             raise ServingError(
                 "the server is shutting down: it finishes the requests it has",
                 status_code=HTTPStatus.SERVICE_UNAVAILABLE,
             )
-        if route in _INFERENCE and scope["method"] != "POST":
+        if route.inference and scope["method"] not in route.methods:
             raise ServingError(
-                f"{scope['method']} is not allowed on {scope['path']}: inference takes POST",
+                f"{scope['method']} is not allowed on {scope['path']}: inference takes "
+                f"{route.allow}",
                 status_code=HTTPStatus.METHOD_NOT_ALLOWED,
-                headers={"allow": "POST"},
+                headers={"allow": route.allow},
             )
         declared = int(length) if length is not None and length.isdigit() else None
         if declared is not None and declared > self.limits.max_body_bytes:
             raise self._too_large()
         return scope, declared
 
-    async def _unversioned(self, scope: Scope, versioned: re.Match[str]) -> Scope:
-        plain, model, version, rest = versioned.groups()
-        await self._check_served(model, version)
-        path = plain + (rest or "")
-        return {**scope, "path": path, "raw_path": path.encode()}
-
-    async def _check_query_version(self, scope: Scope) -> None:
-        """A ``model_version`` query parameter selects a version as the versioned path does."""
-        query = parse_qs(bytes(scope["query_string"]).decode("latin-1"))
-        model = _MODEL_PATH.fullmatch(scope["path"])
-        if model is None:
-            return
-        for version in query.get("model_version", []):
-            await self._check_served(model[1], version)
+    async def _versions_checked(self, scope: Scope, route: Route) -> Scope:
+        """``scope`` on the plain path, once the version its path or its ``model_version``
+        query parameter selects is found to be the version served (else a 404)."""
+        path, query = scope["path"], scope.get("query_string")
+        if VERSIONS not in path and not query:
+            return scope  # the usual request, told at a glance
+        match = route.pattern.fullmatch(path)
+        if match is None:  # route_of matched this path: never
+            return scope
+        model, version = match["model_name"], match["model_version"]
+        if version is not None:
+            await self._check_served(model, version)
+            path = without_version(match)
+            scope = {**scope, "path": path, "raw_path": path.encode()}
+        if query:
+            selected = parse_qs(bytes(query).decode("latin-1")).get("model_version", [])
+            for version in selected:
+                await self._check_served(model, version)
+        return scope
 
     async def _check_served(self, model: str, version: str) -> None:
         """Raise a 404 naming the version served, unless ``model`` serves ``version``."""
@@ -218,17 +201,15 @@ class Guard:
 
 
 class _Answer:
-    """Passes the app's answer on; rewrites error answers into the one error shape."""
+    """Passes the app's answer on with the request id; notes its status and model version."""
 
-    __slots__ = ("_body", "_held", "_send", "model_version", "request_id", "status")
+    __slots__ = ("_send", "model_version", "request_id", "status")
 
     def __init__(self, send: Send) -> None:
         self._send = send
         self.request_id = ""
         self.status = 0
         self.model_version = ""
-        self._held: Message | None = None  # the start of an error answer
-        self._body: list[bytes] = []
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -244,16 +225,6 @@ class _Answer:
             if not has_id and self.request_id:
                 headers = [*headers, (_REQUEST_ID, self.request_id.encode())]
                 message = {**message, "headers": headers}
-            if self.status >= 400:
-                self._held = message
-                return
-        elif message["type"] == "http.response.body" and self._held is not None:
-            self._body.append(message.get("body", b""))
-            if message.get("more_body", False):
-                return
-            held, self._held = self._held, None
-            await self._rewritten(held, b"".join(self._body))
-            return
         await self._send(message)
 
     async def error(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
@@ -261,54 +232,20 @@ class _Answer:
         if self.status:
             return
         self.status = int(status)
-        start: Message = {
-            "type": "http.response.start",
-            "status": self.status,
-            "headers": [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-            + [(_REQUEST_ID, self.request_id.encode())],
-        }
-        await self._rewritten(start, orjson.dumps({"error": reason}))
-
-    async def _rewritten(self, start: Message, body: bytes) -> None:
-        if self.status == HTTPStatus.INTERNAL_SERVER_ERROR:
-            reason = (
-                "the server failed to answer this request; its log has the details under "
-                f"request id {self.request_id}"
-            )
-        else:
-            reason = _reason(body) or HTTPStatus(self.status).phrase
-        content = orjson.dumps({"error": reason, "request_id": self.request_id})
-        headers = [
-            (k, v)
-            for k, v in start["headers"]
-            if k.lower() not in (b"content-length", b"content-type")
-        ]
-        headers += [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(content)).encode()),
-        ]
-        await self._send({**start, "headers": headers})
-        await self._send({"type": "http.response.body", "body": content})
-
-
-def _reason(body: bytes) -> str:
-    """The reason an error body gives: ``error``, FastAPI's ``detail``, or its text."""
-    try:
-        parsed: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body[:500].decode(errors="replace")
-    if isinstance(parsed, dict):
-        reason = parsed.get("error") or parsed.get("detail")
-        if isinstance(reason, list):  # FastAPI's validation errors
-            return "; ".join(
-                f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}"
-                if isinstance(e, dict)
-                else str(e)
-                for e in reason[:5]
-            )
-        if reason:
-            return str(reason)
-    return body[:500].decode(errors="replace")
+        body = error_answers.content(self.status, reason, self.request_id)
+        await self._send(
+            {
+                "type": "http.response.start",
+                "status": self.status,
+                "headers": [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+                + [
+                    (_REQUEST_ID, self.request_id.encode()),
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await self._send({"type": "http.response.body", "body": body})
 
 
 def _request_headers(headers: Any) -> tuple[str | None, str | None]:

@@ -18,7 +18,8 @@ from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from common.core.errors import ClientError
+from common.core.errors import ClientError, validation_problems
+from common.core.settings import Limits
 from common.protocol import tensors
 from common.protocol.bodies import json_body
 from common.protocol.v2_json import dumps, json_answer_wanted, v2_json
@@ -30,11 +31,11 @@ async def infer_v2(
     dataplane: DataPlane,
     raw_request: Request,
     model_name: str,
-    max_bytes_elements: int = tensors.MAX_BYTES_ELEMENTS,
+    limits: Limits,
 ) -> Response:
     """``POST /v2/models/{model_name}/infer``: JSON or binary tensors in, JSON or binary out.
 
-    A binary BYTES tensor of more than ``max_bytes_elements`` elements is a 413.
+    A binary BYTES tensor of more than ``limits.max_bytes_elements`` elements is a 413.
     """
     if not await dataplane.model_ready(model_name, True):
         raise ModelNotReady(model_name)
@@ -42,15 +43,14 @@ async def infer_v2(
     body = await raw_request.body()
     if tensors.HEADER_LENGTH in headers:
         infer_request = tensors.read_binary_request(
-            body, headers, model_name, max_bytes_elements=max_bytes_elements
+            body, headers, model_name, max_bytes_elements=limits.max_bytes_elements
         )
     else:
         try:
             request = InferenceRequest.model_validate_json(body)
         except pydantic.ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(part) for part in first["loc"]) or "body"
-            raise ClientError(f"not a V2 inference request: {where}: {first['msg']}") from None
+            problem = validation_problems(exc.errors(include_url=False), most=1)
+            raise ClientError(f"not a V2 inference request: {problem}") from None
         infer_request = InferRequest.from_inference_request(request, model_name)
     answer, response_headers = await dataplane.infer(model_name, infer_request, headers)
     if isinstance(answer, InferResponse) and json_answer_wanted(infer_request, headers):
@@ -66,9 +66,10 @@ async def infer_v2(
 
 
 async def predict_v1(
-    dataplane: DataPlane, raw_request: Request, model_name: str, max_bytes_elements: int = 0
+    dataplane: DataPlane, raw_request: Request, model_name: str, limits: Limits
 ) -> Response:
-    """``POST /v1/models/{model_name}:predict``, answered with orjson."""
+    """``POST /v1/models/{model_name}:predict``, answered with orjson (no limit of ``limits``
+    applies here: the edge checked the body's size, the model checks its rows)."""
     if not await dataplane.model_ready(model_name, True):
         raise ModelNotReady(model_name)
     headers = dict(raw_request.headers)

@@ -12,21 +12,21 @@ KServe's ``ModelNotReady``                5xx     WARNING, reason only
 anything else                             500     ERROR, with the traceback
 =======================================  ======  ==================================
 
-The answer is ``{"error": reason}``; :class:`common.serving.edge.Guard` adds the request
-id and replaces a 500's reason with a generic one, so no exception text leaves
-the server.
+The answer is ``{"error": reason, "request_id": id}``, written once, here
+(:func:`content`), for the application's errors and the edge's own refusals alike. The
+id is the one :class:`common.serving.edge.Guard` put in the request's ``x-request-id``
+header (the caller's, or a new one); a 500 says only that the server failed and under
+which id its log has the trace, so no exception text leaves the server.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Any
 
 import fastapi
+import orjson
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from kserve.errors import (
     InvalidInput,
     ModelNotFound,
@@ -37,10 +37,12 @@ from kserve.errors import (
 )
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import Response
 
-from common.core.errors import ClientError, ServingError
+from common.core.errors import ClientError, ServingError, validation_problems
+from common.protocol.answers import REQUEST_ID_HEADER
 
-__all__ = ["answer", "install"]
+__all__ = ["answer", "content", "install"]
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +58,55 @@ _KSERVE: dict[type[Exception], int] = {
 }
 
 
-def answer(request: Request, exc: Exception) -> JSONResponse:
+def answer(request: Request, exc: Exception) -> Response:
     """The answer to ``exc`` raised while serving ``request``, logged as it deserves."""
     status, reason, headers = _classify(exc)
-    extra = {"request_id": request.headers.get("x-request-id"), "status": status}
+    request_id = request.headers.get(REQUEST_ID_HEADER)
+    extra = {"request_id": request_id, "status": status}
     where = f"{request.method} {request.url.path}"
     if status == HTTPStatus.INTERNAL_SERVER_ERROR and not isinstance(exc, ServingError):
         log.error("%s failed: %s", where, type(exc).__name__, exc_info=exc, extra=extra)
-        reason = "internal error"
     elif status >= 500:
         log.warning("%s answered %d: %s", where, status, reason, extra=extra)
     else:
         log.info("%s refused (%d): %s", where, status, reason, extra=extra)
-    return JSONResponse({"error": reason}, status_code=status, headers=headers)
+    return Response(
+        content(status, reason, request_id),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def content(status: int, reason: str, request_id: str | None) -> bytes:
+    """The body of every error answer: ``{"error": reason, "request_id": id}``.
+
+    A 500's reason is replaced by one that names only the request id; an empty reason
+    by the status' phrase. Without an id (an application served without the edge)
+    there is no ``request_id``.
+
+    Examples
+    --------
+    >>> content(404, "no model m", "r-1")
+    b'{"error":"no model m","request_id":"r-1"}'
+    >>> orjson.loads(content(500, "KeyError: 'secret'", "r-2"))["error"]
+    'the server failed to answer this request; its log has the details under request id r-2'
+    """
+    if status == HTTPStatus.INTERNAL_SERVER_ERROR:
+        under = f" under request id {request_id}" if request_id else ""
+        reason = f"the server failed to answer this request; its log has the details{under}"
+    elif not reason:
+        reason = _phrase(status)
+    if request_id is None:
+        return orjson.dumps({"error": reason})
+    return orjson.dumps({"error": reason, "request_id": request_id})
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # a status HTTP does not name
+        return f"status {status}"
 
 
 def _classify(exc: Exception) -> tuple[int, str, dict[str, str] | None]:
@@ -77,27 +115,22 @@ def _classify(exc: Exception) -> tuple[int, str, dict[str, str] | None]:
     if isinstance(exc, HTTPException):
         return exc.status_code, str(exc.detail), dict(exc.headers or {}) or None
     if isinstance(exc, RequestValidationError):
-        problems = [
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
-            for e in exc.errors()[:5]
-        ]
-        return HTTPStatus.UNPROCESSABLE_ENTITY, "; ".join(problems), None
+        return HTTPStatus.UNPROCESSABLE_ENTITY, validation_problems(exc.errors(), most=5), None
     for cls, status in _KSERVE.items():
         if isinstance(exc, cls):
             return status, str(exc), None
     return HTTPStatus.INTERNAL_SERVER_ERROR, "", None
 
 
-async def _handler(request: Request, exc: Exception) -> JSONResponse:
+async def _handler(request: Request, exc: Exception) -> Response:
     return answer(request, exc)
 
 
-Handler = Callable[[Request, Any], Awaitable[JSONResponse]]
-
-
 def install(app: fastapi.FastAPI) -> None:
-    """Answer every exception on ``app`` through :func:`answer`, replacing KServe's."""
+    """Answer every exception on ``app`` through :func:`answer`, replacing every handler
+    already there (KServe's and FastAPI's: none answers in another shape)."""
     for cls in (
+        *app.exception_handlers,
         ServingError,
         ClientError,
         HTTPException,

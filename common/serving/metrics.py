@@ -1,7 +1,8 @@
 """Request metrics both servers expose on ``/metrics``, by route, status and model version.
 
-``requests_total`` counts every HTTP request by route (a fixed set of names, not
-raw paths: a path holds a caller's model name), status code and the model version
+``requests_total`` counts every HTTP request by route (the labels of
+:mod:`common.serving.paths`, not raw paths: a path holds a caller's model name),
+status code and the model version
 that answered (empty when none did); ``request_duration_seconds`` is the time from
 the first byte read to the last byte written, by route.
 
@@ -14,7 +15,6 @@ and ``/metrics`` reads every process' files (:func:`exposition`).
 from __future__ import annotations
 
 import os
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Final, TypeVar
@@ -36,7 +36,6 @@ __all__ = [
     "exposition",
     "labelled",
     "observe_request",
-    "route_of",
     "use_multiprocess_dir",
 ]
 
@@ -55,25 +54,10 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
-# (route label, path pattern); versioned V2 paths are named as the plain ones.
-_ROUTES: Final = (
-    ("v1_predict", re.compile(r"/v1/models/[^/]+:predict")),
-    ("v1_explain", re.compile(r"/v1/models/[^/]+:explain")),
-    ("v1_model", re.compile(r"/v1/models/[^/]+")),
-    ("v1_models", re.compile(r"/v1/models/?")),
-    ("v2_infer", re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/infer")),
-    ("v2_model_ready", re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/ready")),
-    ("v2_model_metadata", re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?")),
-    ("v2_health", re.compile(r"/v2/health/(?:live|ready)")),
-    ("v2_server_metadata", re.compile(r"/v2/?")),
-    ("metrics", re.compile(r"/metrics")),
-    ("openapi", re.compile(r"/openapi\.json")),
-    ("live", re.compile(r"/")),
-)
-
 
 def observe_request(route: str, status: str, model_version: str, seconds: float) -> None:
-    """Count one answered request and its duration."""
+    """Count one answered request and its duration; ``route`` is a route's label
+    (:attr:`common.serving.paths.Route.label`)."""
     labelled(REQUESTS, route, status, model_version).inc()
     labelled(REQUEST_SECONDS, route).observe(seconds)
 
@@ -86,23 +70,6 @@ def observe_request(route: str, status: str, model_version: str, seconds: float)
 def labelled(metric: MetricT, *values: str) -> MetricT:
     """``metric.labels(*values)``, looked up once per set of values."""
     return metric.labels(*values)
-
-
-@lru_cache(maxsize=1024)  # paths are callers', but repeat: the cache is bounded
-def route_of(path: str) -> str:
-    """The route label of ``path``; ``other`` for any path the servers do not serve.
-
-    Examples
-    --------
-    >>> route_of("/v2/models/m/versions/3/infer"), route_of("/v1/models/m:predict")
-    ('v2_infer', 'v1_predict')
-    >>> route_of("/wp-admin")
-    'other'
-    """
-    for name, pattern in _ROUTES:
-        if pattern.fullmatch(path):
-            return name
-    return "other"
 
 
 def use_multiprocess_dir(workers: int, directory: Path) -> None:

@@ -18,10 +18,8 @@ from typing import Any
 import kserve
 import uvloop
 
-from common.core.settings import ServerSettings
-from common.protocol.tensors import MAX_BYTES_ELEMENTS
+from common.core.settings import Limits, ServerSettings
 from common.serving import metrics
-from common.serving.edge import Limits
 from common.serving.kserve_adapter import KSERVE_APP, HookedModelServer
 from common.serving.rest_server import RESTServer
 
@@ -39,7 +37,6 @@ class ServerOptions:
     workers: int
     log_level: str = "INFO"
     limits: Limits = Limits()
-    max_bytes_elements: int = MAX_BYTES_ELEMENTS
     shutdown_delay_seconds: float = 0.0
     shutdown_grace_seconds: int = 30
     enable_openapi: bool = False
@@ -53,11 +50,7 @@ class ServerOptions:
             enable_grpc=settings.enable_grpc,
             workers=settings.workers,
             log_level=settings.log_level,
-            limits=Limits(
-                max_body_bytes=settings.max_body_bytes,
-                max_request_id_chars=settings.max_request_id_chars,
-            ),
-            max_bytes_elements=settings.max_bytes_elements,
+            limits=Limits.of(settings),
             shutdown_delay_seconds=settings.shutdown_delay_seconds,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
             enable_openapi=settings.enable_openapi,
@@ -94,7 +87,6 @@ class ModelServer(HookedModelServer):
             bind_host=self._options.bind_host,
             log_level=self._options.log_level,
             limits=self._options.limits,
-            max_bytes_elements=self._options.max_bytes_elements,
             shutdown_delay_seconds=self._options.shutdown_delay_seconds,
             enable_openapi=self._options.enable_openapi,
         )

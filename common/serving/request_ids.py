@@ -13,11 +13,10 @@ import re
 from typing import Final
 
 from common.core.errors import ClientError, quoted
+from common.core.settings import MAX_REQUEST_ID_CHARS
 
-__all__ = ["ALLOWED", "MAX_REQUEST_ID_CHARS", "new_request_id", "request_id"]
+__all__ = ["ALLOWED", "new_request_id", "request_id"]
 
-#: Default of the ``max_request_id_chars`` setting.
-MAX_REQUEST_ID_CHARS: Final = 128
 #: The characters an id may hold: those of UUIDs, trace ids and base64.
 ALLOWED: Final = "letters, digits and . _ : - / + = @"
 _ID: Final = re.compile(r"[A-Za-z0-9._:/+=@-]+")

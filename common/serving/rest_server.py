@@ -31,7 +31,7 @@ import logging
 import signal
 from http import HTTPStatus
 from types import FrameType
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import fastapi
 from kserve.errors import ModelNotFound, ModelNotReady
@@ -41,18 +41,15 @@ from starlette.responses import Response
 
 from common.core.errors import ServingError
 from common.core.logs import configure_logging
-from common.protocol.tensors import MAX_BYTES_ELEMENTS
-from common.serving import error_answers, metrics
+from common.core.settings import Limits
+from common.serving import error_answers, metrics, paths
 from common.serving.dispatch import InferenceFirst
-from common.serving.edge import Drain, Guard, Limits
+from common.serving.edge import Drain, Guard
 from common.serving.kserve_adapter import HookedRESTServer, kserve_app, silence_kserve_deprecations
 
 __all__ = ["HasMetadata", "RESTServer", "refuse_what_is_not_served", "serve_openapi"]
 
 log = logging.getLogger(__name__)
-
-#: KServe's model repository extension (load and unload a model by name).
-REPOSITORY_PREFIX: Final = "/v2/repository/"
 
 
 @runtime_checkable
@@ -66,7 +63,7 @@ class RESTServer(HookedRESTServer):
     """KServe's REST server on a configurable address, with our routes and error handler.
 
     ``enable_openapi`` serves the application's OpenAPI document at ``/openapi.json``.
-    ``limits`` and ``max_bytes_elements`` bound what one request may ask;
+    ``limits`` bound what one request may ask (the Guard and the handlers check them);
     ``shutdown_delay_seconds`` is how long it goes on serving after SIGTERM while its
     readiness already fails, before uvicorn stops accepting and finishes what is in
     flight (within KServe's ``grace_period``). With several workers each worker does
@@ -79,7 +76,6 @@ class RESTServer(HookedRESTServer):
         bind_host: str,
         log_level: str,
         limits: Limits | None = None,
-        max_bytes_elements: int = MAX_BYTES_ELEMENTS,
         shutdown_delay_seconds: float = 0.0,
         enable_openapi: bool = False,
         **kwargs: Any,
@@ -89,7 +85,6 @@ class RESTServer(HookedRESTServer):
         self.config.host = bind_host
         self.log_level = log_level
         self.limits = limits or Limits()
-        self.max_bytes_elements = max_bytes_elements
         self.shutdown_delay_seconds = shutdown_delay_seconds
         self.drain = Drain()
         # uvicorn installs server.handle_exit for SIGTERM when it starts serving.
@@ -131,9 +126,7 @@ class RESTServer(HookedRESTServer):
         configure_logging(self.log_level)
         super().create_application()
         self.drain.loop = _running_loop()
-        inference_first = InferenceFirst(
-            kserve_app(), self.dataplane, max_bytes_elements=self.max_bytes_elements
-        )
+        inference_first = InferenceFirst(kserve_app(), self.dataplane, limits=self.limits)
         self.config.app = Guard(
             inference_first,
             limits=self.limits,
@@ -168,9 +161,12 @@ class RESTServer(HookedRESTServer):
                 raise ModelNotReady(model_name)
             return {"name": model_name, "ready": True}
 
-        app.add_api_route("/v2/models/{model_name}", model_metadata, methods=["GET"])
-        app.add_api_route("/v2/models/{model_name}/ready", model_ready, methods=["GET"])
-        app.add_api_route("/metrics", _metrics, methods=["GET"])  # every worker's
+        for route, endpoint in (
+            (paths.V2_MODEL_METADATA, model_metadata),
+            (paths.V2_MODEL_READY, model_ready),
+            (paths.METRICS, _metrics),  # every worker's
+        ):
+            app.add_api_route(route.path, endpoint, methods=sorted(route.methods))
         refuse_what_is_not_served(app, dataplane)
 
     def routes_last(self, app: fastapi.FastAPI) -> None:
@@ -208,11 +204,13 @@ def refuse_what_is_not_served(app: fastapi.FastAPI, dataplane: DataPlane) -> Non
             status_code=HTTPStatus.NOT_FOUND,
         )
 
-    for path, refuse in (
-        (REPOSITORY_PREFIX + "{path:path}", no_repository),
-        ("/v1/models/{model_name}:explain", no_explanations),
+    for route, refuse in (
+        (paths.V2_REPOSITORY, no_repository),
+        (paths.V1_EXPLAIN, no_explanations),
     ):
-        app.add_api_route(path, refuse, methods=["POST"], include_in_schema=False)
+        app.add_api_route(
+            route.path, refuse, methods=sorted(route.methods), include_in_schema=False
+        )
 
 
 def serve_openapi(app: fastapi.FastAPI, *, enabled: bool) -> None:
@@ -230,16 +228,11 @@ def serve_openapi(app: fastapi.FastAPI, *, enabled: bool) -> None:
 
     def openapi() -> dict[str, Any]:
         document = generate()  # cached by FastAPI after the first call
-        for path in [p for p in document["paths"] if _not_served(p)]:
+        for path in [p for p in document["paths"] if not paths.route_of(p).served]:
             del document["paths"][path]
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way
-
-
-def _not_served(path: str) -> bool:
-    """Whether KServe's route of ``path`` is answered by :func:`refuse_what_is_not_served`."""
-    return path.startswith(REPOSITORY_PREFIX) or path.endswith(":explain")
 
 
 async def _metrics(request: Request) -> Response:

@@ -26,6 +26,8 @@ from tests.deploy.manifests import CRD_FILE, kubectl, shared_dir
 __all__ = ["Cluster", "started_cluster"]
 
 CRD_NAME = "inferenceservices.serving.kserve.io"
+REVISION_CRD_NAME = "revisions.serving.knative.dev"
+REVISION_CRD_FILE = Path(__file__).parent / "crds" / "serving.knative.dev_revisions.yaml"
 
 
 def _free_port_pair() -> int:
@@ -73,9 +75,21 @@ class Cluster:
         loaded: dict[str, object] = json.loads(self.kubectl("get", *args, "-o", "json").stdout)
         return loaded
 
-    def _established(self) -> bool:
-        crd = self.get_json("crd", CRD_NAME)
+    def _established(self, name: str = CRD_NAME) -> bool:
+        crd = self.get_json("crd", name)
         return _conditions(crd).get("Established") == "True"
+
+    def install_knative_revision_crd(self) -> None:
+        """Knative's Revision CRD (tests/deploy/crds/), unless the cluster has one: the
+        rollout tests play Knative with it. Waits until it is Established."""
+        if self.kubectl("get", "crd", REVISION_CRD_NAME, check=False).returncode == 0:
+            return
+        self.kubectl("apply", "--server-side", "-f", str(REVISION_CRD_FILE), timeout=120)
+        deadline = time.monotonic() + 60
+        while not self._established(REVISION_CRD_NAME):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{REVISION_CRD_NAME} not Established in 60 s")
+            time.sleep(0.2)
 
     def install_kserve_crd(self) -> None:
         """Server-side apply KServe's CRD (2 MB: too big for client-side apply's annotation),

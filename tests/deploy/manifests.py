@@ -104,7 +104,7 @@ def helm_render(
     chart = helm.Chart.load(CHART)
     values = pinned(values) if pin else values or {}
     rendered = chart.render(values, name=release, namespace=NAMESPACE, is_install=True)
-    objects = []
+    objects: list[Obj] = []
     for path, text in sorted(rendered.items()):
         if not path.endswith(".yaml") or ("/tests/" in path and not tests):
             continue

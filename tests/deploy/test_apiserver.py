@@ -17,8 +17,6 @@ import yaml
 from tests.deploy.cluster import Cluster
 from tests.deploy.manifests import CI_VALUES, OVERLAYS, Obj, helm_render, one, overlay, values_of
 
-pytestmark = pytest.mark.deploy
-
 
 def isvc_of(case: str | Path) -> Obj:
     objects = helm_render(values_of(case)) if isinstance(case, Path) else overlay(case)

@@ -21,8 +21,6 @@ from tests.integration.conftest import Registry
 from tests.unit.records import VALID as RECORD
 from transformer.protocol import RAW_DATATYPES
 
-pytestmark = pytest.mark.images
-
 
 def _missing(image: str, modules: list[str]) -> dict[str, bool]:
     """Which of ``modules`` the image's Python cannot find (without importing them)."""

@@ -35,8 +35,6 @@ from tests.images.conftest import (
 )
 from tests.integration.conftest import Registry
 
-pytestmark = pytest.mark.images
-
 CASE = "standard"
 
 

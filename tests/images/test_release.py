@@ -21,8 +21,6 @@ import pytest
 from harness.servers import free_port
 from tests.images.buildah import PARTS, ROOT, buildah, check_output
 
-pytestmark = pytest.mark.images
-
 
 @pytest.fixture()
 def local_registry(tmp_path: Path) -> Iterator[str]:

@@ -22,8 +22,6 @@ from harness.servers import Server, free_port, start_mlflow, start_server
 MODEL = "sales-quantity-classifier"
 READY = f"/v2/models/{MODEL}/ready"
 
-pytestmark = pytest.mark.integration
-
 
 @dataclass(frozen=True)
 class Registry:
@@ -72,7 +70,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory, log_dir: Path) -> Iterato
 
 
 @pytest.fixture()
-def registry_copy(registry: Registry, tmp_path: Path, log_dir: Path) -> Callable[[int], Server]:
+def registry_copy(
+    registry: Registry, tmp_path: Path, log_dir: Path
+) -> Iterator[Callable[[int], Server]]:
     """Start another MLflow server, on a copy of the session's registry."""
     started: list[Server] = []
 

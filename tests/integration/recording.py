@@ -73,7 +73,7 @@ def recording_predictor(delay_seconds: float = 0.0) -> Iterator[Recording]:
     recording = Recording(delay_seconds=delay_seconds)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_POST(self) -> None:  # the stdlib's name
             body = _decoded(self.rfile.read(int(self.headers["content-length"])), self.headers)
             recording.bodies.append(body)
             recording.headers.append({k.lower(): v for k, v in self.headers.items()})
@@ -86,7 +86,7 @@ def recording_predictor(delay_seconds: float = 0.0) -> Iterator[Recording]:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # caller gave up
                 self.wfile.write(payload)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:  # the stdlib's names
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -15,8 +15,6 @@ import pytest
 
 from tests.integration.conftest import Registry
 
-pytestmark = pytest.mark.integration
-
 FIGURES = r"\s+\d+\s+[\d.]+\s+[\d.]+"  # req/s, p50 ms, p99 ms
 
 

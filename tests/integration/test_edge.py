@@ -16,8 +16,6 @@ from harness.servers import Server
 from tests.integration.conftest import MODEL, READY, Registry
 from tests.unit.records import VALID
 
-pytestmark = pytest.mark.integration
-
 V1 = f"/v1/models/{MODEL}:predict"
 V2 = f"/v2/models/{MODEL}/infer"
 FEATURES_V1 = {"instances": [[12, 457, 2, 5, 3, 1, 0.5, 0.5, 3.49, 0.1, 3.14, 1, 0]]}

@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
-import pytest
 
 from harness.servers import Server
 from tests.integration.conftest import MODEL, StartPair
 from tests.integration.recording import recording_predictor
 from tests.integration.test_serving import V1, V2, columnar
 from tests.unit.records import VALID
-
-pytestmark = pytest.mark.integration
 
 
 def test_a_stopped_predictor_is_a_503_with_a_clear_reason(start_pair: StartPair) -> None:

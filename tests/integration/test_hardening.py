@@ -18,8 +18,6 @@ from tests.integration.conftest import MODEL, READY, Registry
 from tests.unit.records import VALID, record
 from transformer.protocol import RAW_DATATYPES
 
-pytestmark = pytest.mark.integration
-
 V1 = f"/v1/models/{MODEL}:predict"
 V2 = f"/v2/models/{MODEL}/infer"
 JSON = {"content-type": "application/json"}

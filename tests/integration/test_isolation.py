@@ -8,14 +8,11 @@ from typing import Any
 
 import httpx
 import orjson
-import pytest
 
 from harness.servers import Server
 from tests.integration.conftest import MODEL
 from tests.integration.test_serving import columnar
 from tests.unit.records import VALID, record
-
-pytestmark = pytest.mark.integration
 
 V1 = f"/v1/models/{MODEL}:predict"
 V2 = f"/v2/models/{MODEL}/infer"

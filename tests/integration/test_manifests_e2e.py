@@ -25,10 +25,11 @@ from harness.servers import Server, free_port
 from rollout.metrics import per_version
 from tests.deploy import pods
 from tests.deploy.manifests import CHART, ROOT, Obj, helm_notes, one, pod_specs, values_of
-from tests.deploy.pods import RECORD, ask_v1_and_v2, command_for, job_command, rendering
+from tests.deploy.pods import ask_v1_and_v2, command_for, job_command, rendering
 from tests.integration.conftest import MODEL, Registry
+from tests.unit.records import VALID as RECORD
 
-pytestmark = [pytest.mark.integration, pytest.mark.deploy]
+pytestmark = pytest.mark.deploy
 
 
 @pytest.fixture()

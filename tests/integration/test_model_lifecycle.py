@@ -14,8 +14,6 @@ from tests.integration.conftest import MODEL, READY, Registry, train
 from tests.integration.test_serving import V1, V2, columnar
 from tests.unit.records import VALID
 
-pytestmark = pytest.mark.integration
-
 
 def served_version(server: Server) -> str:
     versions: list[str] = httpx.get(f"{server.url}/v2/models/{MODEL}").json()["versions"]
@@ -95,9 +93,11 @@ def test_the_predictor_gives_up_with_a_clear_error_and_exit_status(
     assert "cannot serve: gave up on model" in predictor.log()
 
 
-def test_a_bad_model_uri_fails_at_once(start_predictor: Callable[..., Server]) -> None:
+def test_a_bad_model_uri_fails_at_once_as_a_usage_error(
+    start_predictor: Callable[..., Server],
+) -> None:
     predictor = start_predictor(
         "http://127.0.0.1:1", "--model_uri", "s3://bucket/model", wait=False
     )
-    assert predictor.process.wait(timeout=60) == 1
-    assert "model_uri='s3://bucket/model' is invalid" in predictor.log()
+    assert predictor.process.wait(timeout=60) == 2
+    assert "model_uri='s3://bucket/model' is invalid: not a models:/ URI" in predictor.log()

@@ -24,8 +24,6 @@ from harness.servers import Server, free_port, start_server
 from tests.integration.conftest import MODEL, Registry
 from tests.unit.monitoring_data import feature_frame, write_parquet
 
-pytestmark = pytest.mark.integration
-
 
 def monitoring(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run ``python -m monitoring ...`` as the CronJob would."""

@@ -17,8 +17,6 @@ from tests.integration.test_serving import V1
 from training.train import features_of
 from transformer.schema import RAW_FIELDS
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.mark.parametrize("binary", ["true", "false"])
 def test_forwarded_features_equal_training_features_value_for_value(

@@ -17,8 +17,6 @@ from tests.integration.test_protocol_fuzz import oip_document
 from tests.unit.records import VALID
 from transformer.protocol import RAW_DATATYPES
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 def components() -> dict[str, Any]:

@@ -37,8 +37,6 @@ from tests.integration.conftest import MODEL, READY, Registry
 from tests.unit.records import VALID
 from transformer.protocol import RAW_DATATYPES
 
-pytestmark = pytest.mark.integration
-
 OIP = Path("schemas") / "oip" / "open_inference_rest.yaml"
 
 FUZZ = settings(

@@ -22,8 +22,6 @@ from transformer.features import compute_features
 from transformer.protocol import RAW_DATATYPES, to_predictor_v2
 from transformer.schema import RAW_FIELDS, validate_records
 
-pytestmark = pytest.mark.integration
-
 V1 = f"/v1/models/{MODEL}:predict"
 V2 = f"/v2/models/{MODEL}/infer"
 
@@ -328,7 +326,8 @@ def test_concurrent_requests_share_predictor_calls_and_each_get_their_own_answer
         body = response.json()
         if "predictions" in body:
             return [p for row in body["predictions"] for p in row["probabilities"].values()]
-        return {o["name"]: o for o in body["outputs"]}["probabilities"]["data"]
+        data: list[float] = {o["name"]: o for o in body["outputs"]}["probabilities"]["data"]
+        return data
 
     with httpx.Client(base_url=transformer.url) as client:
         alone = [post(client, i) for i in range(len(requests))]

@@ -16,7 +16,7 @@ import pytest
 from tests.integration.conftest import MODEL, StartPair
 from tests.unit.records import record
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 V1 = f"/v1/models/{MODEL}:predict"
 SECONDS = 60

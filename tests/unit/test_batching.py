@@ -9,8 +9,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from common.core.errors import Overloaded
-from common.serving.batching import BatchFailed, MicroBatcher
+from common.core.errors import BatchFailed, Overloaded
+from common.serving.batching import MicroBatcher
 
 Matrix = npt.NDArray[np.float64]
 Model = Callable[[Matrix], Matrix]

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +126,25 @@ def test_a_synthetic_request_is_served_but_not_captured(tmp_path: Path) -> None:
     assert asyncio.run(scenario()) == ["3", "3", "3"]  # all three served
     captured = ds.dataset(tmp_path, format="parquet", partitioning="hive").to_table()
     assert sorted(captured.column("request_id").to_pylist()) == ["customer-1", "customer-2"]
+
+
+def test_each_drop_reason_is_exported_at_zero_before_any_drop(tmp_path: Path) -> None:
+    # rate() and increase() take a series' first value as its start: a count that first
+    # appears at 60 would hide a pod's first 60 dropped rows from the alert. A fresh
+    # interpreter, so that no other test has created the labelled series already.
+    script = (
+        "import sys\n"
+        "from prometheus_client import generate_latest\n"
+        "from transformer.capture import CaptureStore\n"
+        "CaptureStore(sys.argv[1], queue_rows=1, flush_seconds=60, batch_rows=1)\n"
+        "print(generate_latest().decode())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    for reason in ("queue_full", "write_error"):
+        assert f'transformer_capture_dropped_rows_total{{reason="{reason}"}} 0.0' in done.stdout

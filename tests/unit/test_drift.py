@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,7 +48,7 @@ def test_categorical_drift_pools_unseen_categories_and_counts_missing() -> None:
     assert result.statistic == pytest.approx(stats.chi2_contingency(table, correction=False)[0])
 
 
-def _settings(tmp_path: Path, reference: Path, current: Path, **extra: object) -> DriftSettings:
+def _settings(tmp_path: Path, reference: Path, current: Path, **extra: Any) -> DriftSettings:
     return DriftSettings(
         reference=str(reference), current=str(current), output=str(tmp_path / "out"), **extra
     )
@@ -61,12 +62,12 @@ def test_undrifted_data_does_not_drift_and_one_drifted_feature_is_found_alone(
     shifted = write_parquet(
         feature_frame(50_000, 3, price_shift_sigma=0.3), tmp_path / "shifted" / "a.parquet"
     )
-    quiet = run_drift(_settings(tmp_path, reference, same))
-    assert quiet.report["drifted_features"] == []
-    assert quiet.report["status"] == "ok"
+    quiet = run_drift(_settings(tmp_path, reference, same)).report.verdict
+    assert quiet.drifted_features == ()
+    assert quiet.status == "ok"
     loud = run_drift(_settings(tmp_path, reference, shifted, critical_features="unit_price"))
-    assert loud.report["drifted_features"] == ["unit_price"]
-    assert loud.report["dataset_drift"] is True
+    assert loud.report.verdict.drifted_features == ("unit_price",)
+    assert loud.report.verdict.dataset_drift is True
 
 
 @pytest.mark.parametrize(("shift", "alarm"), [(0.02, False), (0.2, True)])
@@ -77,11 +78,12 @@ def test_at_a_million_rows_a_small_shift_is_significant_but_no_alarm(
     current = write_parquet(
         feature_frame(1_000_000, 5, price_shift_sigma=shift), tmp_path / "cur.parquet"
     )
-    result = run_drift(_settings(tmp_path, reference, current))
-    price = next(f for f in result.report["features"] if f["name"] == "unit_price")
-    assert price["p_value_adjusted"] < 0.05  # both shifts are real and detected
-    assert price["drift"] is alarm
-    assert result.report["drifted_features"] == (["unit_price"] if alarm else [])
+    report = run_drift(_settings(tmp_path, reference, current)).report
+    price = report.feature("unit_price")
+    assert price.p_value_adjusted is not None
+    assert price.p_value_adjusted < 0.05  # both shifts are real and detected
+    assert price.drift is alarm
+    assert report.verdict.drifted_features == (("unit_price",) if alarm else ())
 
 
 def test_missing_values_and_unseen_categories_are_reported(tmp_path: Path) -> None:
@@ -91,10 +93,9 @@ def test_missing_values_and_unseen_categories_are_reported(tmp_path: Path) -> No
     frame.loc[:499, "store_index"] = 99
     current = write_parquet(frame, tmp_path / "cur.parquet")
     report = run_drift(_settings(tmp_path, reference, current)).report
-    by_name = {f["name"]: f for f in report["features"]}
-    assert by_name["discount_pct"]["missing_rate"] == pytest.approx(0.1)
-    assert by_name["store_index"]["unseen_share"] == pytest.approx(0.1)
-    assert by_name["store_index"]["unseen_categories"] == ["99"]
+    assert report.feature("discount_pct").missing_rate == pytest.approx(0.1)
+    assert report.feature("store_index").unseen_share == pytest.approx(0.1)
+    assert report.feature("store_index").unseen_categories == ("99",)
 
 
 def test_an_empty_window_is_insufficient_data(tmp_path: Path) -> None:
@@ -107,10 +108,10 @@ def test_an_empty_window_is_insufficient_data(tmp_path: Path) -> None:
     )
     report = run_drift(settings).report
     assert current.exists()
-    assert report["status"] == "insufficient_data"
-    assert report["rows_current"] == 0
-    assert {f["status"] for f in report["features"]} == {"insufficient_data"}
-    assert report["dataset_drift"] is False
+    assert report.verdict.status == "insufficient_data"
+    assert report.current.rows == 0
+    assert {f.status for f in report.features} == {"insufficient_data"}
+    assert report.verdict.dataset_drift is False
 
 
 def test_a_corrupt_or_half_written_file_is_skipped_and_reported(tmp_path: Path) -> None:
@@ -120,10 +121,10 @@ def test_a_corrupt_or_half_written_file_is_skipped_and_reported(tmp_path: Path) 
     (tmp_path / "store" / "half.parquet").write_bytes(data[: len(data) // 2])
     (tmp_path / "store" / ".in-progress.parquet.tmp").write_bytes(data[:100])
     report = run_drift(_settings(tmp_path, reference, tmp_path / "store")).report
-    assert report["rows_current"] == 3000
-    skipped = report["current"]["files_skipped"]
-    assert [Path(s["path"]).name for s in skipped] == ["half.parquet"]
-    assert "unreadable" in skipped[0]["reason"]
+    assert report.current.rows == 3000
+    skipped = report.current.files_skipped
+    assert [Path(s.path).name for s in skipped] == ["half.parquet"]
+    assert "unreadable" in skipped[0].reason
 
 
 def test_the_cli_writes_json_html_and_metrics_and_fails_on_drift_when_asked(
@@ -181,7 +182,7 @@ def test_window_flags_select_rows_by_timestamp(tmp_path: Path) -> None:
     write_parquet(frame, tmp_path / "cur.parquet")
     settings = _settings(tmp_path, reference, tmp_path / "cur.parquet", window="10h")
     report = run_drift(settings, now=datetime(2026, 3, 14, 12, 0, tzinfo=UTC)).report
-    assert report["rows_current"] == 600
+    assert report.current.rows == 600
 
 
 def test_the_alert_webhook_receives_the_summary_when_the_dataset_drifts(tmp_path: Path) -> None:
@@ -191,7 +192,7 @@ def test_the_alert_webhook_receives_the_summary_when_the_dataset_drifts(tmp_path
     received: list[dict[str, object]] = []
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_POST(self) -> None:  # the stdlib's name
             length = int(self.headers["content-length"])
             received.append(json.loads(self.rfile.read(length)))
             self.send_response(204)
@@ -232,7 +233,7 @@ def test_several_current_files_are_read_and_an_unwritable_output_is_bad_input(
     second = tmp_path / "b.csv"
     feature_frame(300, 32).to_csv(second, index=False)
     report = run_drift(_settings(tmp_path, reference, Path(f"{first},{second}"))).report
-    assert report["rows_current"] == 1000
+    assert report.current.rows == 1000
     blocker = tmp_path / "file"
     blocker.write_text("x")
     args = ["drift", "--reference", str(reference), "--current", str(first)]
@@ -251,12 +252,36 @@ def test_constant_columns_and_small_samples_are_insufficient_data_with_a_reason(
     current_frame["is_holiday"] = 0
     current = write_parquet(current_frame, tmp_path / "cur.parquet")
     report = run_drift(_settings(tmp_path, reference, current, min_rows=20)).report
-    by_name = {f["name"]: f for f in report["features"]}
-    assert by_name["discount_pct"]["status"] == "insufficient_data"
-    assert by_name["discount_pct"]["reason"] == "constant in the reference"
-    assert by_name["is_holiday"]["status"] == "insufficient_data"
-    assert "single category" in by_name["is_holiday"]["reason"]
-    assert by_name["unit_price"]["status"] == "ok"
+    assert report.feature("discount_pct").status == "insufficient_data"
+    assert report.feature("discount_pct").reason == "constant in the reference"
+    assert report.feature("is_holiday").status == "insufficient_data"
+    assert "single category" in (report.feature("is_holiday").reason or "")
+    assert report.feature("unit_price").status == "ok"
     small = run_drift(_settings(tmp_path, reference, current, min_rows=100)).report
-    assert {f["status"] for f in small["features"]} == {"insufficient_data"}
-    assert "fewer than min_rows=100" in small["features"][0]["reason"]
+    assert {f.status for f in small.features} == {"insufficient_data"}
+    assert "fewer than min_rows=100" in (small.features[0].reason or "")
+
+
+def test_the_cli_writes_to_stderr_only_json_log_lines_ending_with_its_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reference = write_parquet(feature_frame(2000, 50), tmp_path / "ref.parquet")
+    current = write_parquet(
+        feature_frame(2000, 51, price_shift_sigma=0.5), tmp_path / "cur.parquet"
+    )
+    out = tmp_path / "out"
+    args = ["drift", "--reference", str(reference), "--current", str(current)]
+    assert main([*args, "--output", str(out), "--critical_features", "unit_price"]) == 0
+    assert main(["sideways"]) == 2
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.err.splitlines()]
+    assert captured.out == ""
+    assert any(line["message"].startswith("read 2000 rows from 1/1 files") for line in lines)
+    summary, usage = lines[-2:]
+    assert summary["message"].startswith("drift: 1 of 13 features drift (unit_price); 2000")
+    assert summary["status"] == "drift"
+    assert summary["report"] == str(out / "drift_report.json")
+    assert usage["level"] == "ERROR"
+    assert "unknown job 'sideways'" in usage["message"]
+    assert main(["--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: python -m monitoring {drift,")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from common.core.contract import FEATURE_NAMES, FEATURES, feature_matrix
@@ -40,7 +42,8 @@ def test_identifiers_prices_and_flags_become_numbers() -> None:
 
 
 def test_the_feature_matrix_keeps_the_declared_column_order() -> None:
-    features = compute_features(validate_records([VALID]))
+    # feature_matrix is typed for sequences; the arrays compute_features returns work alike.
+    features: dict[str, Any] = compute_features(validate_records([VALID]))
     matrix = feature_matrix(features)
     assert matrix.dtype == np.float64
     assert matrix[0].tolist() == [float(features[name][0]) for name in FEATURE_NAMES]

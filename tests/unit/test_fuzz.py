@@ -107,7 +107,7 @@ def test_the_record_validator_passes_or_names_a_client_error(batch: list[Any]) -
 )
 def test_columns_and_records_agree_on_every_generated_batch(columns: dict[str, list[Any]]) -> None:
     rows = [{name: columns[name][i] for name in RAW_FIELDS} for i in range(len(columns["date"]))]
-    outcomes = []
+    outcomes: list[object] = []
     for check in (
         lambda: validate_columns(columns, where="r"),
         lambda: validate_records(rows, where="r"),

@@ -10,13 +10,17 @@ from typing import Any
 
 import fastapi
 import httpx
+import kserve.errors
 import pytest
-from kserve.errors import InvalidInput, ModelNotFound
-from starlette.responses import JSONResponse
+from kserve.errors import InferenceError, InvalidInput, ModelNotFound
+from prometheus_client import REGISTRY
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from common.core.errors import ClientError, Overloaded
-from common.serving import error_answers, metrics
-from common.serving.edge import Guard, Limits
+from common.core.settings import Limits
+from common.serving import error_answers
+from common.serving.edge import Guard
 from common.serving.request_ids import new_request_id
 
 INFER = "/v2/models/m/infer"
@@ -24,10 +28,12 @@ INFER = "/v2/models/m/infer"
 
 def app_with_routes() -> fastapi.FastAPI:
     app = fastapi.FastAPI()
+    # As KServe does before the servers install theirs: replaced, never answering.
+    app.add_exception_handler(InferenceError, kserve.errors.inference_error_handler)
     error_answers.install(app)
 
     @app.post(INFER)
-    async def infer(request: fastapi.Request) -> JSONResponse:
+    async def infer(request: fastapi.Request) -> Response:
         body = await request.body()
         kind = request.headers.get("x-raise", "")
         if kind == "client":
@@ -40,10 +46,18 @@ def app_with_routes() -> fastapi.FastAPI:
             raise Overloaded("the server is overloaded")
         if kind == "bug":
             raise RuntimeError("secret internals /etc/passwd")
+        if kind == "kserve-bug":
+            raise InferenceError("secret internals /etc/passwd")
+        if kind == "teapot":  # an error answered, not raised: the edge passes it on
+            return PlainTextResponse("short and stout", status_code=418)
         return JSONResponse(
             {"bytes": len(body), "id": request.headers["x-request-id"]},
             headers={"x-model-version": "7"},
         )
+
+    @app.get("/count")
+    async def count(n: int) -> dict[str, int]:
+        return {"n": n}
 
     @app.get("/v2/models/{name}/ready")
     async def ready(name: str) -> dict[str, Any]:
@@ -134,6 +148,46 @@ def test_an_unexpected_fault_is_a_generic_500_and_the_trace_only_in_the_log(
     assert len(errors) == 1 and errors[0].exc_info is not None
 
 
+def test_a_kserve_error_is_answered_as_any_fault_not_by_kserves_handler() -> None:
+    response = call(
+        "POST", INFER, content=b"{}", headers={"x-raise": "kserve-bug", "x-request-id": "r-3"}
+    )
+    assert response.status_code == 500
+    assert "secret" not in response.text
+    assert response.json()["request_id"] == "r-3"
+
+
+def test_fastapis_validation_errors_say_where_and_what() -> None:
+    response = call("GET", "/count?n=many", headers={"x-request-id": "r-4"})
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "query.n: Input should be a valid integer, unable to parse string as an integer",
+        "request_id": "r-4",
+    }
+
+
+def test_an_error_answer_is_written_once_with_the_id_the_edge_put_in_the_request() -> None:
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": INFER,
+        "query_string": b"",
+        "headers": [(b"x-request-id", b"r-5")],
+    }
+    answer = error_answers.answer(Request(scope), ClientError("no such store"))
+    assert (answer.status_code, answer.body) == (
+        400,
+        b'{"error":"no such store","request_id":"r-5"}',
+    )
+    assert answer.headers["content-type"] == "application/json"
+
+
+def test_the_edge_passes_an_answered_error_on_as_written_with_the_request_id() -> None:
+    response = call("POST", INFER, content=b"{}", headers={"x-raise": "teapot"})
+    assert (response.status_code, response.text) == (418, "short and stout")
+    assert uuid.UUID(response.headers["x-request-id"]).version == 4
+
+
 def test_a_wrong_method_on_an_inference_path_is_405_not_404() -> None:
     for path in (INFER, "/v1/models/m:predict"):
         response = call("GET", path)
@@ -197,7 +251,7 @@ def test_a_model_version_query_serves_the_served_version_and_404s_another(
 
 def test_requests_are_counted_by_route_status_and_model_version() -> None:
     def count(status: str, version: str) -> float:
-        value = metrics.REGISTRY.get_sample_value(
+        value = REGISTRY.get_sample_value(
             "requests_total", {"route": "v2_infer", "status": status, "model_version": version}
         )
         return value or 0.0

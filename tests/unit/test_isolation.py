@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 import pytest
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from kserve import InferInput, InferRequest
 
 from common.core.errors import ClientError
@@ -161,7 +162,7 @@ def test_a_non_finite_feature_in_a_gathered_call_fails_only_its_own_request() ->
         app = fake_predictor()
 
         @web.middleware
-        async def record_prices(request: web.Request, handler: Any) -> web.StreamResponse:
+        async def record_prices(request: web.Request, handler: Handler) -> web.StreamResponse:
             body = await request.json()
             sent.append(next(i["data"] for i in body["inputs"] if i["name"] == "unit_price"))
             return await handler(request)

@@ -4,7 +4,7 @@ import pytest
 
 from common.core.cli import parse_settings
 from monitoring.__main__ import _bare_booleans
-from monitoring.settings import DriftSettings, PerformanceSettings
+from monitoring.settings import DriftSettings
 
 
 def test_monitoring_settings_read_monitoring_variables_and_flags_win(
@@ -29,21 +29,3 @@ def test_a_bare_boolean_flag_means_true() -> None:
         "--fail_on_drift",
         "false",
     ]
-
-
-def test_the_baseline_is_looked_for_where_training_logs_it() -> None:
-    from monitoring.registry import BASELINE_ARTIFACT
-    from training.registry import BASELINE_PATH
-
-    assert BASELINE_ARTIFACT == BASELINE_PATH
-
-
-def test_logging_to_mlflow_is_off_unless_the_flag_or_variable_asks(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    required = ["--current", "c", "--output", "o"]
-    settings = parse_settings(PerformanceSettings, [*required, "--labels", "l"], prog="p")
-    assert settings.log_to_mlflow is False
-    assert settings.mlflow_experiment == "sales-quantity-classifier-monitoring"
-    monkeypatch.setenv("MONITORING_LOG_TO_MLFLOW", "true")
-    assert parse_settings(DriftSettings, required, prog="p").log_to_mlflow is True

@@ -54,7 +54,8 @@ def test_labels_join_and_metrics_equal_a_hand_computation(tmp_path: Path) -> Non
     some = labels.iloc[::3]
     extra = pd.DataFrame({"request_id": ["ghost"], "row": [0], "label": ["low"]})
     pd.concat([some, extra]).to_csv(tmp_path / "labels.csv", index=False)
-    settings = PerformanceSettings(
+    # mypy sees a default in Field(default=10.0), not in the settings' Field(10.0, gt=0)
+    settings = PerformanceSettings(  # type: ignore[call-arg]
         current=str(tmp_path / "capture"),
         labels=str(tmp_path / "labels.csv"),
         step="1h",
@@ -62,22 +63,22 @@ def test_labels_join_and_metrics_equal_a_hand_computation(tmp_path: Path) -> Non
         min_rows=50,
     )
     report = run_performance(settings)
-    assert report["rows_joined"] == 240
-    first = report["windows"][0]  # 360 rows per hour
+    assert report.rows_joined == 240
+    first = report.windows[0]  # 360 rows per hour
     hour = served.iloc[:360].merge(some, on=["request_id", "row"])
-    assert first["predictions"] == 360
-    assert first["labelled"] == len(hour) == 120
-    assert first["coverage"] == pytest.approx(120 / 360)
-    assert first["accuracy"] == pytest.approx(
-        accuracy_score(hour["label"], hour["predicted_class"])
-    )
-    assert first["macro_f1"] == pytest.approx(
+    assert first.predictions == 360
+    assert first.labelled == len(hour) == 120
+    assert first.coverage == pytest.approx(120 / 360)
+    scores = first.scores
+    assert scores is not None
+    assert scores.accuracy == pytest.approx(accuracy_score(hour["label"], hour["predicted_class"]))
+    assert scores.macro_f1 == pytest.approx(
         f1_score(hour["label"], hour["predicted_class"], average="macro")
     )
-    low, high = first["accuracy_ci"]
-    assert low < first["accuracy"] < high
+    low, high = scores.accuracy_ci
+    assert low < scores.accuracy < high
     majority = hour["label"].value_counts()
-    assert first["majority_accuracy"] == pytest.approx(majority.iloc[0] / len(hour))
+    assert scores.majority_accuracy == pytest.approx(majority.iloc[0] / len(hour))
 
 
 def test_too_few_labels_is_insufficient_data(tmp_path: Path) -> None:

@@ -15,8 +15,9 @@ from kserve.model_repository import ModelRepository
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
-from common.serving import error_answers, metrics
-from common.serving.edge import Guard, Limits
+from common.core.settings import Limits
+from common.serving import error_answers, metrics, paths
+from common.serving.edge import Guard
 from common.serving.kserve_adapter import KSERVE_APP, HookedRESTServer
 from common.serving.rest_server import refuse_what_is_not_served, serve_openapi
 
@@ -96,3 +97,14 @@ def test_explain_is_a_404_that_points_to_predict_not_kserves_501(
     assert answer.status_code == 404
     assert answer.json()["error"] == "model m offers no explanations: use :predict"
     assert call(guard, "POST", "/v1/models/other:explain").status_code == 404
+
+
+def test_every_path_kserve_and_the_server_declare_is_in_the_table_with_its_methods(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    document = call(served(monkeypatch, enable_openapi=True), "GET", "/openapi.json").json()
+    assert len(document["paths"]) > 10
+    for path, operations in document["paths"].items():
+        route = paths.route_of(path)
+        assert route is not paths.OTHER, path
+        assert {method.upper() for method in operations} <= route.methods, path

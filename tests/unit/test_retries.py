@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from predictor.errors import ModelLoadError
-from predictor.registry import with_retries
+from predictor.loading import with_retries
 
 
 class Flaky:
@@ -29,7 +29,7 @@ def test_failures_are_retried_with_a_warning_per_attempt_and_doubling_waits(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     attempt = Flaky(3, ConnectionError("MLflow is down\nsecond line"))
-    with caplog.at_level(logging.WARNING, logger="predictor.registry"):
+    with caplog.at_level(logging.WARNING, logger="predictor.loading"):
         got = with_retries(
             attempt, what="model m", timeout_seconds=30, initial_wait=0.01, max_wait=0.02
         )
@@ -43,7 +43,7 @@ def test_failures_are_retried_with_a_warning_per_attempt_and_doubling_waits(
 
 def test_waits_double_up_to_the_longest(caplog: pytest.LogCaptureFixture) -> None:
     attempt = Flaky(4, OSError("refused"))
-    with caplog.at_level(logging.WARNING, logger="predictor.registry"):
+    with caplog.at_level(logging.WARNING, logger="predictor.loading"):
         with_retries(attempt, what="m", timeout_seconds=30, initial_wait=0.05, max_wait=0.2)
     waits = [r.args[-1] for r in caplog.records if isinstance(r.args, tuple)]
     assert waits == pytest.approx([0.05, 0.1, 0.2, 0.2])

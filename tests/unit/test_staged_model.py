@@ -62,7 +62,7 @@ class Recorder(StagedModel):
 
 def observations(metric: Histogram, model_name: str) -> float:
     """How many times ``metric`` observed ``model_name``."""
-    value = metric.collect()[0]
+    value = next(iter(metric.collect()))
     return sum(
         s.value
         for s in value.samples

@@ -138,3 +138,12 @@ def test_a_bytes_tensor_beyond_the_element_limit_is_refused_before_it_is_read() 
     assert caught.value.status_code == 413
     read = read_binary_request(body, headers, "m", max_bytes_elements=1_000)
     assert read.inputs[0].as_numpy().tolist() == [b""] * count
+
+
+_NOT_A_HEADER = [b'{"inputs": "abc"}', b'{"outputs": []}', b'"inputs"', b"{", b"[[]]"]
+
+
+@pytest.mark.parametrize("header", _NOT_A_HEADER)
+def test_a_header_without_a_list_of_inputs_is_named_so(header: bytes) -> None:
+    with pytest.raises(ClientError, match="bytes are not a V2 header with inputs"):
+        read_binary_request(header, {HEADER_LENGTH: str(len(header))}, "m")

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from common.core.contract import FEATURE_NAMES, FEATURES
+from common.core.contract import BASELINE_ARTIFACT, FEATURE_NAMES, FEATURES
 from training.__main__ import main
 from training.dataset import CLASSES, LABEL, generate_sales, load_sales_csv, split_by_time
 from training.job import TrainingResult, run
-from training.registry import BASELINE_PATH, PRODUCTION_ALIAS, PRODUCTION_STAGE, trusted_types
+from training.registration import PRODUCTION_ALIAS, PRODUCTION_STAGE, trusted_types
 from training.settings import TrainingSettings
 from training.train import features_of, fit_model
 
@@ -138,7 +138,7 @@ def test_the_baseline_artifact_holds_training_features_and_labels(
 ) -> None:
     path = mlflow.artifacts.download_artifacts(
         run_id=two_runs.second.registered.run_id,
-        artifact_path=BASELINE_PATH,
+        artifact_path=BASELINE_ARTIFACT,
         dst_path=str(tmp_path),
     )
     baseline = pd.read_parquet(path)

@@ -68,6 +68,62 @@ Names of the settings ConfigMap and the data claim.
 {{- define "sqc.claimName" -}}
 {{- default (printf "%s-data" (include "sqc.fullname" .)) .Values.persistence.existingClaim }}
 {{- end }}
+{{- define "sqc.objectStoreSecretName" -}}
+{{- default (printf "%s-s3" (include "sqc.fullname" .)) .Values.objectStore.credentialsSecret }}
+{{- end }}
+
+{{/*
+Where a pod's locations are (call with a list of them): "true" when one is a path, so on the
+data claim (sqc.onClaim), or on S3 (sqc.onS3); empty otherwise.
+*/}}
+{{- define "sqc.onClaim" -}}
+{{- range . }}{{ if not (contains "://" .) }}true{{ end }}{{ end }}
+{{- end }}
+{{- define "sqc.onS3" -}}
+{{- range . }}{{ if hasPrefix "s3://" . }}true{{ end }}{{ end }}
+{{- end }}
+
+{{/*
+Every location some pod of the release uses: the claim exists when one of them is a path.
+*/}}
+{{- define "sqc.allLocations" -}}
+{{- $m := .Values.monitoring }}
+{{- $jobs := or $m.drift.enabled $m.performance.enabled }}
+{{- $all := list }}
+{{- if or .Values.capture.enabled $jobs }}{{ $all = append $all .Values.capture.uri }}{{ end }}
+{{- if $jobs }}{{ $all = append $all $m.reportsUri }}{{ end }}
+{{- if $m.performance.enabled }}{{ $all = append $all $m.performance.labelsUri }}{{ end }}
+{{- toJson $all }}
+{{- end }}
+
+{{/*
+The object store's settings, as the AWS SDK reads them: endpoint and region from the
+ConfigMap (when set), the keys from the Secret (optional: a workload identity needs none).
+*/}}
+{{- define "sqc.objectStoreEnv" -}}
+{{- if .Values.objectStore.endpoint }}
+- name: AWS_ENDPOINT_URL
+  valueFrom:
+    configMapKeyRef:
+      name: {{ include "sqc.configMapName" . }}
+      key: AWS_ENDPOINT_URL
+{{- end }}
+{{- if .Values.objectStore.region }}
+- name: AWS_REGION
+  valueFrom:
+    configMapKeyRef:
+      name: {{ include "sqc.configMapName" . }}
+      key: AWS_REGION
+{{- end }}
+{{- range list "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" "AWS_SESSION_TOKEN" }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "sqc.objectStoreSecretName" $ }}
+      key: {{ . }}
+      optional: true
+{{- end }}
+{{- end }}
 
 {{/*
 An image reference: image.registry (shared by the three images) / the component's repository,
@@ -252,7 +308,8 @@ The autoscaling target of a component: the value given, or 70 (% CPU) in Standar
 
 {{/*
 A monitoring CronJob; the drift and performance jobs share it.
-Call with (dict "root" $ "job" "drift" "args" LIST "schedule" CRON).
+Call with (dict "root" $ "job" "drift" "args" LIST "schedule" CRON "locations" LIST): the
+locations it reads and writes decide whether it mounts the data claim and gets S3's settings.
 */}}
 {{- define "sqc.cronJob" -}}
 {{- $root := .root }}
@@ -334,6 +391,9 @@ spec:
                 - name: MONITORING_LOG_TO_MLFLOW
                   value: "true"
                 {{- end }}
+                {{- if include "sqc.onS3" .locations }}
+                {{- include "sqc.objectStoreEnv" $root | nindent 16 }}
+                {{- end }}
                 {{- with $m.extraEnv }}
                 {{- toYaml . | nindent 16 }}
                 {{- end }}
@@ -346,14 +406,18 @@ spec:
               securityContext:
                 {{- include "sqc.containerSecurityContext" $root | nindent 16 }}
               volumeMounts:
+                {{- if include "sqc.onClaim" .locations }}
                 - name: data
                   mountPath: /data
+                {{- end }}
                 - name: tmp
                   mountPath: /tmp
           volumes:
+            {{- if include "sqc.onClaim" .locations }}
             - name: data
               persistentVolumeClaim:
                 claimName: {{ include "sqc.claimName" $root }}
+            {{- end }}
             - name: tmp
               emptyDir:
                 sizeLimit: 512Mi
@@ -412,5 +476,48 @@ timeout (KServe's `timeout`, ksvc_reconciler.go: TimeoutSeconds).
 timeout: {{ $period | int }}
 {{- else -}}
 terminationGracePeriodSeconds: {{ $period | int }}
+{{- end }}
+{{- end }}
+
+{{/*
+Scrape annotations of the predictor's and transformer's pods (prometheus.scrapeAnnotations).
+KServe's pod webhook (pkg/webhook/admission/pod/metrics_aggregate_injector.go,
+InjectMetricsAggregator) reads serving.kserve.io/enable-prometheus-scraping: when "true" it sets
+prometheus.io/port to 9088 (the queue-proxy's aggregate of its own and the kserve-container's
+metrics) if serving.kserve.io/enable-metric-aggregation is "true", else to 9091 (the
+queue-proxy's own metrics only), and prometheus.io/path to /metrics; it never sets
+prometheus.io/scrape. So: Knative mode with aggregation lets KServe point at 9088 (needs
+KServe's qpext queue-proxy image); otherwise the annotations point at the kserve-container's
+8080 themselves and turn KServe's off, so that a cluster default of "true" cannot move the port
+to a 9091 no container serves in Standard mode.
+*/}}
+{{- define "sqc.scrapeAnnotations" -}}
+{{- $s := .Values.prometheus.scrapeAnnotations }}
+{{- if $s.enabled }}
+{{- if and (eq .Values.deploymentMode "Knative") $s.knativeMetricAggregation }}
+serving.kserve.io/enable-prometheus-scraping: "true"
+serving.kserve.io/enable-metric-aggregation: "true"
+prometheus.io/scrape: "true"
+{{- else }}
+serving.kserve.io/enable-prometheus-scraping: "false"
+serving.kserve.io/enable-metric-aggregation: "false"
+prometheus.io/scrape: "true"
+prometheus.io/port: "8080"
+prometheus.io/path: /metrics
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The ports Prometheus scrapes on the predictor's pods (for its NetworkPolicy): the
+kserve-container's 8080, and the queue-proxy's aggregate 9088 when KServe's annotations point there.
+*/}}
+{{- define "sqc.metricsPorts" -}}
+- protocol: TCP
+  port: 8080
+{{- $s := .Values.prometheus.scrapeAnnotations }}
+{{- if and $s.enabled $s.knativeMetricAggregation (eq .Values.deploymentMode "Knative") }}
+- protocol: TCP
+  port: 9088
 {{- end }}
 {{- end }}

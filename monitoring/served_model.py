@@ -1,19 +1,21 @@
 """The served model in MLflow: its version, its run, its baseline and its metrics.
 
 A ``models:/`` URI names a moving target; the jobs resolve it once, at start, to one
-version and report against that version, as the predictor does when it loads.
+version and report against that version. They resolve it with the resolver the
+predictor loads with (:func:`common.core.model_uri.resolve_model_uri`): for one URI and
+one registry, the drift job judges against the baseline of the version that is served.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
+from common.core.contract import BASELINE_ARTIFACT
+from common.core.model_uri import InvalidModelUri, NoSuchVersion, resolve_model_uri
 from monitoring.errors import BadInput, Unavailable
 
 __all__ = [
@@ -25,10 +27,6 @@ __all__ = [
     "tracking",
     "temporary_directory",
 ]
-
-#: Where training logs the drift baseline in the model's run (training.registry).
-BASELINE_ARTIFACT: Final = "baseline/features.parquet"
-_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ref>[^/]+))$")
 
 
 @dataclass(frozen=True)
@@ -57,33 +55,25 @@ def _client(tracking_uri: str | None) -> Any:
 
 
 def resolve(model_uri: str, tracking_uri: str | None) -> ModelVersion:
-    """The version ``model_uri`` names now, with its run's metrics."""
+    """The version ``model_uri`` names now, with its run's metrics.
+
+    BadInput (exit 2) for a malformed URI or one that names nothing; Unavailable when
+    MLflow does not answer.
+    """
     from mlflow.exceptions import MlflowException
 
-    match = _URI.match(model_uri)
-    if match is None:
-        raise BadInput(
-            f"--model_uri={model_uri!r} is invalid: expected models:/NAME@ALIAS, "
-            "models:/NAME/STAGE or models:/NAME/VERSION"
-        )
-    client = _client(tracking_uri)
-    name, alias, ref = match["name"], match["alias"], match["ref"]
+    what = f"--model_uri={model_uri!r}"
     try:
-        if alias is not None:
-            found = client.get_model_version_by_alias(name, alias)
-        elif ref.isdigit():
-            found = client.get_model_version(name, ref)
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # stages are deprecated
-                latest = client.get_latest_versions(name, stages=[ref])
-            if not latest:
-                raise BadInput(f"--model_uri={model_uri!r}: no version in stage {ref!r}")
-            found = latest[0]
+        client = _client(tracking_uri)
+        found = resolve_model_uri(model_uri, client)
+        if found.run_id is None:
+            raise BadInput(f"{what}: {found.name} version {found.version} has no run")
         run = client.get_run(found.run_id)
+    except (InvalidModelUri, NoSuchVersion) as exc:  # each quotes the URI
+        raise BadInput(str(exc)) from exc
     except MlflowException as exc:
-        raise _mlflow_error(exc, f"--model_uri={model_uri!r}") from exc
-    return ModelVersion(name, str(found.version), str(found.run_id), dict(run.data.metrics))
+        raise _mlflow_error(exc, what) from exc
+    return ModelVersion(found.name, found.version, found.run_id, dict(run.data.metrics))
 
 
 def download_baseline(model: ModelVersion, tracking_uri: str | None, directory: Path) -> Path:

@@ -1,14 +1,15 @@
-"""Find, fetch and check the model the MLflow registry says to serve.
+"""Resolve the configured model to one version, load it, check it; retry MLflow meanwhile.
 
-A models URI names a moving target (``@production`` follows promotions). The
-predictor resolves it once, at start-up, to one concrete version and serves that
-version until restarted, so every answer can say which version produced it.
+A ``models:/`` URI names a moving target (``@production`` follows promotions). The
+predictor resolves it once, at start-up, with the resolver every part uses
+(:func:`common.core.model_uri.resolve_model_uri`), and serves that version until
+restarted, so every answer can say which version produced it; the drift and
+performance jobs resolve the same URI to the same version.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -17,30 +18,18 @@ from typing import Any, NoReturn, TypeVar
 
 import mlflow
 import tenacity
-from mlflow.exceptions import MlflowException
 from mlflow.models import Model as MlflowModel
 from mlflow.tracking import MlflowClient
 
 from common.core.contract import FEATURES
+from common.core.model_uri import InvalidModelUri, ModelUri, RegistryVersion, resolve_model_uri
 from predictor.errors import ModelLoadError
 
-__all__ = ["LoadedModel", "ModelRef", "load_model", "parse_model_uri", "with_retries"]
+__all__ = ["LoadedModel", "load_model", "resolve_version", "with_retries"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ref>[^/]+))$")
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A parsed ``models:/`` URI: exactly one of alias, stage or version is set."""
-
-    name: str
-    alias: str | None = None
-    stage: str | None = None
-    version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,26 +42,17 @@ class LoadedModel:
     run_id: str | None
 
 
-def parse_model_uri(uri: str) -> ModelRef:
-    """Parse ``models:/NAME@ALIAS``, ``models:/NAME/STAGE`` or ``models:/NAME/VERSION``.
+def resolve_version(uri: str) -> RegistryVersion:
+    """The registry version ``uri`` names now.
 
-    Examples
-    --------
-    >>> parse_model_uri("models:/sales-quantity-classifier@production")
-    ModelRef(name='sales-quantity-classifier', alias='production', stage=None, version=None)
-    >>> parse_model_uri("models:/sales-quantity-classifier/3").version
-    '3'
+    MLflow is found through ``MLFLOW_TRACKING_URI``. A malformed URI is a
+    :class:`ModelLoadError` (final); anything else (MLflow unreachable, a model, alias
+    or stage with no version yet) is left for :func:`with_retries` to retry.
     """
-    match = _URI.match(uri)
-    if match is None:
-        raise ModelLoadError(
-            f"model_uri={uri!r} is invalid: expected models:/NAME@ALIAS, "
-            "models:/NAME/STAGE or models:/NAME/VERSION"
-        )
-    ref = match["ref"]
-    if ref is not None and ref.isdigit():
-        return ModelRef(match["name"], version=ref)
-    return ModelRef(match["name"], alias=match["alias"], stage=ref)
+    try:
+        return resolve_model_uri(uri, MlflowClient())
+    except InvalidModelUri as exc:
+        raise ModelLoadError(str(exc)) from exc
 
 
 def load_model(uri: str) -> LoadedModel:
@@ -82,16 +62,16 @@ def load_model(uri: str) -> LoadedModel:
     download path ignores a tracking URI passed to it and would read a local
     ``./mlflow.db`` instead.
     """
-    ref = parse_model_uri(uri)
-    version = _resolve_version(ref, MlflowClient())
+    version = resolve_version(uri)
+    label = f"{version.name} version {version.version}"
     with tempfile.TemporaryDirectory(prefix="model-") as local_dir:
         path = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{ref.name}/{version.version}",
+            artifact_uri=str(ModelUri.of_version(version.name, version.version)),
             dst_path=local_dir,
         )
-        _check_signature(MlflowModel.load(path), f"{ref.name} version {version.version}")
+        _check_signature(MlflowModel.load(path), label)
         estimator = mlflow.sklearn.load_model(path)
-    return LoadedModel(estimator, ref.name, str(version.version), version.run_id)
+    return LoadedModel(estimator, version.name, version.version, version.run_id)
 
 
 def with_retries(
@@ -151,19 +131,6 @@ def _failure(state: tenacity.RetryCallState) -> BaseException:
     exc = state.outcome.exception()
     assert exc is not None
     return exc
-
-
-def _resolve_version(ref: ModelRef, client: MlflowClient) -> Any:
-    if ref.alias is not None:
-        return client.get_model_version_by_alias(ref.name, ref.alias)
-    if ref.version is not None:
-        return client.get_model_version(ref.name, ref.version)
-    # Stages are deprecated in MLflow 3 but still honoured; the seed names one.
-    versions = client.search_model_versions(f"name = '{ref.name}'")
-    staged = [v for v in versions if (v.current_stage or "").lower() == str(ref.stage).lower()]
-    if not staged:
-        raise MlflowException(f"no version of {ref.name!r} is in stage {ref.stage!r}")
-    return max(staged, key=lambda v: int(v.version))
 
 
 def _check_signature(model: MlflowModel, label: str) -> None:

@@ -29,11 +29,11 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from sklearn.pipeline import Pipeline
 
-from common.core.contract import FEATURE_NAMES, FEATURES
+from common.core.contract import BASELINE_ARTIFACT, FEATURE_NAMES, FEATURES
+from common.core.model_uri import ModelUri
 from training.dataset import CLASSES, LABEL, QUANTITY_THRESHOLDS
 
 __all__ = [
-    "BASELINE_PATH",
     "PRODUCTION_ALIAS",
     "PRODUCTION_STAGE",
     "RegisteredVersion",
@@ -46,8 +46,6 @@ __all__ = [
 
 PRODUCTION_ALIAS: Final = "production"
 PRODUCTION_STAGE: Final = "Production"
-#: Artifact path of the drift baseline within the run.
-BASELINE_PATH: Final = "baseline/features.parquet"
 _MODEL_NAME_IN_RUN: Final = "model"
 _FEATURE_NAMES_IGNORED: Final = "X has feature names, but .* was fitted without feature names"
 
@@ -170,7 +168,7 @@ def log_and_register(
         model_name=model_name,
         version=version,
         run_id=run.info.run_id,
-        model_uri=f"models:/{model_name}/{version}",
+        model_uri=str(ModelUri.of_version(model_name, version)),
         promoted=promote_version,
     )
 
@@ -195,9 +193,9 @@ def promote(client: MlflowClient, model_name: str, version: str) -> None:
 
 def _log_baseline(baseline: pd.DataFrame) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(BASELINE_PATH).name
+        path = Path(tmp) / Path(BASELINE_ARTIFACT).name
         baseline.to_parquet(path, index=False)
-        mlflow.log_artifact(str(path), artifact_path=str(Path(BASELINE_PATH).parent))
+        mlflow.log_artifact(str(path), artifact_path=str(Path(BASELINE_ARTIFACT).parent))
 
 
 def _model_spec() -> dict[str, Any]:

@@ -1,0 +1,79 @@
+"""Is ``models:/NAME/VERSION`` in the MLflow registry, ready to load?
+
+One call to the tracking server's REST API (``GET /api/2.0/mlflow/model-versions/get``),
+with MLflow's own credentials variables (``MLFLOW_TRACKING_USERNAME`` and
+``MLFLOW_TRACKING_PASSWORD``, or ``MLFLOW_TRACKING_TOKEN``): the CLI needs no MLflow install.
+"""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+
+from common.core.model_uri import ModelUri
+from rollout.errors import RolloutError, ServiceError
+
+__all__ = ["check_version"]
+
+
+def _auth(environ: dict[str, str]) -> tuple[httpx.Auth | None, dict[str, str]]:
+    if environ.get("MLFLOW_TRACKING_TOKEN"):
+        return None, {"Authorization": f"Bearer {environ['MLFLOW_TRACKING_TOKEN']}"}
+    if environ.get("MLFLOW_TRACKING_USERNAME"):
+        basic = httpx.BasicAuth(
+            environ["MLFLOW_TRACKING_USERNAME"], environ.get("MLFLOW_TRACKING_PASSWORD", "")
+        )
+        return basic, {}
+    return None, {}
+
+
+def check_version(
+    tracking_uri: str,
+    name: str,
+    version: int,
+    *,
+    timeout: float = 10.0,
+    environ: dict[str, str] | None = None,
+) -> None:
+    """Raise unless version ``version`` of registered model ``name`` exists and is READY.
+
+    Raises
+    ------
+    RolloutError
+        No such version (or model), or it failed to register (exit 2).
+    ServiceError
+        The registry cannot be reached, or answers anything else (exit 1).
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        raise RolloutError(
+            f"tracking_uri={tracking_uri!r} is invalid: expected the MLflow server's "
+            "http(s):// address"
+        )
+    auth, headers = _auth(dict(os.environ) if environ is None else environ)
+    uri = str(ModelUri.of_version(name, version))
+    url = tracking_uri.rstrip("/") + "/api/2.0/mlflow/model-versions/get"
+    try:
+        response = httpx.get(
+            url,
+            params={"name": name, "version": str(version)},
+            auth=auth,
+            headers=headers,
+            timeout=timeout,
+        )
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"cannot reach the MLflow registry at {tracking_uri}: {exc}") from exc
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if response.status_code == 404 or body.get("error_code") == "RESOURCE_DOES_NOT_EXIST":
+        raise RolloutError(f"{uri} is not in the MLflow registry at {tracking_uri}")
+    if response.status_code != 200:
+        message = body.get("message") or response.reason_phrase
+        raise ServiceError(
+            f"the MLflow registry at {tracking_uri} answered {response.status_code}: {message}"
+        )
+    status = (body.get("model_version") or {}).get("status", "READY")
+    if status != "READY":
+        raise RolloutError(f"{uri} is {status} in the MLflow registry, not READY to load")
