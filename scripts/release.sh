@@ -13,7 +13,7 @@
 # Environment: RELEASE_REGISTRY (required for tag/push/deploy, e.g. registry.example:5000/team),
 # RELEASE_TLS_VERIFY (true; false for a plain-HTTP registry such as a local test one),
 # RELEASE_NAMESPACE (helm's namespace, default sales-quantity-classifier), RELEASE_MODEL_ALIAS
-# (default production) and MLFLOW_TRACKING_URI (for deploy without --model_version),
+# (default production) and MLFLOW_TRACKING_URI (for deploy without --model_version, and the canary),
 # RELEASE_PYTHON (default .venv/bin/python), and those of scripts/images.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +59,12 @@ for step in "${wanted[@]}"; do
   [[ ,$ALL_STEPS, == *",$step,"* ]] || { echo "unknown step: $step" >&2; usage; }
 done
 wants() { [[ ,$steps, == *",$1,"* ]]; }
+# The canary's `rollout start` checks the version in the MLflow registry: know where it is
+# before anything is built or pushed.
+if wants canary && [[ -n $canary_version && -z ${MLFLOW_TRACKING_URI:-} ]] && ! $dry_run; then
+  echo "MLFLOW_TRACKING_URI is not set: needed by the canary (rollout start asks MLflow)" >&2
+  exit 2
+fi
 
 version=$(awk -F'"' '/^version = /{print $2; exit}' pyproject.toml)
 revision=$(git rev-parse HEAD)
@@ -162,7 +168,7 @@ fi
 
 if wants canary && [[ -n $canary_version ]]; then
   canary=("$PYTHON" -m rollout start "$canary_version" --percent "$canary_percent"
-    --namespace "$NAMESPACE")
+    --namespace "$NAMESPACE" --tracking_uri "${MLFLOW_TRACKING_URI:-MLFLOW_TRACKING_URI}")
   if [[ -f rollout/__main__.py ]]; then
     say "canary: model version $canary_version at $canary_percent %"
     run "${canary[@]}"

@@ -36,6 +36,7 @@ def test_dry_run_prints_every_step_in_order_and_runs_none() -> None:
     assert "--set-string image.registry=registry.invalid:5000/team" in commands[12]
     assert "--set predictor.modelVersion=VERSION-OF-production" in commands[12]
     assert "rollout start 7 --percent 20" in commands[13]
+    assert "--tracking_uri" in commands[13]  # rollout start asks MLflow for the version
     assert "registry.invalid:5000/team/sales-quantity-classifier-predictor" in done.stderr
 
 
@@ -51,6 +52,13 @@ def test_deploying_without_a_version_needs_mlflow_to_resolve_the_alias() -> None
     done = _release("--only", "deploy")
     assert done.returncode == 2
     assert "MLFLOW_TRACKING_URI is not set" in done.stderr
+
+
+def test_a_canary_needs_mlflow_to_check_the_version_before_anything_is_built() -> None:
+    done = _release("--only", "build,canary", "--canary", "7")
+    assert done.returncode == 2
+    assert "MLFLOW_TRACKING_URI is not set: needed by the canary" in done.stderr
+    assert "scripts/images.sh" not in done.stderr  # refused before the build
 
 
 def test_bad_arguments_and_a_missing_registry_exit_2() -> None:
