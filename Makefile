@@ -54,7 +54,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile.predictor Dockerfile.transformer Dockerfile.monitoring
-	$(BIN)/actionlint .github/workflows/ci.yaml
+	$(BIN)/actionlint .github/workflows/ci.yaml .github/workflows/e2e.yaml
 	$(BIN)/mkdocs build --strict --quiet --site-dir site
 
 format: $(STAMP)

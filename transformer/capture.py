@@ -46,7 +46,7 @@ from common.protocol.answers import Prediction
 from transformer.features import FEATURES
 from transformer.schema import RAW_TYPES
 
-__all__ = ["CaptureStore", "capture_schema"]
+__all__ = ["SYNTHETIC_HEADER", "CaptureStore", "capture_schema", "is_synthetic"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,19 @@ _RAW_ARROW_TYPES: Final = {
 }
 _ARROW_TYPES: Final = {"INT32": pa.int32(), "FP64": pa.float64()}
 _WARN_EVERY_SECONDS: Final = 10.0
+
+#: A request header that marks a request as synthetic (``helm test``, a smoke check): it is
+#: served as any other, but its rows are not captured, so that drift and performance never
+#: read them.
+SYNTHETIC_HEADER: Final = "x-sqc-synthetic"
+
+
+def is_synthetic(headers: Mapping[str, str] | None) -> bool:
+    """Whether ``headers`` mark the request as synthetic (``x-sqc-synthetic: true``)."""
+    return any(
+        k.lower() == SYNTHETIC_HEADER and v.strip().lower() == "true"
+        for k, v in (headers or {}).items()
+    )
 
 
 def capture_schema() -> pa.Schema:

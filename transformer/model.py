@@ -17,7 +17,7 @@ from common.serving.batching import MicroBatcher
 from common.serving.metrics import labelled
 from common.serving.staged_model import StagedModel
 from transformer import protocol
-from transformer.capture import CaptureStore
+from transformer.capture import CaptureStore, is_synthetic
 from transformer.client import PredictorClient, forwarded_headers
 from transformer.errors import PredictorFailed, PredictorTimeout, PredictorUnavailable
 from transformer.settings import TransformerSettings
@@ -43,6 +43,7 @@ class PredictorCall:
     records: dict[str, list[Any]]  # column by column, as validated
     headers: dict[str, str]
     where: str | None  # how this caller's errors name a row (see protocol.checked_features)
+    captured: bool = True  # False for a synthetic request (capture.SYNTHETIC_HEADER)
 
     def rows(self) -> int:
         return len(self.records["date"])
@@ -85,8 +86,8 @@ class SalesQuantityTransformer(StagedModel):
             max_wait_ms=0,  # the calls in flight are the wait
             concurrency=settings.predictor_concurrency,
             max_queue=settings.max_queued_requests,
-            # Callers' credentials never share a call.
-            key=_credentials,
+            # Callers' credentials never share a call, nor do captured and synthetic requests.
+            key=_sharing_key,
             # Each request's rows are checked before they join a call; should a shared
             # call be refused all the same, each request is sent alone, so that only the
             # one at fault fails. Not when the predictor is down or slow: no request is.
@@ -128,7 +129,9 @@ class SalesQuantityTransformer(StagedModel):
             max_chars=self.settings.max_request_id_chars,
         )
         forwarded[answers.REQUEST_ID_HEADER] = request_id
-        return PredictorCall(caller, request_id, columns, forwarded, where)
+        return PredictorCall(
+            caller, request_id, columns, forwarded, where, captured=not is_synthetic(headers)
+        )
 
     def validate(self, payload: Any) -> Any:
         # KServe's check expects a dict body; ours is a PredictorCall.
@@ -226,7 +229,7 @@ class SalesQuantityTransformer(StagedModel):
         Only answered rows are captured, each with its own request's id, so labels can be
         joined to them later; the store never blocks or fails the request.
         """
-        if self._capture is not None:
+        if self._capture is not None and calls[0].captured:  # a call is all captured, or none
             requests = [(c.request_id, n) for c, n in zip(calls, rows, strict=True)]
             self._capture.offer(records, features, prediction, requests)
 
@@ -337,8 +340,8 @@ def _log_predicted(first: PredictorCall, rows: list[int], prediction: answers.Pr
 # Module functions, not lambdas: a model is pickled into each spawned worker.
 
 
-def _credentials(call: PredictorCall) -> str | None:
-    return call.headers.get("authorization")
+def _sharing_key(call: PredictorCall) -> tuple[str | None, bool]:
+    return call.headers.get("authorization"), call.captured
 
 
 def _may_be_one_callers_fault(exc: BaseException) -> bool:

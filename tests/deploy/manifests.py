@@ -82,15 +82,28 @@ def values_of(path: Path) -> Obj:
     return values
 
 
+def pinned(values: Obj | None = None, version: int = 1) -> Obj:
+    """``values`` with predictor.modelVersion set, as every install must (unless it sets
+    predictor.followAlias)."""
+    values = copy.deepcopy(values or {})
+    predictor = values.setdefault("predictor", {})
+    if "modelVersion" not in predictor and not predictor.get("followAlias"):
+        predictor["modelVersion"] = version
+    return values
+
+
 def helm_render(
-    values: Obj | None = None, *, tests: bool = False, release: str = RELEASE
+    values: Obj | None = None, *, tests: bool = False, release: str = RELEASE, pin: bool = True
 ) -> list[Obj]:
     """The chart rendered as `helm template` would, release `sales-quantity-classifier`.
 
-    ``tests=False`` leaves out the `helm test` hook Pod, as `helm install` does.
+    ``tests=False`` leaves out the `helm test` hook Pod, as `helm install` does. ``pin`` sets
+    predictor.modelVersion to 1 where ``values`` neither pins a version nor follows an alias
+    (:func:`pinned`), as every install must; ``pin=False`` renders ``values`` as they are.
     """
     chart = helm.Chart.load(CHART)
-    rendered = chart.render(values or {}, name=release, namespace=NAMESPACE, is_install=True)
+    values = pinned(values) if pin else values or {}
+    rendered = chart.render(values, name=release, namespace=NAMESPACE, is_install=True)
     objects: list[Obj] = []
     for path, text in sorted(rendered.items()):
         if not path.endswith(".yaml") or ("/tests/" in path and not tests):
@@ -99,9 +112,15 @@ def helm_render(
     return objects
 
 
-def helm_notes(values: Obj | None = None) -> str:
-    """NOTES.txt as `helm install` prints it."""
-    rendered = helm.Chart.load(CHART).render(values or {}, name=RELEASE, namespace=NAMESPACE)
+def helm_notes(values: Obj | None = None, *, upgrade: bool = False) -> str:
+    """NOTES.txt as `helm install` (or, with ``upgrade``, `helm upgrade`) prints it."""
+    rendered = helm.Chart.load(CHART).render(
+        values or {},
+        name=RELEASE,
+        namespace=NAMESPACE,
+        is_install=not upgrade,
+        is_upgrade=upgrade,
+    )
     (notes,) = [text for path, text in rendered.items() if path.endswith("NOTES.txt")]
     return notes
 
@@ -132,26 +151,30 @@ def pod_specs(obj: Obj) -> Iterator[tuple[str, Obj]]:
 
 
 @functools.cache
-def crd() -> Obj:
-    loaded: Obj = yaml.safe_load((shared_dir() / CRD_FILE).read_text())
+def crd(path: Path | None = None) -> Obj:
+    """KServe's InferenceService CRD: shared/'s (the CRD's commit), or the file at ``path``."""
+    loaded: Obj = yaml.safe_load((path or shared_dir() / CRD_FILE).read_text())
     return loaded
 
 
 @functools.cache
-def isvc_validator() -> jsonschema.Draft7Validator:
-    """A validator of :func:`strict_isvc_schema`, built once (the schema is 2 MB)."""
-    return jsonschema.Draft7Validator(strict_isvc_schema())
+def isvc_validator(path: Path | None = None) -> jsonschema.Draft7Validator:
+    """A validator of :func:`strict_isvc_schema`, built once per CRD (the schema is 2 MB)."""
+    return jsonschema.Draft7Validator(strict_isvc_schema(crd(path)))
 
 
-def strict_isvc_schema() -> Obj:
-    """KServe's InferenceService schema with unknown keys rejected.
+def strict_isvc_schema(definition: Obj | None = None) -> Obj:
+    """KServe's InferenceService schema (of ``definition``, by default :func:`crd`) with
+    unknown keys rejected.
 
     The CRD never sets additionalProperties: false (the API server prunes or, with strict
     field validation, rejects unknown fields instead); adding it to every object that lists
     properties, except where x-kubernetes-preserve-unknown-fields is set, makes a plain
     JSON-schema check reject a misspelt field too.
     """
-    schema: Obj = copy.deepcopy(crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    definition = definition or crd()
+    (served,) = [v for v in definition["spec"]["versions"] if v["name"] == "v1beta1"]
+    schema: Obj = copy.deepcopy(served["schema"]["openAPIV3Schema"])
 
     def close(node: Any) -> None:
         if isinstance(node, dict):

@@ -18,9 +18,9 @@ import re
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 from pydantic import BaseModel
@@ -50,8 +50,9 @@ ENTRYPOINTS = {
     "transformer": ["python", "-m", "transformer"],
     "monitoring": ["python", "-m", "monitoring"],
 }
-# Read by MLflow's client itself, not by the parts' settings.
-MLFLOW_ENV = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
+# Read by MLflow's client or the object stores' SDKs, not by the parts' settings.
+CLIENT_ENV = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
+CLIENT_ENV |= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 
 
 def entrypoint(part: str) -> list[str]:
@@ -83,9 +84,21 @@ def kserve_args(container: Obj, component: str, isvc: Obj, namespace: str) -> li
     return args
 
 
-def resolve_env(container: Obj, config: Mapping[str, str]) -> dict[str, str]:
-    """The container's env as the kubelet sets it: ConfigMap keys resolved, optional
-    Secret keys absent (no Secret exists here), a missing required key an error."""
+#: The Secrets the ci values name, as if created: the tests' MLflow has no auth and ignores them.
+TEST_SECRETS: Final = {
+    "mlflow-credentials": {
+        "MLFLOW_TRACKING_USERNAME": "sqc-tests",
+        "MLFLOW_TRACKING_PASSWORD": "not-checked",
+    },
+    "artifact-store": {"AWS_ACCESS_KEY_ID": "sqc-tests", "AWS_SECRET_ACCESS_KEY": "not-checked"},
+}
+
+
+def resolve_env(
+    container: Obj, config: Mapping[str, str], secrets: Mapping[str, Mapping[str, str]]
+) -> dict[str, str]:
+    """The container's env as the kubelet sets it: ConfigMap and Secret keys resolved, an
+    optional key absent, a missing required one an error (the pod would not start)."""
     env: dict[str, str] = {}
     for item in container.get("env", []):
         if "value" in item:
@@ -99,8 +112,11 @@ def resolve_env(container: Obj, config: Mapping[str, str]) -> dict[str, str]:
             elif not ref.get("optional"):
                 raise KeyError(f"{item['name']}: ConfigMap key {ref['key']} missing")
         elif "secretKeyRef" in source:
-            if not source["secretKeyRef"].get("optional"):
-                raise KeyError(f"{item['name']}: needs Secret {source['secretKeyRef']['name']}")
+            ref = source["secretKeyRef"]
+            if ref["key"] in secrets.get(ref["name"], {}):
+                env[item["name"]] = secrets[ref["name"]][ref["key"]]
+            elif not ref.get("optional"):
+                raise KeyError(f"{item['name']}: needs Secret {ref['name']} key {ref['key']}")
         else:
             raise KeyError(f"{item['name']}: unsupported valueFrom {source}")
     return env
@@ -108,7 +124,7 @@ def resolve_env(container: Obj, config: Mapping[str, str]) -> dict[str, str]:
 
 def unknown_env(env: Mapping[str, str], prefix: str, fields: set[str]) -> set[str]:
     """Variables the part would silently ignore: not PREFIX + one of its settings."""
-    known = {prefix + f.upper() for f in fields} | MLFLOW_ENV
+    known = {prefix + f.upper() for f in fields} | CLIENT_ENV
     return set(env) - known
 
 
@@ -120,6 +136,7 @@ class Substitutions:
     tracking_uri: str
     predictor_host: str | None = None
     mounts: Mapping[str, Path] | None = None
+    secrets: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: TEST_SECRETS)
 
     def path(self, value: str) -> str:
         for mount, local in (self.mounts or {}).items():
@@ -194,7 +211,7 @@ def command_for(
         "transformer": ("TRANSFORMER_", TransformerSettings),
     }
     prefix, settings = parts[part]
-    env = resolve_env(container, config_of(objects))
+    env = resolve_env(container, config_of(objects), subs.secrets)
     unknown = unknown_env(env, prefix, set(settings.model_fields))
     assert unknown == set(), f"{component}: env the server would ignore"
     args = kserve_args(container, part, isvc, NAMESPACE)
@@ -211,7 +228,7 @@ def job_command(
     (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     jobs: dict[str, type[BaseModel]] = {"drift": DriftSettings, "performance": PerformanceSettings}
     settings = jobs[job]
-    env = resolve_env(container, config_of(objects))
+    env = resolve_env(container, config_of(objects), subs.secrets)
     assert unknown_env(env, "MONITORING_", set(settings.model_fields)) == set()
     args, env = substitute(list(container["args"]), env, "MONITORING_", subs)
     command = container.get("command") or entrypoint("monitoring")

@@ -101,7 +101,7 @@ def test_nothing_of_it_is_rendered_by_default() -> None:
     assert not {o["kind"] for o in objects} & MONITORING_KINDS
     assert not [o for o in objects if o["metadata"]["name"].endswith("-dashboard")]
     isvc = one(objects, "InferenceService")
-    assert "annotations" not in isvc["spec"]["predictor"]
+    assert isvc["spec"]["predictor"]["annotations"].keys() == {"checksum/config"}
     assert "annotations" not in isvc["spec"]["transformer"]
     policy = one(objects, "NetworkPolicy")
     assert len(policy["spec"]["ingress"]) == 1  # the transformer only
@@ -218,7 +218,9 @@ def test_the_dashboard_config_map_carries_the_sidecar_label_and_the_dashboard() 
 def test_scrape_annotations_end_on_a_port_that_serves_our_metrics(
     mode: str, cluster_default: str
 ) -> None:
-    objects = helm_render(values(mode, canary={"enabled": True, "modelVersion": 3}))
+    # A canary only in Knative mode: the chart refuses a Standard-mode one.
+    canary = {"enabled": mode == "Knative", "modelVersion": 3}
+    objects = helm_render(values(mode, canary=canary))
     isvc = one(objects, "InferenceService")
     isvc_validator().validate(isvc)  # `annotations` is a field of each component
     components = [isvc["spec"]["predictor"], isvc["spec"]["transformer"]]
@@ -266,7 +268,8 @@ def test_the_network_policy_lets_prometheus_reach_the_predictors_metrics_ports(m
     policy = one(objects, "NetworkPolicy")
     kubernetes_validate.validate(policy, KUBERNETES_VERSION, strict=True)
     rules = policy["spec"]["ingress"]
-    assert len(rules) == 2
+    # Knative mode: the queue-proxy's traffic and the autoscaler's scrape come first.
+    assert len(rules) == (3 if mode == "Knative" else 2)
     scrape = rules[-1]
     assert scrape["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "obs"}}}
@@ -277,7 +280,7 @@ def test_the_network_policy_lets_prometheus_reach_the_predictors_metrics_ports(m
     only_monitor = helm_render(
         {"deploymentMode": mode, "prometheus": {"podMonitor": {"enabled": True}}}
     )
-    (scrape,) = one(only_monitor, "NetworkPolicy")["spec"]["ingress"][1:]
+    scrape = one(only_monitor, "NetworkPolicy")["spec"]["ingress"][-1]
     assert [p["port"] for p in scrape["ports"]] == [8080]
 
 

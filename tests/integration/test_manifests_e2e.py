@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 
 from harness.servers import Server, free_port
@@ -77,22 +78,8 @@ def test_the_rendered_containers_serve_v1_and_v2(
     assert counts[registry.version]["model_calls"] >= 2
 
 
-def test_a_standard_canary_container_serves_its_pinned_version(
-    run_pods: Callable[..., tuple[Server, Server]], registry: Registry
-) -> None:
-    objects = rendering("helm-standard-canary")
-    isvc = one(objects, "InferenceService")
-    canary_env = isvc["spec"]["canary"][0]["predictor"]["containers"][0]["env"]
-    for env in canary_env:  # pin to the version this registry has
-        if env["name"] == "PREDICTOR_MODEL_URI":
-            assert env["value"] == "models:/sales-quantity-classifier/2"
-            env["value"] = f"models:/sales-quantity-classifier/{registry.version}"
-    _, transformer = run_pods(objects, "canary[0].predictor")
-    ask_v1_and_v2(transformer.url, registry.version)
-
-
 def test_the_helm_test_pod_passes_against_the_service_and_fails_on_a_wrong_answer(
-    run_pods: Callable[..., tuple[Server, Server]],
+    run_pods: Callable[..., tuple[Server, Server]], mounts: dict[str, Path]
 ) -> None:
     objects = rendering("helm-standard")
     _, transformer = run_pods(objects)
@@ -111,6 +98,17 @@ def test_the_helm_test_pod_passes_against_the_service_and_fails_on_a_wrong_answe
     assert passed.returncode == 0 and passed.stdout.startswith("OK: sales-quantity-classifier")
     failed = helm_test({"MODEL_NAME": "another-model"})
     assert failed.returncode == 1 and "model_name='sales-quantity-classifier'" in failed.stdout
+    # Its requests are marked synthetic: served, but never captured for drift and performance.
+    customer = httpx.post(
+        f"{transformer.url}/v1/models/{MODEL}:predict",
+        json={"instances": [RECORD]},
+        headers={"x-request-id": "customer-1"},
+        timeout=30,
+    )
+    assert customer.status_code == 200, customer.text
+    transformer.stop()  # flushes the capture
+    captured = pq.read_table(mounts["/data"] / "capture").column("request_id").to_pylist()
+    assert captured == ["customer-1"]
 
 
 def test_the_curl_that_notes_txt_prints_gets_an_answer(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -16,16 +17,21 @@ __all__ = ["transformer_calling"]
 
 
 @contextlib.asynccontextmanager
-async def transformer_calling(app: web.Application) -> AsyncIterator[SalesQuantityTransformer]:
-    """A transformer calling ``app`` over HTTP in V2 JSON, one predictor call at a time."""
+async def transformer_calling(
+    app: web.Application, **settings_: Any
+) -> AsyncIterator[SalesQuantityTransformer]:
+    """A transformer calling ``app`` over HTTP in V2 JSON, one predictor call at a time
+    (``settings_`` add to or replace its settings, e.g. ``capture_uri``)."""
     server = TestServer(app, host="127.0.0.1", port=free_port())
     await server.start_server()
-    # mypy sees a default in Field(default=10.0), not in the settings' Field(10.0, gt=0)
-    settings = TransformerSettings(  # type: ignore[call-arg]
-        model_name="m",
-        predictor_host=f"127.0.0.1:{server.port}",
-        predictor_binary_data=False,
-        predictor_concurrency=1,
+    settings = TransformerSettings(
+        **{
+            "model_name": "m",
+            "predictor_host": f"127.0.0.1:{server.port}",
+            "predictor_binary_data": False,
+            "predictor_concurrency": 1,
+            **settings_,
+        }
     )
     transformer = SalesQuantityTransformer(settings)
     try:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,10 @@ import pyarrow.dataset as ds
 import pytest
 
 from common.protocol.answers import Prediction
+from tests.unit.predictors import transformer_calling
 from tests.unit.records import VALID
-from transformer.capture import DROPPED_ROWS, CaptureStore, capture_schema
+from tests.unit.test_isolation import fake_predictor
+from transformer.capture import DROPPED_ROWS, SYNTHETIC_HEADER, CaptureStore, capture_schema
 from transformer.features import compute_features
 
 
@@ -98,6 +101,31 @@ def test_a_pickled_store_gets_its_own_queue_and_writer(tmp_path: Path) -> None:
     finally:
         signal.signal(signal.SIGTERM, before)
     assert ds.dataset(tmp_path, format="parquet").count_rows() == 2
+
+
+def test_a_synthetic_request_is_served_but_not_captured(tmp_path: Path) -> None:
+    """`helm test` marks its request (x-sqc-synthetic: true): drift and performance read the
+    captures, and must not read it."""
+
+    async def scenario() -> list[str]:
+        async with transformer_calling(fake_predictor(), capture_uri=str(tmp_path)) as t:
+            answers = []
+            for request_id, headers in [
+                ("helm-test", {SYNTHETIC_HEADER: "true"}),
+                ("customer-1", {}),
+                ("customer-2", {SYNTHETIC_HEADER: "false"}),
+            ]:
+                call = await t.preprocess(
+                    {"instances": [VALID]}, {"x-request-id": request_id, **headers}
+                )
+                answer = await t.predict(call)
+                answers.append(answer.prediction.model_version)
+            t.stop()  # writes what is queued
+            return answers
+
+    assert asyncio.run(scenario()) == ["3", "3", "3"]  # all three served
+    captured = ds.dataset(tmp_path, format="parquet", partitioning="hive").to_table()
+    assert sorted(captured.column("request_id").to_pylist()) == ["customer-1", "customer-2"]
 
 
 def test_each_drop_reason_is_exported_at_zero_before_any_drop(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ def _release(
     *args: str, registry: str = "registry.invalid:5000/team"
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RELEASE_REGISTRY": registry}
+    env.pop("MLFLOW_TRACKING_URI", None)  # no MLflow to ask here
     return subprocess.run(
         [RELEASE, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
     )
@@ -29,15 +30,43 @@ def test_dry_run_prints_every_step_in_order_and_runs_none() -> None:
     assert firsts[1].startswith("scripts/images.sh")
     assert firsts[2:5] == ["buildah tag"] * 3
     assert firsts[5:11] == ["buildah push"] * 6
-    assert firsts[11] == "helm upgrade"
-    assert "rollout start 7 --percent 20" in commands[12]
+    assert commands[11] == "+ resolve models:/sales-quantity-classifier@production"
+    assert firsts[12] == "helm upgrade"
+    # One registry and tag for the three images, and the version pinned.
+    assert "--set-string image.registry=registry.invalid:5000/team" in commands[12]
+    assert "--set predictor.modelVersion=VERSION-OF-production" in commands[12]
+    assert "rollout start 7 --percent 20" in commands[13]
+    assert "--tracking_uri" in commands[13]  # rollout start asks MLflow for the version
     assert "registry.invalid:5000/team/sales-quantity-classifier-predictor" in done.stderr
+
+
+def test_a_given_model_version_is_deployed_as_is() -> None:
+    done = _release("--dry-run", "--only", "deploy", "--model_version", "12")
+    assert done.returncode == 0, done.stderr
+    (helm,) = [line for line in done.stderr.splitlines() if line.startswith("+ helm ")]
+    assert "--set predictor.modelVersion=12" in helm
+    assert "resolve" not in done.stderr
+
+
+def test_deploying_without_a_version_needs_mlflow_to_resolve_the_alias() -> None:
+    done = _release("--only", "deploy")
+    assert done.returncode == 2
+    assert "MLFLOW_TRACKING_URI is not set" in done.stderr
+
+
+def test_a_canary_needs_mlflow_to_check_the_version_before_anything_is_built() -> None:
+    done = _release("--only", "build,canary", "--canary", "7")
+    assert done.returncode == 2
+    assert "MLFLOW_TRACKING_URI is not set: needed by the canary" in done.stderr
+    assert "scripts/images.sh" not in done.stderr  # refused before the build
 
 
 def test_bad_arguments_and_a_missing_registry_exit_2() -> None:
     assert _release("--only", "bake").returncode == 2
     assert _release("--canary").returncode == 2
     assert _release("--canary_percent", "many").returncode == 2
+    assert _release("--model_version", "latest").returncode == 2
+    assert _release("--model_version", "0").returncode == 2
     missing = _release("--dry-run", "--only", "push", registry="")
     assert missing.returncode == 2
     assert "RELEASE_REGISTRY" in missing.stderr

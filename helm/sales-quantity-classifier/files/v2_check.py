@@ -34,7 +34,12 @@ def main() -> int:
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
-        headers={"content-type": "application/json", "x-request-id": "helm-test"},
+        # x-sqc-synthetic: served as any request, but not captured for drift and performance.
+        headers={
+            "content-type": "application/json",
+            "x-request-id": "helm-test",
+            "x-sqc-synthetic": "true",
+        },
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:

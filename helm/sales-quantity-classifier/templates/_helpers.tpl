@@ -60,13 +60,10 @@ The ServiceAccount the pods run as.
 {{- end }}
 
 {{/*
-Names of the settings ConfigMap, the MLflow credentials Secret and the data claim.
+Names of the settings ConfigMap and the data claim.
 */}}
 {{- define "sqc.configMapName" -}}
 {{- printf "%s-config" (include "sqc.fullname" .) }}
-{{- end }}
-{{- define "sqc.mlflowSecretName" -}}
-{{- default (printf "%s-mlflow" (include "sqc.fullname" .)) .Values.mlflow.credentialsSecret }}
 {{- end }}
 {{- define "sqc.claimName" -}}
 {{- default (printf "%s-data" (include "sqc.fullname" .)) .Values.persistence.existingClaim }}
@@ -129,13 +126,19 @@ ConfigMap (when set), the keys from the Secret (optional: a workload identity ne
 {{- end }}
 
 {{/*
-An image reference from {repository, tag, digest}: the digest wins when set.
+An image reference: image.registry (shared by the three images) / the component's repository,
+then its digest when set, else its tag or, empty, image.tag (shared).
+Call with (dict "image" .Values.predictor.image "shared" .Values.image).
 */}}
 {{- define "sqc.image" -}}
-{{- if .digest }}
-{{- printf "%s@%s" .repository .digest }}
+{{- $repository := .image.repository }}
+{{- with .shared.registry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
+{{- end }}
+{{- if .image.digest }}
+{{- printf "%s@%s" $repository .image.digest }}
 {{- else }}
-{{- printf "%s:%s" .repository .tag }}
+{{- printf "%s:%s" $repository (default .shared.tag .image.tag) }}
 {{- end }}
 {{- end }}
 
@@ -164,32 +167,34 @@ seccompProfile:
 {{- end }}
 
 {{/*
-The MLflow credentials, from the Secret (optional: an MLflow without auth needs none).
+The MLflow credentials from mlflow.credentialsSecret, when one is named: required references,
+so that a missing or misnamed Secret stops the pod at once (CreateContainerConfigError, an
+event naming the Secret) instead of letting it start without credentials. Nothing when none is
+named (an MLflow without auth).
 */}}
 {{- define "sqc.mlflowCredentialsEnv" -}}
+{{- with .Values.mlflow.credentialsSecret }}
 - name: MLFLOW_TRACKING_USERNAME
   valueFrom:
     secretKeyRef:
-      name: {{ include "sqc.mlflowSecretName" . }}
+      name: {{ . }}
       key: MLFLOW_TRACKING_USERNAME
-      optional: true
 - name: MLFLOW_TRACKING_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "sqc.mlflowSecretName" . }}
+      name: {{ . }}
       key: MLFLOW_TRACKING_PASSWORD
-      optional: true
+{{- end }}
 {{- end }}
 
 {{/*
-The predictor's container, for the stable predictor and a Standard-mode canary alike.
-Call with (dict "root" $ "modelUri" URI).
+The predictor's container, serving modelUri. Call with (dict "root" $ "modelUri" URI).
 */}}
 {{- define "sqc.predictorContainer" -}}
 {{- $root := .root }}
 {{- $v := $root.Values }}
 - name: kserve-container
-  image: {{ include "sqc.image" $v.predictor.image }}
+  image: {{ include "sqc.image" (dict "image" $v.predictor.image "shared" $v.image) }}
   imagePullPolicy: {{ $v.predictor.image.pullPolicy }}
   env:
     - name: PREDICTOR_BIND_HOST
@@ -199,7 +204,7 @@ Call with (dict "root" $ "modelUri" URI).
     - name: PREDICTOR_MODEL_URI
       value: {{ .modelUri }}
     - name: PREDICTOR_SHUTDOWN_DELAY_SECONDS
-      value: {{ $v.shutdown.delaySeconds | quote }}
+      value: {{ include "sqc.shutdownDelay" $root | quote }}
     - name: PREDICTOR_SHUTDOWN_GRACE_SECONDS
       value: {{ $v.shutdown.graceSeconds | quote }}
     - name: PREDICTOR_TRACKING_URI
@@ -212,6 +217,13 @@ Call with (dict "root" $ "modelUri" URI).
     - name: {{ $name }}
       value: {{ $value | quote }}
     {{- end }}
+    {{- with $v.predictor.extraEnv }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with $v.predictor.envFrom }}
+  envFrom:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   ports:
     - name: http1
       containerPort: 8080
@@ -241,6 +253,23 @@ Call with (dict "root" $ "modelUri" URI).
   volumeMounts:
     - name: tmp
       mountPath: /tmp
+{{- end }}
+
+{{/*
+The registry URI the stable predictor serves, and the jobs judge: a pinned version, or the
+alias when followAlias asks for it. One of the two is required.
+*/}}
+{{- define "sqc.stableModelUri" -}}
+{{- $p := .Values.predictor }}
+{{- if and $p.followAlias (not (kindIs "invalid" $p.modelVersion)) }}
+{{- fail "predictor.modelVersion and predictor.followAlias are both set: pin a version, or follow an alias, not both" }}
+{{- else if $p.followAlias }}
+{{- printf "models:/%s@%s" .Values.registeredModel $p.followAlias }}
+{{- else if not (kindIs "invalid" $p.modelVersion) }}
+{{- printf "models:/%s/%d" .Values.registeredModel (int $p.modelVersion) }}
+{{- else }}
+{{- fail "predictor.modelVersion is required: the registry version to serve (e.g. --set predictor.modelVersion=3; `make release` resolves it from the alias), so that every pod serves the same version; or, on purpose, --set predictor.followAlias=production" }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -301,6 +330,9 @@ metadata:
     app.kubernetes.io/component: {{ .job }}
 spec:
   schedule: {{ .schedule | quote }}
+  {{- with $m.timeZone }}
+  timeZone: {{ . | quote }}
+  {{- end }}
   concurrencyPolicy: Forbid
   startingDeadlineSeconds: {{ $m.startingDeadlineSeconds }}
   successfulJobsHistoryLimit: {{ $m.successfulJobsHistoryLimit }}
@@ -327,7 +359,7 @@ spec:
             {{- include "sqc.podSecurityContext" $root | nindent 12 }}
           containers:
             - name: {{ .job }}
-              image: {{ include "sqc.image" $m.image }}
+              image: {{ include "sqc.image" (dict "image" $m.image "shared" $v.image) }}
               imagePullPolicy: {{ $m.image.pullPolicy }}
               command:
                 - python
@@ -362,6 +394,13 @@ spec:
                 {{- if include "sqc.onS3" .locations }}
                 {{- include "sqc.objectStoreEnv" $root | nindent 16 }}
                 {{- end }}
+                {{- with $m.extraEnv }}
+                {{- toYaml . | nindent 16 }}
+                {{- end }}
+              {{- with $m.envFrom }}
+              envFrom:
+                {{- toYaml . | nindent 16 }}
+              {{- end }}
               resources:
                 {{- toYaml $m.resources | nindent 16 }}
               securityContext:
@@ -385,19 +424,58 @@ spec:
 {{- end }}
 
 {{/*
-The pods' termination grace, above the servers' shutdown delay + grace: Standard mode sets
+Shutdown, per mode. Standard mode: SIGTERM comes at once; the server serves `delay` more
+(readiness failing), gives requests in flight `grace`, then the transformer flushes its
+captures: all within terminationGracePeriodSeconds. Knative mode: Knative gives the container a
+preStop hook that waits for the queue-proxy's drain, at least 30 s without a request
+(knative/serving pkg/reconciler/revision/resources/deploy.go, userLifecycle, and
+pkg/queue/sharedmain: drainSleepDuration), and sets the grace to the revision timeout
+(BuildPodSpec: TerminationGracePeriodSeconds = TimeoutSeconds); SIGTERM comes only after the
+hook, and the kubelet kills 2 s after the grace. Nothing new arrives after the drain, so no
+delay is needed there, and the timeout must cover the drain as well.
+*/}}
+{{- define "sqc.knativeDrainSeconds" -}}30{{- end }}
+{{- define "sqc.captureFlushSeconds" -}}5{{- end }}
+{{- define "sqc.shutdownDelay" -}}
+{{- $s := .Values.shutdown }}
+{{- if kindIs "invalid" $s.delaySeconds }}
+{{- ternary 0 5 (eq .Values.deploymentMode "Knative") }}
+{{- else }}
+{{- $s.delaySeconds }}
+{{- end }}
+{{- end }}
+{{- define "sqc.terminationGraceSeconds" -}}
+{{- $s := .Values.shutdown }}
+{{- if kindIs "invalid" $s.terminationGracePeriodSeconds }}
+{{- ternary 60 35 (eq .Values.deploymentMode "Knative") }}
+{{- else }}
+{{- $s.terminationGracePeriodSeconds }}
+{{- end }}
+{{- end }}
+
+{{/*
+The pods' termination grace, after checking that the shutdown fits in it: Standard mode sets
 terminationGracePeriodSeconds; Knative refuses that field and takes it from the revision's
-timeout (KServe's `timeout`).
+timeout (KServe's `timeout`, ksvc_reconciler.go: TimeoutSeconds).
 */}}
 {{- define "sqc.terminationGrace" -}}
-{{- $s := .Values.shutdown }}
-{{- if ge (addf $s.delaySeconds $s.graceSeconds) (float64 $s.terminationGracePeriodSeconds) }}
-{{- fail "shutdown.terminationGracePeriodSeconds must exceed shutdown.delaySeconds + shutdown.graceSeconds" }}
+{{- $knative := eq .Values.deploymentMode "Knative" }}
+{{- $period := include "sqc.terminationGraceSeconds" . | float64 }}
+{{- $sigterm := ternary (include "sqc.knativeDrainSeconds" . | float64) 0.0 $knative }}
+{{- $delay := include "sqc.shutdownDelay" . | float64 }}
+{{- $flush := include "sqc.captureFlushSeconds" . | float64 }}
+{{- $done := addf $sigterm $delay .Values.shutdown.graceSeconds $flush }}
+{{- if ge $done $period }}
+{{- if $knative }}
+{{- fail (printf "shutdown.terminationGracePeriodSeconds (the revision timeout in Knative mode) must exceed the queue-proxy's 30 s drain + shutdown.delaySeconds + shutdown.graceSeconds + 5 s of capture flush = %v s" $done) }}
+{{- else }}
+{{- fail (printf "shutdown.terminationGracePeriodSeconds must exceed shutdown.delaySeconds + shutdown.graceSeconds + 5 s of capture flush = %v s" $done) }}
 {{- end }}
-{{- if eq .Values.deploymentMode "Knative" -}}
-timeout: {{ .Values.shutdown.terminationGracePeriodSeconds }}
+{{- end }}
+{{- if $knative -}}
+timeout: {{ $period | int }}
 {{- else -}}
-terminationGracePeriodSeconds: {{ .Values.shutdown.terminationGracePeriodSeconds }}
+terminationGracePeriodSeconds: {{ $period | int }}
 {{- end }}
 {{- end }}
 
