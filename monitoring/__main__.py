@@ -183,9 +183,13 @@ def _performance(settings: BaseSettings) -> int:
             f"{scores.majority_accuracy:.3f}, coverage {latest.coverage:.0%}"
         )
     log.info(
-        "%s%s; report %s%s",
+        "%s%s%s; report %s%s",
         report.status,
         figures,
+        _refused(
+            {**report.current.rows_refused, **report.labels.rows_refused},
+            len(report.current.files_skipped) + len(report.labels.files_skipped),
+        ),
         delivery.written["html"],
         _run(delivery),
         extra=_outcome(report.status, delivery),
