@@ -1,8 +1,10 @@
 """``python -m monitoring drift | performance | simulate``: the jobs the CronJobs run.
 
-Exit status: 0 the job ran (drift or not), 1 drift with --fail_on_drift (or
-retraining recommended with --fail_on_degradation), 2 bad input or usage (a message
-says which flag or file), 3 a service it needs (MLflow, an object store) failed.
+Exit status: 0 the job ran (drift or not), 1 drift or a data-quality failure with
+--fail_on_drift (or retraining recommended with --fail_on_degradation), 2 bad input or
+usage (a message says which flag or file), 3 a service it needs (MLflow, an object
+store) failed, 4 an internal error (a defect: one line at ERROR, the traceback at DEBUG),
+so that a crash never reads as drift or as a job that ran.
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from __future__ import annotations
 import ctypes
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from pydantic_settings import BaseSettings
 
 from common.core.cli import parse_settings
 from common.core.logs import configure_logging
-from monitoring.errors import EXIT_BAD_INPUT, MonitoringError
+from monitoring.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_VERDICT, MonitoringError
 from monitoring.settings import DriftSettings, PerformanceSettings, SimulateSettings
 from monitoring.tracking import target
 
@@ -60,6 +62,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MonitoringError as exc:
         log.error("python -m monitoring %s: error: %s", args[0], exc)
         return exc.exit_code
+    except Exception as exc:  # a defect: its own exit status, never 0 or 1
+        log.error(
+            "python -m monitoring %s: internal error (%s: %s); no report written; "
+            "run with --log_level DEBUG for the traceback",
+            args[0],
+            type(exc).__name__,
+            str(exc).splitlines()[0][:300] if str(exc) else "",
+        )
+        log.debug("the traceback of the internal error", exc_info=True)
+        return EXIT_INTERNAL
 
 
 def _bare_booleans(settings_cls: type[BaseSettings], args: list[str]) -> list[str]:
@@ -95,21 +107,33 @@ def _drift(settings: BaseSettings) -> int:
         output=settings.output,
         pushgateway=settings.pushgateway,
         alert_webhook=settings.alert_webhook,
-        alert=verdict.dataset_drift,
+        alert=verdict.dataset_drift or verdict.status == "data_quality_failure",
         mlflow=mlflow,
     )
     log.info(
-        "%s: %d of %d features drift (%s); %d current rows; report %s%s",
+        "%s: %d of %d features drift (%s); %d current rows%s; report %s%s",
         verdict.status,
         len(verdict.drifted_features),
         verdict.features_tested,
         ", ".join(verdict.drifted_features) or "none",
         report.current.rows,
+        _refused(report.current.rows_refused, len(report.current.files_skipped)),
         delivery.written["html"],
         _run(delivery),
         extra=_outcome(verdict.status, delivery),
     )
-    return 1 if settings.fail_on_drift and verdict.dataset_drift else 0
+    failed = verdict.dataset_drift or verdict.status == "data_quality_failure"
+    return EXIT_VERDICT if settings.fail_on_drift and failed else 0
+
+
+def _refused(rows_refused: Mapping[str, int], files_skipped: int) -> str:
+    """``, 12 rows refused, 1 file skipped`` (empty when none): the summary's counts."""
+    text = ""
+    if rows_refused:
+        text += f", {sum(rows_refused.values())} rows refused"
+    if files_skipped:
+        text += f", {files_skipped} file(s) skipped"
+    return text
 
 
 def _return_freed_blocks() -> None:
@@ -159,14 +183,18 @@ def _performance(settings: BaseSettings) -> int:
             f"{scores.majority_accuracy:.3f}, coverage {latest.coverage:.0%}"
         )
     log.info(
-        "%s%s; report %s%s",
+        "%s%s%s; report %s%s",
         report.status,
         figures,
+        _refused(
+            {**report.current.rows_refused, **report.labels.rows_refused},
+            len(report.current.files_skipped) + len(report.labels.files_skipped),
+        ),
         delivery.written["html"],
         _run(delivery),
         extra=_outcome(report.status, delivery),
     )
-    return 1 if settings.fail_on_degradation and retrain else 0
+    return EXIT_VERDICT if settings.fail_on_degradation and retrain else 0
 
 
 def _run(delivery: Delivery) -> str:

@@ -6,9 +6,24 @@ position. Each window of ``--step`` within the period, per model version, gets
 label coverage, accuracy and macro-F1 with bootstrap intervals, a majority-class
 baseline, and the training metrics of that version for comparison.
 
+The join is refused where it would be a guess, and each refusal is counted by reason in
+the report (``current.rows_refused``, ``labels.rows_refused``), never settled silently:
+
+- clients choose their request ids: an id that several captured requests share (the same
+  ``(request_id, row)`` captured twice) is ambiguous, and none of its rows is joined;
+- a label row whose ``row`` is not a non-negative integer (``row=x``), whose request id
+  is missing, whose label is empty, or whose label is not one of the model's classes (the
+  classes the captured predictions hold) is refused; so is every label of a row that has
+  several different labels (identical duplicates count once);
+- ids are read as strings from CSV (``007`` stays ``007``).
+
+Labels outside the model's classes being refused, the confusion matrix, and the
+bootstrap's memory, are bounded by the number of classes the model predicts.
+
 The bootstrap resamples rows; the metrics depend only on the confusion matrix, so
 one resample is one multinomial draw over its cells (exactly the row bootstrap, in
-memory that does not grow with the rows).
+memory that does not grow with the rows), drawn in chunks of at most
+``_BOOTSTRAP_CELLS`` cells.
 """
 
 from __future__ import annotations
@@ -39,6 +54,13 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = PerformanceReport.schema_version
 _PREDICTION_COLUMNS: Final = ["timestamp", "request_id", "row", "model_version", "predicted_class"]
 _LABEL_COLUMNS: Final = ["request_id", "row", "label"]
+#: Read from CSV as text: ids and labels are names, whatever digits they hold.
+_TEXT: Final = {
+    name: pa.string() for name in ("request_id", "row", "label", "model_version", "predicted_class")
+}
+#: Most cells of the bootstrap's draws held at once (int64: 32 MiB).
+_BOOTSTRAP_CELLS: Final = 1 << 22
+AMBIGUOUS: Final = "request_id shared by several captured requests: not joined"
 
 
 def classification_metrics(confusion: npt.NDArray[np.int64]) -> tuple[float, float]:
@@ -70,15 +92,20 @@ def _bootstrap(
     rng = np.random.default_rng(seed)
     k = confusion.shape[0]
     total = int(confusion.sum())
-    draws = rng.multinomial(total, confusion.ravel() / total, size=resamples).reshape(-1, k, k)
-    true_positive = np.diagonal(draws, axis1=1, axis2=2).astype(np.float64)
-    denominator = draws.sum(axis=1) + draws.sum(axis=2)
-    f1 = np.divide(
-        2 * true_positive, denominator, out=np.zeros_like(true_positive), where=denominator > 0
-    )
     present = (confusion.sum(axis=0) + confusion.sum(axis=1)) > 0
-    accuracy = true_positive.sum(axis=1) / total
-    macro_f1 = f1[:, present].mean(axis=1)
+    chunk = max(1, _BOOTSTRAP_CELLS // (k * k))
+    accuracies, f1s = [], []
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        draws = rng.multinomial(total, confusion.ravel() / total, size=size).reshape(-1, k, k)
+        true_positive = np.diagonal(draws, axis1=1, axis2=2).astype(np.float64)
+        denominator = draws.sum(axis=1) + draws.sum(axis=2)
+        f1 = np.divide(
+            2 * true_positive, denominator, out=np.zeros_like(true_positive), where=denominator > 0
+        )
+        accuracies.append(true_positive.sum(axis=1) / total)
+        f1s.append(f1[:, present].mean(axis=1))
+    accuracy, macro_f1 = np.concatenate(accuracies), np.concatenate(f1s)
     tail = (1 - confidence) / 2 * 100
     interval = [tail, 100 - tail]
     accuracy_low, accuracy_high = (float(v) for v in np.percentile(accuracy, interval))
@@ -96,10 +123,7 @@ def run_performance(
     predictions = _read(settings.current, _PREDICTION_COLUMNS, window, settings, predictions_scan)
     labels_scan = ScanReport(settings.labels)
     labels = _read(settings.labels, _LABEL_COLUMNS, None, settings, labels_scan)
-    labels = labels.drop_duplicates(["request_id", "row"], keep="last")
-    joined = predictions.merge(
-        labels[_LABEL_COLUMNS], on=["request_id", "row"], how="left", validate="many_to_one"
-    )
+    joined = _join(predictions, labels, predictions_scan, labels_scan)
 
     model: served_model.ModelVersion | None = None
     training: dict[str, dict[str, float]] = {}
@@ -163,6 +187,51 @@ def _rule(settings: PerformanceSettings) -> PerformanceRule:
     )
 
 
+def _join(
+    predictions: pd.DataFrame,
+    labels: pd.DataFrame,
+    predictions_scan: ScanReport,
+    labels_scan: ScanReport,
+) -> pd.DataFrame:
+    """Predictions with a ``label`` column: the label of their row where it is certain.
+
+    What cannot be joined without a guess is refused and counted (see the module).
+    """
+    keys = ["request_id", "row"]
+    refused = labels_scan.rows_refused
+
+    def refuse(mask: pd.Series, reason: str) -> None:
+        nonlocal labels
+        if mask.any():
+            refused[reason] += int(mask.sum())
+            labels = labels[~mask]
+
+    classes = set(predictions["predicted_class"].dropna())
+    refuse(labels["label"].isna() | (labels["label"].str.strip() == ""), "empty label")
+    if classes:  # without predictions nothing joins: no label is refused for its class
+        refuse(~labels["label"].isin(classes), "label not one of the model's classes")
+    labels = labels.drop_duplicates([*keys, "label"])
+    refuse(labels.duplicated(keys, keep=False), "conflicting labels for one row")
+
+    shared = predictions.duplicated(keys, keep=False)
+    ambiguous = set(predictions.loc[shared, "request_id"])
+    if ambiguous:
+        in_ambiguous = predictions["request_id"].isin(ambiguous)
+        predictions_scan.rows_refused[AMBIGUOUS] += int(in_ambiguous.sum())
+        refuse(labels["request_id"].isin(ambiguous), AMBIGUOUS)
+        log.warning(
+            "%d request id(s) shared by several captured requests (%d rows): not joined",
+            len(ambiguous),
+            int(in_ambiguous.sum()),
+        )
+    else:
+        in_ambiguous = pd.Series(False, index=predictions.index)
+    joined = predictions.merge(labels[_LABEL_COLUMNS], on=keys, how="left", validate="many_to_one")
+    # a refused id's label was removed above; its predictions stay, unlabelled
+    assert not joined.loc[in_ambiguous.to_numpy(), "label"].notna().any()
+    return joined
+
+
 def _read(
     uri: str,
     columns: list[str],
@@ -170,7 +239,16 @@ def _read(
     settings: PerformanceSettings,
     report: ScanReport,
 ) -> pd.DataFrame:
-    batches = list(scan(uri, columns, window=window, batch_rows=settings.batch_rows, report=report))
+    batches = list(
+        scan(
+            uri,
+            columns,
+            window=window,
+            batch_rows=settings.batch_rows,
+            report=report,
+            column_types={c: _TEXT[c] for c in columns if c in _TEXT},
+        )
+    )
     if not batches:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
     table = pa.Table.from_batches(batches)
@@ -178,13 +256,26 @@ def _read(
     if missing:
         raise BadInput(f"{uri!r}: missing column(s) {missing}; expected {columns}")
     frame: pd.DataFrame = table.select(columns).to_pandas()
-    frame["request_id"] = frame["request_id"].astype(str)
-    frame["row"] = frame["row"].astype(np.int64)
-    if "label" in frame:
-        frame["label"] = frame["label"].astype(str)
-    if "model_version" in frame:
-        frame["model_version"] = frame["model_version"].astype(str)
-    return frame
+    # ids, labels and versions are names: text (a missing one stays missing)
+    for name in ("request_id", "label", "model_version", "predicted_class"):
+        if name in frame:
+            frame[name] = frame[name].map(_text, na_action="ignore").astype(object)
+    refused = frame["request_id"].isna()
+    if refused.any():
+        report.rows_refused["no request_id"] += int(refused.sum())
+    rows = pd.to_numeric(frame["row"].map(_text, na_action="ignore"), errors="coerce")
+    bad_row = rows.isna() | (rows < 0) | (rows % 1 != 0)
+    if bad_row.any():
+        report.rows_refused["row is not a non-negative integer"] += int((bad_row & ~refused).sum())
+    keep = ~(refused | bad_row)
+    frame = frame[keep].copy()
+    frame["row"] = rows[keep].astype(np.int64)
+    return frame.reset_index(drop=True)
+
+
+def _text(value: object) -> str:
+    """A name as text: ``7`` from an integer column, ``"007"`` as it was written."""
+    return value if isinstance(value, str) else str(value)
 
 
 def _bounds(window: TimeWindow, joined: pd.DataFrame) -> TimeWindow:

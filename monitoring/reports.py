@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 #: A feature's or the dataset's drift verdict.
-DriftStatus = Literal["ok", "drift", "insufficient_data"]
+DriftStatus = Literal["ok", "drift", "insufficient_data", "data_quality_failure"]
 #: One performance window's verdict.
 WindowStatus = Literal["ok", "degraded", "insufficient_data"]
 #: The performance job's verdict.
@@ -86,6 +86,9 @@ class ScanSummary:
     files_skipped: tuple[SkippedFile, ...]
     model_versions: Mapping[str, int]
     """Rows per ``model_version`` value, in the order first seen (empty when no column)."""
+    rows_refused: Mapping[str, int] = field(default_factory=dict)
+    """Rows read but not used, counted by reason (an invalid raw record, a label that
+    cannot be joined); in the JSON only when there are any."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +98,7 @@ class ScanSummary:
             "files_read": self.files_read,
             "files_skipped": [{"path": s.path, "reason": s.reason} for s in self.files_skipped],
             "model_versions": dict(self.model_versions),
+            **({"rows_refused": dict(self.rows_refused)} if self.rows_refused else {}),
         }
 
 

@@ -4,9 +4,14 @@ Files are opened one at a time and read batch by batch (pulled, not read ahead),
 memory holds one batch, never the window. Files whose hour partition
 (``date=YYYY-MM-DD/hour=HH``) lies outside the window are not opened; files named
 ``.*``, ``_*`` or ``*.tmp`` (a writer's temporary names) are never read. A file that
-cannot be read (corrupt, half-written, no timestamp to apply a window to) is skipped
-and listed in :class:`ScanReport`, never silently dropped, never fatal. A location
-that cannot be listed at all (an object store that is down) fails the job with
+cannot be read (corrupt, half-written, another schema, a feature column of strings, no
+timestamp to apply a window to) is skipped and listed in :class:`ScanReport` with its
+reason, never silently dropped, never fatal. Raw records are checked row by row by the
+transformer's own rules (:func:`transformer.schema.validate_columns`): an invalid one
+(``2026-02-30``, ``Ixyz``, an unknown category) is refused and counted by reason, and the
+rest of its batch is used. A local directory is walked following symbolic links, but
+never into a directory already walked (a loop), and a file reached twice is read once. A
+location that cannot be listed at all (an object store that is down) fails the job with
 :class:`~monitoring.errors.Unavailable`, naming it.
 
 Only pyarrow's core and Parquet reader are imported up front: columns become NumPy
@@ -18,6 +23,7 @@ only to apply a time window or convert an unusual column type.
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import re
 import time
@@ -25,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +45,8 @@ from monitoring.features import FEATURE_NAMES, RAW_FIELDS, features_from_raw
 from monitoring.reports import ScanSummary, SkippedFile
 from monitoring.storage import filesystem, reaching
 from monitoring.windows import TimeWindow
+from transformer.errors import InvalidRecord
+from transformer.schema import validate_columns
 
 __all__ = ["FeatureBatch", "ScanReport", "SkippedFile", "feature_batches", "list_files", "scan"]
 
@@ -48,6 +56,10 @@ TIMESTAMP = "timestamp"
 MODEL_VERSION = "model_version"
 _FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 _PARTITION = re.compile(r"date=(\d{4}-\d{2}-\d{2})(?:/hour=(\d{1,2}))?")
+# validate_columns' first problem, with where=None: "date[0]='2026-02-30' is invalid: ..."
+_PROBLEM = re.compile(r"^(\w+)\[\d+\]=.*? is invalid: ([^;]*)")
+_MISSING = re.compile(r"^row\[\d+\] is missing required fields? ([\w, ]+)")
+T = TypeVar("T")
 
 
 @dataclass
@@ -60,6 +72,8 @@ class ScanReport:
     rows_read: int = 0
     skipped: list[SkippedFile] = field(default_factory=list)
     model_versions: Counter[str] = field(default_factory=Counter)
+    rows_refused: Counter[str] = field(default_factory=Counter)
+    """Rows read but not used, by reason."""
     _last_progress: float = 0.0
 
     def summary(self) -> ScanSummary:
@@ -72,6 +86,7 @@ class ScanReport:
             files_read=self.files_read,
             files_skipped=tuple(self.skipped),
             model_versions=dict(self.model_versions),
+            rows_refused=dict(self.rows_refused),
         )
 
     def progress(self, force: bool = False) -> None:
@@ -107,18 +122,48 @@ def list_files(uri: str, window: TimeWindow | None = None) -> tuple[pafs.FileSys
         if _format(root) is None:
             raise BadInput(f"{uri!r}: expected a .parquet or .csv file")
         return fs, [root]
-    with reaching(uri):
-        found = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    if isinstance(fs, pafs.LocalFileSystem):
+        found = _local_files(root)
+    else:
+        with reaching(uri):
+            infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+        found = [f.path for f in infos if f.type == pafs.FileType.File]
     paths = sorted(
-        f.path
-        for f in found
-        if f.type == pafs.FileType.File
-        and _format(f.path) is not None
-        and not _hidden(posixpath.relpath(f.path, root))
+        path
+        for path in found
+        if _format(path) is not None and not _hidden(posixpath.relpath(path, root))
     )
     if window is not None:
         paths = [p for p in paths if _partition_overlaps(p, window)]
     return fs, paths
+
+
+def _local_files(root: str) -> list[str]:
+    """Files under a local directory, following symbolic links but never a loop.
+
+    A directory whose real path was already walked is not entered again, and a file
+    whose real path was already listed is not listed again: each file is read once.
+    """
+    walked = {os.path.realpath(root)}
+    files: dict[str, str] = {}  # real path -> the first path it was found by
+
+    def unreadable(error: OSError) -> None:
+        log.warning("cannot list %s: %s", error.filename, error.strerror)
+
+    for directory, subdirectories, names in os.walk(root, onerror=unreadable, followlinks=True):
+        kept = []
+        for name in sorted(subdirectories):
+            real = os.path.realpath(os.path.join(directory, name))
+            if real in walked:
+                log.info("not walking %s again (it is %s)", os.path.join(directory, name), real)
+                continue
+            walked.add(real)
+            kept.append(name)
+        subdirectories[:] = kept
+        for name in names:
+            path = os.path.join(directory, name)
+            files.setdefault(os.path.realpath(path), path)
+    return [path for real, path in files.items() if os.path.isfile(real)]
 
 
 def scan(
@@ -129,29 +174,71 @@ def scan(
     batch_rows: int,
     report: ScanReport,
     dictionary: Sequence[str] = (),
+    column_types: dict[str, pa.DataType] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of ``columns`` (those a file has) from every readable file.
 
     ``uri`` may list several files or directories, separated by commas. Parquet
-    columns named in ``dictionary`` are read dictionary-encoded.
+    columns named in ``dictionary`` are read dictionary-encoded; CSV columns named in
+    ``column_types`` are read as that type (``007`` stays a string).
+    """
+    return scan_as(
+        uri,
+        columns,
+        lambda batch: batch,
+        window=window,
+        batch_rows=batch_rows,
+        report=report,
+        dictionary=dictionary,
+        column_types=column_types,
+    )
+
+
+def scan_as(
+    uri: str,
+    columns: Sequence[str],
+    convert: Callable[[pa.RecordBatch], T],
+    *,
+    window: TimeWindow | None,
+    batch_rows: int,
+    report: ScanReport,
+    dictionary: Sequence[str] = (),
+    column_types: dict[str, pa.DataType] | None = None,
+    check: Callable[[pa.Schema], str | None] | None = None,
+) -> Iterator[T]:
+    """:func:`scan`, each batch passed through ``convert`` while its file is open.
+
+    ``check`` is given each file's schema before any row is read: a reason it returns
+    skips the file. A ``ValueError`` or Arrow error of ``convert`` skips the rest of
+    the file, as a file that cannot be read.
     """
     located = [list_files(part.strip(), window) for part in uri.split(",") if part.strip()]
     if not located:
         raise BadInput(f"{uri!r}: no file or directory given")
-    report.files_found += sum(len(paths) for _, paths in located)
-    for fs, path in ((fs, path) for fs, paths in located for path in paths):
+    listed = [(fs, path) for fs, paths in located for path in paths]
+    report.files_found += len(listed)
+    seen: set[str] = set()
+    for fs, path in listed:
+        if isinstance(fs, pafs.LocalFileSystem):
+            real = os.path.realpath(path)
+            if real in seen:  # the same file given twice (two parts, or a link)
+                report.files_found -= 1
+                continue
+            seen.add(real)
         rows_before = report.rows_read
         try:
-            for batch in _read_file(fs, path, columns, window, batch_rows, dictionary):
+            for batch in _read_file(
+                fs, path, columns, window, batch_rows, dictionary, column_types, check
+            ):
                 if batch.num_rows:
+                    converted = convert(batch)
                     report.rows_read += batch.num_rows
-                    yield batch
+                    yield converted
             report.files_read += 1
             report.progress()
-        except _NoTimestamp:
-            report.skipped.append(
-                SkippedFile(path, f"no {TIMESTAMP!r} column to apply the window to")
-            )
+        except _Unusable as exc:
+            log.warning("skipping %s: %s", path, exc)
+            report.skipped.append(SkippedFile(path, str(exc)))
         except (pa.ArrowException, OSError, ValueError) as exc:
             read = report.rows_read - rows_before
             message = redact_text(str(exc)).splitlines()[0][:200]
@@ -162,8 +249,8 @@ def scan(
             report.skipped.append(SkippedFile(path, reason))
 
 
-class _NoTimestamp(Exception):
-    """A window was asked for, and the file has no timestamp column."""
+class _Unusable(Exception):
+    """A file this job cannot use (its schema): the message says why."""
 
 
 def _read_file(
@@ -173,6 +260,8 @@ def _read_file(
     window: TimeWindow | None,
     batch_rows: int,
     dictionary: Sequence[str] = (),
+    column_types: dict[str, pa.DataType] | None = None,
+    check: Callable[[pa.Schema], str | None] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Batches of one file, pulled one at a time.
 
@@ -197,13 +286,18 @@ def _read_file(
         import pyarrow.csv as pacsv
 
         reader = pacsv.open_csv(
-            fs.open_input_stream(path), read_options=pacsv.ReadOptions(block_size=1 << 22)
+            fs.open_input_stream(path),
+            read_options=pacsv.ReadOptions(block_size=1 << 22),
+            convert_options=pacsv.ConvertOptions(column_types=column_types or {}),
         )
         schema = reader.schema
         row_filter = _window_filter(schema, window)
         batches = iter(reader)
     if window is not None and (window.since or window.until) and row_filter is None:
-        raise _NoTimestamp
+        raise _Unusable(f"no {TIMESTAMP!r} column to apply the window to")
+    problem = check(schema) if check is not None else None
+    if problem is not None:
+        raise _Unusable(problem)
     keep = [c for c in columns if c in schema.names]
     for batch in batches:
         if row_filter is not None:
@@ -216,35 +310,117 @@ def feature_batches(
 ) -> Iterator[FeatureBatch]:
     """Batches of model features: read as stored, or computed from raw records."""
     columns = list(dict.fromkeys([*FEATURE_NAMES, *RAW_FIELDS, MODEL_VERSION]))
-    # model versions read as codes into a small dictionary: counted without strings
-    batches = scan(
-        uri,
-        columns,
-        window=window,
-        batch_rows=batch_rows,
-        report=report,
-        dictionary=[MODEL_VERSION],
-    )
-    for batch in batches:
+
+    def convert(batch: pa.RecordBatch) -> FeatureBatch:
         names = set(batch.schema.names)
         if MODEL_VERSION in names:
             report.model_versions.update(_value_counts(batch.column(MODEL_VERSION)))
         if set(FEATURE_NAMES) <= names:
             features = {name: _floats(batch.column(name)) for name in FEATURE_NAMES}
-        elif set(RAW_FIELDS) <= names:
-            try:
-                features = features_from_raw(batch.select(list(RAW_FIELDS)).to_pandas())
-            except (KeyError, ValueError, TypeError, IndexError) as exc:
-                raise BadInput(
-                    f"{uri!r}: raw records whose features cannot be computed: {exc}"
-                ) from exc
-        else:
-            missing = sorted(set(FEATURE_NAMES) - names)
-            raise BadInput(
-                f"{uri!r}: rows have neither every feature (missing {missing}) "
-                f"nor every raw field ({', '.join(RAW_FIELDS)})"
-            )
-        yield FeatureBatch(features, batch.num_rows)
+            return FeatureBatch(features, batch.num_rows)
+        return _raw_features(batch, report)
+
+    # model versions read as codes into a small dictionary: counted without strings
+    yield from scan_as(
+        uri,
+        columns,
+        convert,
+        window=window,
+        batch_rows=batch_rows,
+        report=report,
+        dictionary=[MODEL_VERSION],
+        check=_feature_schema_problem,
+    )
+
+
+def _feature_schema_problem(schema: pa.Schema) -> str | None:
+    """Why a file's rows cannot give the model's features, or None when they can."""
+    names = set(schema.names)
+    if set(FEATURE_NAMES) <= names:
+        wrong = {
+            name: str(schema.field(name).type)
+            for name in FEATURE_NAMES
+            if not _numeric(schema.field(name).type)
+        }
+        if wrong:
+            listed = ", ".join(f"{name} ({kind})" for name, kind in wrong.items())
+            return f"another schema: feature column(s) not numbers: {listed}"
+        return None
+    if set(RAW_FIELDS) <= names:
+        return None
+    missing = sorted(set(FEATURE_NAMES) - names)
+    missing_raw = [name for name in RAW_FIELDS if name not in names]
+    return (
+        f"another schema: neither every feature (missing {', '.join(missing)}) "
+        f"nor every raw field (missing {', '.join(missing_raw)})"
+    )
+
+
+def _numeric(kind: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_null(kind)
+        or pa.types.is_decimal(kind)
+    )
+
+
+def _raw_features(batch: pa.RecordBatch, report: ScanReport) -> FeatureBatch:
+    """Features of the valid raw records of ``batch``; the others counted, by reason."""
+    import pandas as pd
+
+    records = batch.select(list(RAW_FIELDS)).to_pydict()
+    # a CSV reader makes dates of a column where every one is a calendar date
+    records["date"] = [
+        d if d is None or isinstance(d, str) else str(d)[:10] for d in records["date"]
+    ]
+    valid = _valid_records(records, batch.num_rows, report.rows_refused)
+    if not valid:
+        return FeatureBatch({name: np.empty(0) for name in FEATURE_NAMES}, 0)
+    frame = pd.DataFrame({name: [v for part in valid for v in part[name]] for name in RAW_FIELDS})
+    return FeatureBatch(features_from_raw(frame), len(frame))
+
+
+def _valid_records(
+    records: dict[str, list[Any]], rows: int, refused: Counter[str]
+) -> list[dict[str, list[Any]]]:
+    """The valid rows of ``records`` as validated parts, in order; the others counted.
+
+    A batch is validated at once; one with invalid rows is halved until each invalid row
+    stands alone, so a few bad rows cost a few validations of each size.
+    """
+    parts: list[dict[str, list[Any]]] = []
+
+    def visit(start: int, stop: int) -> None:
+        part = {name: values[start:stop] for name, values in records.items()}
+        try:
+            parts.append(validate_columns(part, where=None))
+        except InvalidRecord as exc:
+            if stop - start == 1:
+                refused[_refusal(str(exc))] += 1
+                return
+            middle = (start + stop) // 2
+            visit(start, middle)
+            visit(middle, stop)
+
+    if rows:
+        visit(0, rows)
+    return parts
+
+
+def _refusal(message: str) -> str:
+    """A raw record's problem without its value: ``date: expected a calendar date ...``.
+
+    Counted by this key, so the number of keys is bounded by the fields and their rules.
+    """
+    problem = _PROBLEM.match(message)
+    if problem is not None:
+        return f"invalid raw record: {problem[1]}: {problem[2]}"
+    missing = _MISSING.match(message)
+    if missing is not None:
+        return f"invalid raw record: missing {missing[1]}"
+    return "invalid raw record"
 
 
 def _floats(column: pa.Array) -> npt.NDArray[np.float64]:

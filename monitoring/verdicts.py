@@ -6,7 +6,8 @@ the functions here decide what the figures mean, and nothing else does:
 - a feature drifts when its Benjamini-Hochberg adjusted p-value is below ``alpha``
   AND its effect size reaches its kind's threshold (:func:`feature_status`);
 - the dataset drifts when at least ``drift_share`` of the tested features drift, or
-  any critical one does (:func:`dataset_verdict`);
+  any critical one does (:func:`dataset_verdict`); its status is
+  ``data_quality_failure`` when a critical feature is missing in every current row;
 - a performance window is degraded when the upper bound of a metric's interval is
   below that version's training metric minus ``tolerance`` (:func:`window_status`);
 - retraining is recommended after ``consecutive`` degraded windows in a row of the
@@ -90,7 +91,9 @@ def dataset_verdict(features: Sequence[FeatureDrift], rule: DriftRule) -> DriftV
     critical = tuple(n for n in drifted if n in rule.critical_features)
     dataset_drift = bool(tested) and (share >= rule.drift_share or bool(critical))
     status: DriftStatus
-    if not tested:
+    if _all_missing_critical(features):
+        status = "data_quality_failure"
+    elif not tested:
         status = "insufficient_data"
     else:
         status = "drift" if dataset_drift else "ok"
@@ -102,6 +105,15 @@ def dataset_verdict(features: Sequence[FeatureDrift], rule: DriftRule) -> DriftV
         drift_share=share,
         features_tested=len(tested),
     )
+
+
+def _all_missing_critical(features: Sequence[FeatureDrift]) -> tuple[str, ...]:
+    """The critical features whose every current value is missing (rows were read).
+
+    Such a window is a data-quality failure, whatever the other features say: the
+    verdict must not read ``ok`` (nor ``insufficient_data``, which is about volume).
+    """
+    return tuple(f.name for f in features if f.critical and f.missing_rate >= 1.0)
 
 
 def insufficient_labels(labelled: int, rule: PerformanceRule) -> str | None:

@@ -12,6 +12,7 @@ __all__ = ["TimeWindow", "parse_duration", "parse_time", "resolve_window"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_TOO_LONG = "a window must start after the year 1; omit --window to read every row"
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,10 @@ def parse_duration(text: str, flag: str) -> timedelta:
             f"{flag}={text!r} is invalid: expected a positive number and a unit "
             "(s, m, h, d, w), e.g. 24h"
         )
-    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    try:
+        return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    except OverflowError:  # more than 999,999,999 days
+        raise BadInput(f"{flag}={text!r} is invalid: too long ({_TOO_LONG})") from None
 
 
 def parse_time(text: str, flag: str) -> datetime:
@@ -68,7 +72,10 @@ def parse_time(text: str, flag: str) -> datetime:
         ) from exc
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the year 1 in UTC
+        raise BadInput(f"{flag}={text!r} is invalid: out of the range of dates") from None
 
 
 def resolve_window(
@@ -79,7 +86,11 @@ def resolve_window(
         raise BadInput("--window cannot be combined with --since/--until: give one or the other")
     if window is not None:
         now = now or datetime.now(UTC)
-        return TimeWindow(now - parse_duration(window, "--window"), now)
+        length = parse_duration(window, "--window")
+        try:
+            return TimeWindow(now - length, now)
+        except OverflowError:
+            raise BadInput(f"--window={window!r} is invalid: too long ({_TOO_LONG})") from None
     start = parse_time(since, "--since") if since else None
     end = parse_time(until, "--until") if until else None
     if start is not None and end is not None and start >= end:

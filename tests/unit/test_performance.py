@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -9,7 +13,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
 from monitoring.__main__ import main
-from monitoring.performance import classification_metrics, run_performance
+from monitoring.performance import _bootstrap, classification_metrics, run_performance
 from monitoring.settings import PerformanceSettings
 from tests.unit.monitoring_data import write_parquet
 
@@ -113,3 +117,101 @@ def test_labels_without_the_join_columns_are_bad_input(
     args += ["--labels", str(tmp_path / "labels.csv"), "--output", str(tmp_path / "o")]
     assert main(args) == 2
     assert "missing column(s)" in capsys.readouterr().err
+
+
+# --- the join's input (issue 20, item 10) -------------------------------------------
+
+
+def _performance(tmp_path: Path, served: pd.DataFrame, labels: pd.DataFrame) -> dict[str, Any]:
+    """Run the job as the CronJob does (a subprocess); the report, after no traceback."""
+    write_parquet(served, tmp_path / "capture" / "a.parquet")
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "monitoring", "performance", "--current", str(tmp_path / "capture")]
+        + ["--labels", str(tmp_path / "labels.csv"), "--output", str(out), "--min_rows", "20"]
+        + ["--fail_on_degradation"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        check=False,
+    )
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads((out / "performance_report.json").read_text())
+    return report
+
+
+def test_requests_sharing_an_id_are_not_joined_but_counted(tmp_path: Path) -> None:
+    served, labels = _served(200, 4, accuracy=1.0)
+    # 150 requests sent with one x-request-id: all wrongly predicted, one label
+    same = served.iloc[:150].assign(request_id="same", row=0, predicted_class="high")
+    served = pd.concat([same, served.iloc[150:]], ignore_index=True)
+    labels = pd.concat(
+        [pd.DataFrame({"request_id": ["same"], "row": [0], "label": ["low"]}), labels.iloc[150:]]
+    )
+
+    report = _performance(tmp_path, served, labels)
+
+    ambiguous = "request_id shared by several captured requests: not joined"
+    assert report["current"]["rows_refused"] == {ambiguous: 150}
+    assert report["labels"]["rows_refused"] == {ambiguous: 1}
+    assert report["rows_joined"] == 50
+    assert report["status"] == "ok"  # was degraded: 150 wrong rows joined one label
+    assert report["windows"][0]["accuracy"] == 1.0
+
+
+def test_empty_conflicting_and_malformed_labels_are_refused_and_counted(tmp_path: Path) -> None:
+    served, labels = _served(100, 5, accuracy=1.0)
+    labels = labels.astype({"row": str})
+    labels.loc[0, "label"] = ""  # empty
+    labels.loc[1, "label"] = "  "  # blank
+    labels.loc[2, "row"] = "x"  # row=x
+    labels.loc[3, "label"] = "enormous"  # not a class of the model
+    conflicting = labels.iloc[[4, 5]].assign(label="medium")  # a second, different label
+    conflicting = conflicting[labels.iloc[[4, 5]]["label"].to_numpy() != "medium"]
+    repeated = labels.iloc[[6]]  # the same label twice: counted once, not refused
+    labels = pd.concat([labels, conflicting, repeated], ignore_index=True)
+
+    report = _performance(tmp_path, served, labels)
+
+    assert report["labels"]["rows_refused"] == {
+        "empty label": 2,
+        "row is not a non-negative integer": 1,
+        "label not one of the model's classes": 1,
+        "conflicting labels for one row": 2 * len(conflicting),
+    }
+    assert report["rows_joined"] == 100 - 4 - len(conflicting)
+    assert report["windows"][0]["classes"] == sorted(CLASSES)  # "" is no class
+
+
+def test_ids_that_look_numeric_are_joined_as_written(tmp_path: Path) -> None:
+    served, labels = _served(60, 6, accuracy=1.0)
+    served["request_id"] = [f"{i // 2:03d}" for i in range(60)]  # 000, 000, 001, ...
+    labels["request_id"] = served["request_id"]
+
+    report = _performance(tmp_path, served, labels)
+
+    assert report["rows_joined"] == 60  # was 0: 007 read as the integer 7
+    assert "rows_refused" not in report["labels"]
+
+
+def test_labels_outside_the_models_classes_are_counted_not_scored(tmp_path: Path) -> None:
+    served, labels = _served(600, 7, accuracy=1.0)
+    labels["label"] = [f"value-{i % 300}" for i in range(len(labels))]
+    labels.loc[:99, "label"] = served.loc[:99, "predicted_class"]
+
+    report = _performance(tmp_path, served, labels)
+
+    assert report["labels"]["rows_refused"] == {"label not one of the model's classes": 500}
+    assert report["rows_joined"] == 100
+    assert set(report["windows"][0]["classes"]) <= set(CLASSES)
+
+
+def test_the_bootstrap_draws_in_bounded_chunks_with_the_same_intervals() -> None:
+    confusion = np.array([[50, 3, 2], [4, 40, 6], [1, 2, 30]])
+    whole = _bootstrap(confusion, 1000, 0.95, seed=0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("monitoring.performance._BOOTSTRAP_CELLS", 9 * 7)  # chunks of 7
+        assert _bootstrap(confusion, 1000, 0.95, seed=0) == whole
