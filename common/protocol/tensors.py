@@ -89,6 +89,7 @@ _INT_BOUNDS: Final = {
 _FLOAT_MAX: Final = {
     datatype: float(np.finfo(dtype).max) for datatype, dtype in _DTYPES.items() if dtype.kind == "f"
 }
+_NARROW_FLOATS: Final = frozenset(d for d in _FLOAT_MAX if _DTYPES[d].itemsize < 8)
 
 
 def binary_request(
@@ -486,7 +487,9 @@ def numbers(what: str, datatype: str, data: Any) -> npt.NDArray[Any]:
     if datatype == "BOOL":
         check_range(what, datatype, list(_flat(data)))
     try:
-        with np.errstate(over="raise"):
+        if datatype not in _NARROW_FLOATS:  # an integer out of range raises by itself
+            return np.array(data, dtype=dtype).reshape(-1)
+        with np.errstate(over="raise"):  # a narrow float would become infinite
             return np.array(data, dtype=dtype).reshape(-1)
     except (OverflowError, FloatingPointError):
         check_range(what, datatype, list(_flat(data)))  # names the element
