@@ -15,6 +15,7 @@ JSON; V1 instances as objects keyed by feature name.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -24,9 +25,10 @@ import orjson
 from kserve import InferInput, InferRequest
 
 from common.core.contract import FEATURES
-from common.core.errors import quoted
+from common.core.errors import bounded, listed, quoted
 from common.core.settings import MAX_ROWS_PER_REQUEST
 from common.protocol import tensors
+from common.protocol.answers import check_requested_outputs
 from common.protocol.bodies import json_body
 from common.protocol.row_limits import check_input_rows, check_rows
 from transformer.errors import InvalidRecord
@@ -67,8 +69,15 @@ def records_from_v1(payload: Any, *, max_rows: int = MAX_ROWS_PER_REQUEST) -> di
 def records_from_v2(
     request: InferRequest, *, max_rows: int = MAX_ROWS_PER_REQUEST
 ) -> dict[str, list[Any]]:
-    """Validate a V2 request of raw records, columnar or JSON records."""
+    """Validate a V2 request of raw records, columnar or JSON records.
+
+    Each input at most once, and the outputs asked for known and each asked once.
+    """
+    check_requested_outputs(request)
     inputs = {inp.name: inp for inp in request.inputs}
+    if len(inputs) != len(request.inputs):
+        repeated = [name for name, n in Counter(i.name for i in request.inputs).items() if n > 1]
+        raise InvalidRecord(f"input(s) {listed(repeated)} given more than once: send each once")
     check_input_rows(request.inputs, max_rows)
     if RECORDS_INPUT in inputs:
         if len(inputs) > 1:
@@ -78,7 +87,7 @@ def records_from_v2(
     unknown = sorted(set(inputs) - set(RAW_FIELDS))
     if missing or unknown:
         problems = [f"missing input(s) {', '.join(missing)}"] if missing else []
-        problems += [f"unknown input(s) {', '.join(unknown)}"] if unknown else []
+        problems += [f"unknown input(s) {listed(unknown)}"] if unknown else []
         raise InvalidRecord(
             f"{'; '.join(problems)}: send one input per field ({', '.join(RAW_FIELDS)}) "
             f"or one BYTES input {RECORDS_INPUT!r} of JSON records"
@@ -167,11 +176,20 @@ def to_predictor_v2(
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), dict(_JSON)
 
 
+_BOOL_NUMBERS: Final = (int, float)
+# The datatypes whose numbers have a range narrower than a JSON number's.
+_RANGED: Final = frozenset(
+    {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "FP16", "FP32"}
+)
+
+
 def _values(inp: InferInput) -> list[Any]:
     """An input's elements as Python values, flattening shape [n, 1].
 
-    The shape must describe the data exactly; BYTES must be UTF-8; BOOL takes
-    true/false, or exactly 0 and 1 as some Open Inference Protocol clients send them.
+    The shape must describe the data exactly; BYTES must be UTF-8; a number must fit
+    the datatype (an INT8 of 300 is refused, whatever the field allows); BOOL takes
+    true/false, or exactly 0, 1, 0.0 and 1.0 as some Open Inference Protocol clients
+    send them.
     """
     data = inp.data
     if not _plain(inp.shape, data):
@@ -179,9 +197,14 @@ def _values(inp: InferInput) -> list[Any]:
     # ``type in map(type, data)`` scans in C: the per-value loops run only when needed.
     if inp.datatype == "BYTES" and bytes in map(type, data):
         return _text(data, inp.name)
-    if inp.datatype == "BOOL" and int in map(type, data):
-        # 0 and 1 exactly (ints, not 1.0 or 2): what OIP clients that write BOOL as numbers send.
-        return [v == 1 if type(v) is int and v in (0, 1) else v for v in data]
+    if inp.datatype == "BOOL":
+        types = set(map(type, data))
+        if int in types or float in types:
+            # 0, 1, 0.0 and 1.0 exactly (not 2 or 0.5): what OIP clients that write BOOL as
+            # numbers send. Anything else stays as it is, for the field's rule to name.
+            return [v == 1 if type(v) in _BOOL_NUMBERS and v in (0, 1) else v for v in data]
+    elif inp.datatype in _RANGED:
+        tensors.check_range(bounded(inp.name), inp.datatype, data)
     return list(data)
 
 
@@ -198,10 +221,10 @@ def _plain(shape: Any, data: Any) -> bool:
 def _flattened(inp: InferInput) -> list[Any]:
     """Any other input's data, checked against its shape, as a flat list."""
     shape, data = inp.shape, inp.data
-    what = f"input {inp.name}"
+    what = f"input {bounded(inp.name)}"
     tensors.check_shape_of(shape, data, what)
     if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
-        raise InvalidRecord(f"{what} has shape {list(shape)}: expected [n] or [n, 1]")
+        raise InvalidRecord(f"{what} has shape {quoted(shape)}: expected [n] or [n, 1]")
     # JSON data keeps the values exactly as sent; binary data comes as an array.
     if data is None or isinstance(data, np.ndarray):
         data = np.asarray(inp.as_numpy()).tolist()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping, Sequence
+from itertools import islice
 from types import GenericAlias, UnionType
 from typing import (
     Annotated,
@@ -48,7 +49,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 from typing_extensions import TypedDict
 
-from common.core.errors import quoted
+from common.core.errors import bounded, quoted
 from transformer.errors import InvalidRecord
 from transformer.features import CATEGORIES
 
@@ -79,12 +80,12 @@ _FRACTION: Final = Field(ge=0, le=1)
 class RawRecord(TypedDict):
     """One day of one item in one store, as the client sends it."""
 
-    date: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+    date: Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     """Day of sale, ISO 8601 (YYYY-MM-DD)."""
-    store_id: Annotated[str, Field(pattern=r"^S\d{3}$")]
-    """Store identifier: S and three digits, e.g. S012."""
-    item_id: Annotated[str, Field(pattern=r"^I\d{4}$")]
-    """Item identifier: I and four digits, e.g. I0457."""
+    store_id: Annotated[str, Field(pattern=r"^S[0-9]{3}$")]
+    """Store identifier: S and three ASCII digits, e.g. S012."""
+    item_id: Annotated[str, Field(pattern=r"^I[0-9]{4}$")]
+    """Item identifier: I and four ASCII digits, e.g. I0457."""
     category: Literal[CATEGORIES]  # type: ignore[valid-type]
     """Product category, one of transformer.features.CATEGORIES."""
     unit_price: Annotated[StrictInt, _PRICE] | Annotated[StrictFloat, _PRICE, _FINITE]
@@ -140,21 +141,46 @@ RAW_TYPES: Final[dict[str, type]] = {
 RAW_FIELDS: Final[tuple[str, ...]] = tuple(RAW_TYPES)
 
 
+def _column_of(hint: Any) -> Any:
+    """``list[hint]``, validated until its first bad element only.
+
+    Without ``fail_fast`` pydantic builds an error for every bad value of a column, so
+    that an invalid batch would cost many times a valid one of the same size; the few
+    problems a message shows are found afterwards, row by row (:func:`_walk_columns`).
+    """
+    return Annotated[GenericAlias(list, (hint,)), Field(fail_fast=True)]
+
+
 def _columnar(record: type) -> type:
     """A TypedDict of one list per field of ``record``, its elements typed as the field.
 
     The per-field rules and the config (``extra="forbid"``) are those declared on
-    ``record``, not a copy of them.
+    ``record``, not a copy of them; each list stops at its first bad element.
     """
     hints = get_type_hints(record, include_extras=True)
-    fields = {name: GenericAlias(list, (hint,)) for name, hint in hints.items()}  # list[hint]
+    fields = {name: _column_of(hint) for name, hint in hints.items()}
     columns = TypedDict(f"{record.__name__}Columns", fields)  # type: ignore[misc]
     return with_config(getattr(record, "__pydantic_config__", ConfigDict()))(columns)
 
 
-_BATCH: Final = TypeAdapter(list[RawRecord])
+_FIELD_SET: Final = frozenset(RAW_FIELDS)
 # Validating columns skips building, then taking apart, one dict per row.
 _COLUMNS: Final[TypeAdapter[dict[str, list[Any]]]] = TypeAdapter(_columnar(RawRecord))
+#: Each field's column alone, to find its next bad value.
+_COLUMN: Final[dict[str, TypeAdapter[list[Any]]]] = {
+    name: TypeAdapter(_column_of(hint))
+    for name, hint in get_type_hints(RawRecord, include_extras=True).items()
+}
+#: One record, with every problem it has.
+_RECORD: Final[TypeAdapter[RawRecord]] = TypeAdapter(RawRecord)
+_BATCH: Final = TypeAdapter(Annotated[list[RawRecord], Field(fail_fast=True)])
+#: What pydantic says of an unknown field, for those found without it.
+_UNKNOWN: Final[ErrorDetails] = {
+    "type": "extra_forbidden",
+    "loc": (),
+    "msg": "Extra inputs are not permitted",
+    "input": None,
+}
 
 # Reasons in scikit-learn's manner: say what is allowed, not what pydantic's type is.
 _REASONS: Final = {
@@ -202,8 +228,9 @@ def validate_records(records: Sequence[Any], *, where: str = "row") -> dict[str,
     Raises
     ------
     InvalidRecord
-        Naming the row, the field, the bad value and what is allowed; at most a
-        few problems are listed.
+        Naming the row, the field, the bad value and what is allowed; the first few
+        problems only, found without looking further: an invalid batch costs no more
+        than a valid one of its size.
     """
     if not records:
         raise InvalidRecord(f"{where} is empty: send at least one record")
@@ -216,11 +243,11 @@ def validate_records(records: Sequence[Any], *, where: str = "row") -> dict[str,
             # Every record has exactly the fields: what is left to check is values,
             # which the columnar path checks faster, with the same messages.
             return validate_columns(columns, where=where)
-    try:
-        validated = _BATCH.validate_python(records)
-    except ValidationError as exc:
-        problems = _record_problems(exc.errors(include_url=False))
-        raise InvalidRecord(_describe(problems, where)) from exc
+    found = _records_problems(records)
+    if found.problems:
+        raise InvalidRecord(found.describe(where))
+    # Valid, with records that are mappings but not dicts: rare, and checked whole.
+    validated = _BATCH.validate_python(records)
     columns = {name: [r[name] for r in validated] for name in RAW_FIELDS}  # type: ignore[literal-required]
     _check_calendar(columns["date"], where)
     return columns
@@ -252,23 +279,23 @@ def validate_columns(
     ------
     InvalidRecord
         If the columns differ in length, or naming the row, the field, the bad value
-        and what is allowed; at most a few problems are listed.
+        and what is allowed; the first few problems only, as :func:`validate_records`.
     """
     # pydantic refuses some sequences (a str, say) but returns new lists: copy only those.
     data = {name: v if isinstance(v, list) else list(v) for name, v in columns.items()}
     lengths = {name: len(values) for name, values in data.items()}
     if len(set(lengths.values())) > 1:
-        raise InvalidRecord(
-            f"{where or 'the'} columns must all have the same length, got {lengths}"
-        )
+        got = ", ".join(f"{bounded(str(name))}: {n}" for name, n in islice(lengths.items(), 10))
+        raise InvalidRecord(f"{where or 'the'} columns must all have the same length, got {got}")
     rows = next(iter(lengths.values()), 0)
     if not rows:
         raise InvalidRecord(f"{where or 'the request'} is empty: send at least one record")
     try:
         validated = _COLUMNS.validate_python(data)
     except ValidationError as exc:
-        problems = _column_problems(exc.errors(include_url=False), data, rows)
-        raise InvalidRecord(_describe(problems, where)) from exc
+        found = _Found()
+        _walk_columns(found, data, rows, exc.errors(include_url=False))
+        raise InvalidRecord(found.describe(where)) from exc
     result: dict[str, list[Any]] = {name: validated[name] for name in RAW_FIELDS}
     _check_calendar(result["date"], where)
     return result
@@ -297,12 +324,137 @@ class _Problem(NamedTuple):
     error: ErrorDetails
 
 
-def _record_problems(errors: list[ErrorDetails]) -> list[_Problem]:
-    # loc is (row,) or (row, field, ...): a union appends its branch after the field.
-    return [
-        _Problem(e["loc"][0], str(e["loc"][1]) if len(e["loc"]) > 1 else None, e["input"], e)
-        for e in errors
-    ]
+class _Found:
+    """The problems found so far, row after row, one per field of each row.
+
+    Rows are added whole, in order; once more than :data:`_MAX_PROBLEMS` are known the
+    search stops (:attr:`full`): the message shows that many and says there are more.
+    """
+
+    def __init__(self) -> None:
+        self.problems: list[_Problem] = []
+        self.missing: dict[int | str, list[str]] = {}  # each row's missing fields
+
+    @property
+    def full(self) -> bool:
+        return len(self.problems) > _MAX_PROBLEMS
+
+    def add_row(self, problems: Sequence[_Problem]) -> None:
+        """Add one row's problems (all of them, in field order)."""
+        for problem in problems:
+            if problem.error["type"] == "missing" and problem.field is not None:
+                self.missing.setdefault(problem.row, []).append(problem.field)
+        self.problems += _one_per_field(problems)
+
+    def describe(self, where: str | None) -> str:
+        texts = [_text(p, self.missing, where) for p in self.problems[:_MAX_PROBLEMS]]
+        more = f"; and more: only the first {_MAX_PROBLEMS} problems are listed"
+        return "; ".join(texts) + (more if self.full else "")
+
+
+def _records_problems(records: Sequence[Any]) -> _Found:
+    """The first problems of ``records``, row by row, looking no further than needed.
+
+    Runs of records that have exactly the fields are checked as columns (fast, stopping
+    at the first bad value); any other record alone, its unknown fields found here
+    rather than by pydantic, which would make an error of each of thousands.
+    """
+    found = _Found()
+    start, count = 0, len(records)
+    while start < count and not found.full:
+        end = next((i for i in range(start, count) if not _exact(records[i])), count)
+        if end > start:
+            run = {name: [r[name] for r in records[start:end]] for name in RAW_FIELDS}
+            try:
+                _COLUMNS.validate_python(run)
+            except ValidationError as exc:
+                _walk_columns(found, run, end - start, exc.errors(include_url=False), start)
+        if end < count and not found.full:
+            found.add_row(_record_problems(records[end], end))
+        start = end + 1
+    return found
+
+
+def _exact(record: Any) -> bool:
+    """Whether ``record`` is a dict of exactly the record's fields."""
+    return type(record) is dict and record.keys() == _FIELD_SET
+
+
+def _record_problems(record: Any, row: int) -> list[_Problem]:
+    """Every problem of one record, its unknown fields (the first few) last."""
+    unknown: list[_Problem] = []
+    if isinstance(record, Mapping):
+        extra = islice((key for key in record if key not in _FIELD_SET), _MAX_PROBLEMS + 1)
+        unknown = [_Problem(row, str(key), record[key], _UNKNOWN) for key in extra]
+        record = {name: record[name] for name in RAW_FIELDS if name in record}
+    try:
+        _RECORD.validate_python(record)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+    else:
+        errors = []
+    # loc is () for the record as a whole, or (field, ...): a union appends its branch.
+    known = [_Problem(row, str(e["loc"][0]) if e["loc"] else None, e["input"], e) for e in errors]
+    return known + unknown
+
+
+def _walk_columns(
+    found: _Found,
+    columns: Mapping[str, list[Any]],
+    rows: int,
+    errors: list[ErrorDetails],
+    offset: int = 0,
+) -> None:
+    """Add the problems of the rows of ``columns`` that have any, in row order, until
+    ``found`` is full.
+
+    ``errors`` come from a fail-fast validation: each column's first bad row, or a
+    column missing or unknown (a problem in every row). Each bad row is validated
+    alone for all of its problems; then each column bad there is searched from the
+    next row on, again to its first bad value only. Rows are numbered from ``offset``.
+    """
+    everywhere = False
+    first: dict[str, int] = {}  # each column's first bad row not yet reported
+    for error in errors:
+        name, *rest = error["loc"]
+        if rest:  # (field, row, ...)
+            first[str(name)] = min(first.get(str(name), rows), int(rest[0]))
+        else:  # a missing or unknown column
+            everywhere = True
+    row = 0
+    while not found.full:
+        if not everywhere:
+            row = min(first.values(), default=rows)
+        if row >= rows:
+            return
+        found.add_row(_row_problems(columns, row, offset))
+        for name in [name for name, bad in first.items() if bad == row]:
+            after = _next_bad(columns[name], name, row + 1)
+            if after is None:
+                del first[name]
+            else:
+                first[name] = after
+        row += 1
+
+
+def _row_problems(columns: Mapping[str, list[Any]], row: int, offset: int) -> list[_Problem]:
+    """Every problem of one row of ``columns``, named as row ``offset + row``."""
+    one = {name: values[row : row + 1] for name, values in columns.items()}
+    try:
+        _COLUMNS.validate_python(one)
+    except ValidationError as exc:
+        problems = _column_problems(exc.errors(include_url=False), one, 1)
+        return [problem._replace(row=offset + row) for problem in problems]
+    return []
+
+
+def _next_bad(values: list[Any], name: str, start: int) -> int | None:
+    """The first row from ``start`` on whose value of field ``name`` is invalid, or None."""
+    try:
+        _COLUMN[name].validate_python(values[start:])
+    except ValidationError as exc:
+        return start + int(exc.errors(include_url=False)[0]["loc"][0])
+    return None
 
 
 def _column_problems(
@@ -320,21 +472,10 @@ def _column_problems(
                 _Problem(row, field, None if values is None else values[row], error)
                 for row in range(rows)
             ]
-    # In the order validate_records reports them, which decides the few shown: record
-    # by record, each record's declared fields in order, then its unknown ones.
+    # In the order validate_records reports them: record by record, each record's
+    # declared fields in order, then its unknown ones.
     rank = {field: i for i, field in enumerate(dict.fromkeys([*RAW_FIELDS, *columns]))}
     return sorted(problems, key=lambda p: (p.row, rank[str(p.field)]))
-
-
-def _describe(problems: Sequence[_Problem], where: str | None) -> str:
-    missing: dict[int | str, list[str]] = {}
-    for problem in problems:
-        if problem.error["type"] == "missing" and problem.field is not None:
-            missing.setdefault(problem.row, []).append(problem.field)
-    texts = [_text(problem, missing, where) for problem in _one_per_field(problems)]
-    shown = texts[:_MAX_PROBLEMS]
-    more = len(texts) - len(shown)
-    return "; ".join(shown) + (f"; and {more} more problem(s)" if more else "")
 
 
 def _one_per_field(problems: Sequence[_Problem]) -> list[_Problem]:
@@ -357,7 +498,11 @@ def _refused_type(problem: _Problem) -> bool:
 
 
 def _at(where: str | None, row: int | str, field: str) -> str:
-    """Where a value is, as the caller sent it: ``records[3].unit_price`` or ``unit_price[3]``."""
+    """Where a value is, as the caller sent it: ``records[3].unit_price`` or ``unit_price[3]``.
+
+    The field may be an unknown one the caller named: its name is bounded, as values are.
+    """
+    field = bounded(field)
     return f"{field}[{row}]" if where is None else f"{where}[{row}].{field}"
 
 

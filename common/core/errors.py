@@ -31,6 +31,8 @@ __all__ = [
     "ShuttingDown",
     "TooManyRows",
     "UpstreamError",
+    "bounded",
+    "listed",
     "quoted",
     "validation_problems",
 ]
@@ -108,6 +110,8 @@ class BatchFailed(ServingError):
 
 _QUOTED_CHARS: Final = 80
 _QUOTED_ITEMS: Final = 8
+_LISTED: Final = 5
+_MESSAGE_CHARS: Final = 400
 
 
 def quoted(value: Any) -> str:
@@ -120,8 +124,8 @@ def quoted(value: Any) -> str:
     --------
     >>> quoted(None), quoted(True), quoted("S12"), quoted(float("nan"))
     ('null', 'true', '"S12"', 'NaN')
-    >>> quoted("x" * 200)[-12:]
-    'xxxxxxxxx...'
+    >>> quoted("x" * 200)[-22:]
+    'xx... (202 characters)'
     """
     if isinstance(value, list | dict) and len(value) > _QUOTED_ITEMS:
         kind = "array" if isinstance(value, list) else "object"
@@ -130,9 +134,42 @@ def quoted(value: Any) -> str:
         text = json.dumps(value, ensure_ascii=False, allow_nan=True)
     except (TypeError, ValueError):  # not JSON, or an int of more than 4300 digits
         text = f"<{type(value).__name__}>" if isinstance(value, int) else _safe_repr(value)
-    if len(text) > _QUOTED_CHARS:
-        return text[:_QUOTED_CHARS] + "..."
-    return text
+    return bounded(text)
+
+
+def bounded(text: str, most: int = _QUOTED_CHARS) -> str:
+    """``text`` as it is, or its first ``most`` characters, an ellipsis and its length.
+
+    For every name a request gives (an input, a field, a key), echoed in a message: the
+    message, in the answer and in the log, stays short whatever was sent.
+
+    Examples
+    --------
+    >>> bounded("store_id")
+    'store_id'
+    >>> bounded("k" * 5000, most=4)
+    'kkkk... (5000 characters)'
+    """
+    if len(text) <= most:
+        return text
+    return f"{text[:most]}... ({len(text)} characters)"
+
+
+def listed(names: Iterable[Any], most: int = _LISTED) -> str:
+    """The first ``most`` of ``names``, each :func:`bounded`, comma-separated; then how
+    many more there are.
+
+    Examples
+    --------
+    >>> listed(["a", "b"])
+    'a, b'
+    >>> listed(f"x{i}" for i in range(3500))
+    'x0, x1, x2, x3, x4 and 3495 more'
+    """
+    names = list(names)
+    shown = ", ".join(bounded(str(name)) for name in names[:most])
+    more = len(names) - most
+    return f"{shown} and {more} more" if more > 0 else shown
 
 
 def validation_problems(
@@ -159,10 +196,11 @@ def validation_problems(
     """
     problems = []
     for error in islice(errors, most):
-        where = ".".join(str(part) for part in error.get("loc", ())) or "body"
+        # A part of loc may be a key the caller sent: each is bounded, as a value is.
+        where = ".".join(bounded(str(part)) for part in error.get("loc", ())) or "body"
         if flags:
-            where = f"--{where}={error.get('input')!r}"
-        problems.append(f"{where}: {error.get('msg')}")
+            where = f"--{where}={bounded(repr(error.get('input')))}"
+        problems.append(f"{where}: {bounded(str(error.get('msg')), most=_MESSAGE_CHARS)}")
     return "; ".join(problems)
 
 

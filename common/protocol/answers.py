@@ -13,20 +13,25 @@ own in the caller's protocol, so both directions live here.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 from kserve import InferOutput, InferRequest, InferResponse
 
+from common.core.errors import ClientError, listed
+
 __all__ = [
     "MODEL_NAME_HEADER",
     "MODEL_VERSION_HEADER",
+    "OUTPUT_NAMES",
     "REQUEST_ID_HEADER",
     "Prediction",
+    "check_requested_outputs",
     "output_metadata",
     "parse_v1",
     "parse_v2",
@@ -38,6 +43,9 @@ __all__ = [
 REQUEST_ID_HEADER = "x-request-id"
 MODEL_NAME_HEADER = "x-model-name"
 MODEL_VERSION_HEADER = "x-model-version"
+
+#: The V2 outputs :func:`to_v2` writes, in order.
+OUTPUT_NAMES: Final = ("predicted_class", "probabilities")
 
 
 @dataclass(frozen=True)
@@ -95,10 +103,11 @@ def to_v2(
     # NumPy data: KServe serialises it once, where a list would be converted
     # to an array and back.
     winners = np.asarray(prediction.predicted_class, dtype=object)
+    predicted_class, probabilities = OUTPUT_NAMES
     outputs = [
-        InferOutput("predicted_class", [rows], "BYTES", data=winners),
+        InferOutput(predicted_class, [rows], "BYTES", data=winners),
         InferOutput(
-            "probabilities",
+            probabilities,
             [rows, width],
             "FP64",
             data=prediction.probabilities,
@@ -115,12 +124,49 @@ def to_v2(
     )
 
 
+def check_requested_outputs(request: InferRequest) -> None:
+    """Refuse a V2 request that asks for an output twice, or for one :func:`to_v2` does
+    not write (400), before any work is done for it.
+
+    The Open Inference Protocol returns the outputs asked for, all of them when none is;
+    KServe writes one copy of an output per time it is asked for (2,000 copies of the
+    probabilities, for 2,000 asks) and names an unknown one only after the model ran.
+
+    Examples
+    --------
+    >>> from kserve.protocol.infer_type import RequestedOutput
+    >>> def ask(*names):
+    ...     return InferRequest("m", [], request_outputs=[RequestedOutput(n) for n in names])
+    >>> check_requested_outputs(ask("probabilities"))
+    >>> check_requested_outputs(ask("probabilities", "probabilities"))
+    Traceback (most recent call last):
+    ...
+    common.core.errors.ClientError: outputs asks for probabilities more than once: ...
+    """
+    wanted = request.request_outputs
+    if not wanted:
+        return
+    names = [output.name for output in wanted]
+    unknown = [name for name in names if name not in OUTPUT_NAMES]
+    if unknown:
+        raise ClientError(
+            f"outputs asks for unknown output(s) {listed(unknown)}: expected some of "
+            f"{', '.join(OUTPUT_NAMES)}, each at most once, or no outputs for all of them"
+        )
+    if len(set(names)) != len(names):
+        repeated = [name for name, count in Counter(names).items() if count > 1]
+        raise ClientError(
+            f"outputs asks for {listed(repeated)} more than once: ask for each output at most once"
+        )
+
+
 def output_metadata(classes: list[str]) -> list[dict[str, Any]]:
     """V2 metadata of the outputs :func:`to_v2` writes."""
+    predicted_class, probabilities = OUTPUT_NAMES
     return [
-        {"name": "predicted_class", "datatype": "BYTES", "shape": [-1]},
+        {"name": predicted_class, "datatype": "BYTES", "shape": [-1]},
         {
-            "name": "probabilities",
+            "name": probabilities,
             "datatype": "FP64",
             "shape": [-1, len(classes)],
             "parameters": {"classes": ",".join(classes)},

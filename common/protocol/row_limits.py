@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from common.core.errors import TooManyRows
+from common.core.errors import TooManyRows, bounded
 
 __all__ = [
     "check_input_rows",
@@ -47,4 +47,4 @@ def check_input_rows(inputs: Iterable[Any], max_rows: int) -> None:
             continue  # the usual shape, told at a glance
         rows = leading_rows(shape)
         if rows > max_rows:  # the message is made only for the one refused
-            check_rows(rows, max_rows, f"input {inp.name}")
+            check_rows(rows, max_rows, f"input {bounded(str(inp.name))}")

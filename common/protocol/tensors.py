@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, Final
 
@@ -26,18 +26,23 @@ from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.protocol.infer_type import RequestedOutput, serialize_byte_tensor
 from kserve.utils.numpy_codec import to_np_dtype
 
-from common.core.errors import ClientError, quoted
+from common.core.errors import ClientError, bounded, quoted
 from common.core.settings import MAX_BYTES_ELEMENTS
 
 __all__ = [
     "BINARY_CONTENT_TYPE",
     "HEADER_LENGTH",
+    "MAX_DIMENSIONS",
+    "MAX_SHAPE_PRODUCT",
+    "check_range",
     "check_shape_of",
     "checked_shape",
     "flat_length",
     "binary_request",
+    "numbers",
     "read_binary",
     "read_binary_request",
+    "value_range",
 ]
 
 #: The request header that carries the JSON header's length in bytes.
@@ -64,6 +69,27 @@ _DTYPES: Final = {
     )
     if (dtype := to_np_dtype(datatype)) is not None
 }
+
+#: Most dimensions a shape may have (NumPy 1's limit; NumPy 2's is 64).
+MAX_DIMENSIONS: Final = 32
+#: Largest product of a shape's dimensions, those of 0 left out: the largest integer a
+#: JSON number holds exactly in every client. A shape with a 0 describes no element,
+#: but NumPy still refuses one whose other dimensions multiply beyond what it can index.
+MAX_SHAPE_PRODUCT: Final = 2**53
+
+# What a JSON number of each numeric datatype may be: the integers' bounds, the
+# largest finite magnitude of the floating-point ones (NaN and the infinities are
+# numbers of theirs, left to the model's own checks). BOOL takes true, false, 0 and 1
+# (and 0.0 and 1.0, which equal them).
+_INT_BOUNDS: Final = {
+    datatype: (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
+    for datatype, dtype in _DTYPES.items()
+    if dtype.kind in "iu"
+}
+_FLOAT_MAX: Final = {
+    datatype: float(np.finfo(dtype).max) for datatype, dtype in _DTYPES.items() if dtype.kind == "f"
+}
+_NARROW_FLOATS: Final = frozenset(d for d in _FLOAT_MAX if _DTYPES[d].itemsize < 8)
 
 
 def binary_request(
@@ -253,10 +279,16 @@ def _read_tensor(
     else:
         if elements * dtype.itemsize != size:
             raise ClientError(
-                f"{_what(tensors, spec)} does not match its shape {shape}: {size} bytes are not "
+                f"{_what(tensors, spec)} does not match its shape {quoted(shape)}: {size} bytes "
+                f"are not "
                 f"{elements} {datatype} elements"
             )
         data = np.frombuffer(body, dtype=dtype, count=elements, offset=offset)
+        if datatype == "BOOL" and elements and data.view(np.uint8).max() > 1:
+            index = int(np.flatnonzero(data.view(np.uint8) > 1)[0])
+            raise ClientError(
+                f"{_what(tensors, spec)}[{index}] is invalid: expected a BOOL byte, 0 or 1"
+            )
         if data.shape != tuple(shape or ()):  # other than [n]
             data = data.reshape(shape)
     spec["data"] = data
@@ -264,13 +296,14 @@ def _read_tensor(
 
 
 def _what(tensors: str, spec: dict[str, Any]) -> str:
-    """How messages name a tensor: ``input NAME`` (made only for a message)."""
-    return f"{tensors[:-1]} {spec['name']}"
+    """How messages name a tensor: ``input NAME``, the name bounded (made only for a message)."""
+    return f"{tensors[:-1]} {bounded(spec['name'])}"
 
 
 def checked_shape(shape: Any, what: str) -> int:
     """The element count of a V2 ``shape``; a ``ClientError`` unless it is a list of
-    non-negative integers. Nothing is allocated from it.
+    non-negative integers, at most :data:`MAX_DIMENSIONS` of them, whose product (those
+    of 0 left out) is at most :data:`MAX_SHAPE_PRODUCT`. Nothing is allocated from it.
 
     Examples
     --------
@@ -280,6 +313,10 @@ def checked_shape(shape: Any, what: str) -> int:
     Traceback (most recent call last):
     ...
     common.core.errors.ClientError: input x has shape [-5]: expected a list of integers >= 0
+    >>> checked_shape([2**61, 0], "input x")
+    Traceback (most recent call last):
+    ...
+    common.core.errors.ClientError: input x has shape [2305843009213693952, 0]: expected ...
     """
     n = flat_length(shape)
     if n is not None:
@@ -288,6 +325,11 @@ def checked_shape(shape: Any, what: str) -> int:
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise ClientError(f"{what} has shape {quoted(shape)}: expected a list of integers >= 0")
+    if len(shape) > MAX_DIMENSIONS or math.prod(d for d in shape if d) > MAX_SHAPE_PRODUCT:
+        raise ClientError(
+            f"{what} has shape {quoted(shape)}: expected at most {MAX_DIMENSIONS} dimensions "
+            f"whose product (any 0 left out) is at most 2**53"
+        )
     return math.prod(shape)
 
 
@@ -350,3 +392,114 @@ def _bytes_elements(chunk: memoryview, elements: int, what: str, shape: Any) -> 
         f"{what} does not match its shape {quoted(shape)}: its bytes do not hold exactly "
         f"{elements} element(s)"
     )
+
+
+def value_range(datatype: str) -> str:
+    """What a JSON number of ``datatype`` may be, for messages.
+
+    Examples
+    --------
+    >>> value_range("INT32")
+    'an integer from -2147483648 to 2147483647 (INT32)'
+    >>> value_range("FP16"), value_range("BOOL")
+    ('a number from -65504 to 65504 (FP16)', 'true, false, 0 or 1 (BOOL)')
+    """
+    if datatype in _INT_BOUNDS:
+        low, high = _INT_BOUNDS[datatype]
+        return f"an integer from {low} to {high} ({datatype})"
+    if datatype in _FLOAT_MAX:
+        return f"a number from -{_FLOAT_MAX[datatype]:g} to {_FLOAT_MAX[datatype]:g} ({datatype})"
+    if datatype == "BOOL":
+        return "true, false, 0 or 1 (BOOL)"
+    return f"a value of datatype {datatype}"
+
+
+def _fits(datatype: str, value: Any) -> bool:
+    """Whether ``value``, a JSON number or anything else, fits ``datatype``; only numbers
+    are judged here (a string in a numeric tensor is its reader's to refuse)."""
+    if not isinstance(value, int | float):
+        return True
+    if datatype == "BOOL":
+        return value in (0, 1)  # True and False too: they are 1 and 0
+    if isinstance(value, bool):
+        return True
+    if datatype in _INT_BOUNDS:
+        low, high = _INT_BOUNDS[datatype]
+        return low <= value <= high
+    if datatype in _FLOAT_MAX:
+        finite = not isinstance(value, float) or math.isfinite(value)
+        return not finite or abs(value) <= _FLOAT_MAX[datatype]
+    return True
+
+
+def check_range(what: str, datatype: str, values: Sequence[Any]) -> None:
+    """Refuse a number in ``values`` (flat JSON data) that ``datatype`` cannot hold.
+
+    A ``ClientError`` (400) names the element and the datatype's range: an ``INT32`` of
+    ``2**40`` must not wrap, nor an ``FP32`` of ``1e300`` become infinite.
+
+    Examples
+    --------
+    >>> check_range("input n", "INT8", [1, -128, 127])
+    >>> check_range("input n", "INT8", [1, 300])
+    Traceback (most recent call last):
+    ...
+    common.core.errors.ClientError: input n[1]=300 is invalid: expected an integer from -128 ...
+    """
+    if datatype in _INT_BOUNDS:
+        low, high = _INT_BOUNDS[datatype]
+        try:  # min and max run in C; they refuse values that are not all numbers
+            if low <= min(values) and max(values) <= high:
+                return
+        except (TypeError, ValueError):
+            pass
+    elif datatype not in _FLOAT_MAX and datatype != "BOOL":
+        return
+    for index, value in enumerate(values):
+        if not _fits(datatype, value):
+            raise ClientError(
+                f"{what}[{index}]={quoted(value)} is invalid: expected {value_range(datatype)}"
+            )
+
+
+def numbers(what: str, datatype: str, data: Any) -> npt.NDArray[Any]:
+    """A tensor's JSON ``data`` (flat or nested) as a flat NumPy array of ``datatype``.
+
+    A number the datatype cannot hold is a ``ClientError`` naming the element and the
+    range (see :func:`check_range`): NumPy would refuse it with an ``OverflowError``,
+    make an FP32 infinite, or turn a BOOL of 2 into true. A value that is not a number
+    raises NumPy's ``ValueError`` or ``TypeError``, for the caller to name.
+
+    Examples
+    --------
+    >>> numbers("input n", "INT32", [[1], [2]]).tolist()
+    [1, 2]
+    >>> numbers("input n", "INT32", [2**40])
+    Traceback (most recent call last):
+    ...
+    common.core.errors.ClientError: input n[0]=1099511627776 is invalid: expected an integer ...
+    """
+    dtype = _DTYPES.get(datatype)
+    if dtype is None:
+        raise ClientError(
+            f"{what} has datatype {quoted(datatype)}: expected one of {', '.join(_DTYPES)}"
+        )
+    if datatype == "BOOL":
+        check_range(what, datatype, list(_flat(data)))
+    try:
+        if datatype not in _NARROW_FLOATS:  # an integer out of range raises by itself
+            return np.array(data, dtype=dtype).reshape(-1)
+        with np.errstate(over="raise"):  # a narrow float would become infinite
+            return np.array(data, dtype=dtype).reshape(-1)
+    except (OverflowError, FloatingPointError):
+        check_range(what, datatype, list(_flat(data)))  # names the element
+        raise ClientError(f"{what} is invalid: expected {value_range(datatype)}") from None
+
+
+def _flat(data: Any) -> Iterator[Any]:
+    """The elements of flat or nested JSON data, in order."""
+    for value in data if isinstance(data, list | tuple) else (data,):
+        if isinstance(value, list | tuple):
+            yield from _flat(value)
+        else:
+            yield value

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from typing import Final
 
 import fastapi
 import orjson
@@ -39,12 +40,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from common.core.errors import ClientError, ServingError, validation_problems
+from common.core.errors import ClientError, ServingError, bounded, validation_problems
 from common.protocol.answers import REQUEST_ID_HEADER
 
-__all__ = ["answer", "content", "install"]
+__all__ = ["MAX_REASON_CHARS", "answer", "content", "install"]
 
 log = logging.getLogger(__name__)
+
+#: Longest reason answered and logged. Every name, value and shape a message echoes is
+#: bounded where the message is made; this bounds whatever is left (a KServe message).
+MAX_REASON_CHARS: Final = 4000
 
 #: KServe's own errors, and the status each deserves.
 _KSERVE: dict[type[Exception], int] = {
@@ -61,6 +66,7 @@ _KSERVE: dict[type[Exception], int] = {
 def answer(request: Request, exc: Exception) -> Response:
     """The answer to ``exc`` raised while serving ``request``, logged as it deserves."""
     status, reason, headers = _classify(exc)
+    reason = bounded(reason, most=MAX_REASON_CHARS)
     request_id = request.headers.get(REQUEST_ID_HEADER)
     extra = {"request_id": request_id, "status": status}
     where = f"{request.method} {request.url.path}"

@@ -10,7 +10,7 @@ pinned, most of the time, to the ones served, so that requests reach the handler
 Generated cases per run (derandomised, so the same each run; counted by calls of
 ``case.call_and_validate``): 702 from the OIP document (each sent to both servers),
 620 from the transformer's own, 620 from the predictor's own, 1,942 in all; with the
-1,800 of ``tests/unit/test_fuzz.py`` (``pytest --hypothesis-show-statistics``), 3,742
+2,100 of ``tests/unit/test_fuzz.py`` (``pytest --hypothesis-show-statistics``), 4,042
 per CI run. Besides ``max_examples`` per operation, schemathesis adds the cases of its
 examples and coverage phases.
 

@@ -32,7 +32,10 @@ PRICE = f"expected a number greater than 0 and at most {MAX_UNIT_PRICE}"
 
 @pytest.mark.parametrize("price", [1e303, 1.0000001e6, 10**400, MAX_UNIT_PRICE + 1])
 def test_a_unit_price_beyond_its_bound_is_this_records_400(price: float) -> None:
-    with pytest.raises(InvalidRecord, match=rf"instances\[1\]\.unit_price=\S+ is invalid: {PRICE}"):
+    with pytest.raises(
+        InvalidRecord,
+        match=rf"instances\[1\]\.unit_price=\S+( \(\d+ characters\))? is invalid: {PRICE}",
+    ):
         protocol.records_from_v1({"instances": [VALID, record(unit_price=price)]})
 
 
@@ -65,7 +68,9 @@ def test_v2_json_integer_beyond_a_double_is_a_400_not_an_overflow() -> None:
             for name, datatype in protocol.RAW_DATATYPES.items()
         ],
     )
-    with pytest.raises(InvalidRecord, match=rf"^unit_price\[0\]=10+\.\.\. is invalid: {PRICE}"):
+    with pytest.raises(
+        InvalidRecord, match=rf"^unit_price\[0\]=10+\.\.\. \(401 characters\) is invalid: {PRICE}"
+    ):
         protocol.records_from_v2(request)
 
 

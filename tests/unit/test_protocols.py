@@ -93,15 +93,21 @@ def test_v2_columnar_and_records_forms_name_the_same_problems_each_in_its_own_te
     assert messages == [by_input, by_record]
 
 
-def test_v2_bool_inputs_take_true_false_and_exactly_0_and_1() -> None:
-    request = columnar([VALID, VALID, VALID])
+def test_v2_bool_inputs_take_true_false_and_exactly_0_1_0_0_and_1_0() -> None:
+    request = columnar([VALID, VALID, VALID, VALID, VALID])
     promoted = next(i for i in request.inputs if i.name == "on_promotion")
-    promoted._data = [1, 0, True]
-    assert protocol.records_from_v2(request)["on_promotion"] == [True, False, True]
-    for bad in (2, 1.0, -1, "1"):
-        promoted._data = [1, bad, 0]
+    promoted._data = [1, 0, True, 1.0, 0.0]
+    assert protocol.records_from_v2(request)["on_promotion"] == [True, False, True, True, False]
+    for bad in (2, 0.5, 2.0, -1, float("nan"), "1", "true", None):
+        promoted._data = [1, bad, 0, 1, 0]
         with pytest.raises(InvalidRecord, match=r"on_promotion\[1\]=.* expected true or false"):
             protocol.records_from_v2(request)
+
+
+def test_v2_bool_inputs_as_numbers_stay_refused_in_json_records() -> None:
+    # Only a BOOL tensor's numbers are flags: a JSON record says true or false.
+    with pytest.raises(InvalidRecord, match=r"on_promotion=1\.0 is invalid: expected true"):
+        protocol.records_from_v1({"instances": [record(on_promotion=1.0)]})
 
 
 @pytest.mark.parametrize(
