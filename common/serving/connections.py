@@ -266,12 +266,13 @@ class EdgeProtocol(HttpToolsProtocol):
     def _head_refused(self, *, complete: bool) -> tuple[ServingError, str] | None:
         """Why the head read so far is refused (the error and its reason), if it is.
 
-        ``_read`` counts what was read since the last head or body ended, in whole
-        reads: no more than the head is, unless a read also held the start of the body;
-        only then, at the head's end, are the head's own bytes counted.
+        ``_read`` counts whole reads since the last head or body ended: the head so far,
+        give or take the part of one read that belongs to the message before or after
+        it. Only when that passes the limit at the head's end are the head's own bytes
+        counted, to tell a large head from a read that also held the body.
         """
         limits = self.limits
-        if len(self.headers) > limits.max_header_count:
+        if len(self.headers or ()) > limits.max_header_count:
             too_many = HeadersTooLarge(
                 f"the request has more than {limits.max_header_count} headers (max_header_count)"
             )
