@@ -5,6 +5,9 @@ every request meets on both servers, each beside what it replaced or wraps:
 
 - the Guard (:mod:`common.serving.edge`) around an application that answers at once, against
   that application alone;
+- the connection edge (:class:`common.serving.connections.EdgeProtocol`) reading a one-row
+  request and writing its answer on a keep-alive connection, through the Guard, against
+  uvicorn's httptools protocol doing the same (a transport that only collects bytes);
 - the model call: ``kserve.Model.__call__`` against
   :class:`common.serving.staged_model.StagedModel`,
   on a model whose stages return at once;
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import statistics
 import time
 import timeit
@@ -29,12 +33,17 @@ from typing import Any
 
 import kserve
 import orjson
+import uvicorn
+import uvloop
 from kserve import InferRequest
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from starlette.types import Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
 
 from benchmarks.bodies import raw_v2, sample_records
 from common.core.settings import Limits
+from common.serving.connections import EdgeProtocol
 from common.serving.edge import Guard
 from common.serving.request_ids import new_request_id
 from common.serving.staged_model import StagedModel
@@ -75,6 +84,71 @@ async def _receive() -> Message:
 
 async def _send(message: Message) -> None:
     return None
+
+
+#: A one-row V2 request as it comes off the wire: a head and a 600-byte body.
+_WIRE: bytes = (
+    f"POST {_PATH} HTTP/1.1\r\nhost: 127.0.0.1:8080\r\ncontent-type: application/json\r\n"
+    "content-length: 600\r\n\r\n"
+).encode() + b" " * 600
+
+
+class _Collecting(asyncio.Transport):
+    """A transport that collects what is written, and says when an answer ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answered = asyncio.Event()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if bytes(data).endswith(b"0\r\n\r\n"):  # the last chunk of an answer
+            self.answered.set()
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8080)}.get(
+            name, default
+        )
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _per_request_on_a_connection(
+    protocol_class: Callable[..., asyncio.Protocol], requests: int, repeats: int
+) -> float:
+    """Median CPU µs per request read by ``protocol_class`` and answered through the Guard,
+    on one keep-alive connection, on uvloop."""
+    config = uvicorn.Config(
+        Guard(_answer_at_once, limits=Limits()), log_config=None, access_log=False
+    )
+    config.load()
+
+    async def run() -> None:
+        transport = _Collecting()
+        protocol: Any = protocol_class(config=config, server_state=ServerState(), app_state={})
+        protocol.connection_made(transport)
+        for _ in range(requests):
+            protocol.data_received(_WIRE)
+            await transport.answered.wait()
+            transport.answered.clear()
+        protocol.connection_lost(None)
+
+    timings = []
+    for _ in range(repeats):
+        started = time.process_time()
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as served
+            runner.run(run())
+        timings.append((time.process_time() - started) / requests * 1e6)
+    return statistics.median(timings)
 
 
 class _Passing(kserve.Model):  # type: ignore[misc]
@@ -135,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     bare = _per_call_async(lambda: _answer_at_once(dict(_SCOPE), _receive, _send), n, r)
     guarded = _per_call_async(lambda: guard(dict(_SCOPE), _receive, _send), n, r)
 
+    uvicorns = _per_request_on_a_connection(HttpToolsProtocol, n, r)
+    edge = _per_request_on_a_connection(functools.partial(EdgeProtocol, limits=Limits()), n, r)
+
     headers = {"x-request-id": "r-1"}
     kserve_model, staged_model = _Passing(), _PassingStaged()
     kserve_call = _per_call_async(lambda: kserve_model({"a": 1}, headers=headers), n, r)
@@ -156,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = [
         ("the Guard, per request", guarded - bare, f"around an app that takes {bare:.1f} µs"),
+        ("a request read and answered: uvicorn's protocol", uvicorns, "through the Guard"),
+        ("a request read and answered: EdgeProtocol", edge, f"{edge - uvicorns:+.2f} µs"),
         ("model call: kserve.Model.__call__", kserve_call, "stages that return at once"),
         ("model call: StagedModel", staged_call, "the same stages and metrics"),
         ("request id: uuid.uuid4()", uuid4, ""),

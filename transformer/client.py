@@ -11,6 +11,10 @@ answers 5xx, or something unreadable       502 Bad Gateway
 connection refused / DNS / reset           503 Service Unavailable
 no answer within the timeout               504 Gateway Timeout
 ========================================  ==================================
+
+The reasons the client reads never name the predictor's address, nor quote what a
+network error or a page that is not the predictor's said: those go to the transformer's
+log, as the error's ``detail``.
 """
 
 from __future__ import annotations
@@ -109,12 +113,13 @@ class PredictorClient:
             yield
         except TimeoutError as exc:
             raise PredictorTimeout(
-                f"the predictor at {url} did not answer within {self._timeout_seconds:g}s"
+                f"the predictor did not answer within {self._timeout_seconds:g}s",
+                detail=url,
             ) from exc
         except aiohttp.ClientError as exc:
             raise PredictorUnavailable(
-                f"the predictor at {url} is unreachable: "
-                f"{type(exc).__name__}: {redact_text(str(exc))}"
+                "the predictor is unreachable: try again soon",
+                detail=redact_text(f"{url}: {type(exc).__name__}: {exc}"),
             ) from exc
 
     async def get_json(self, path: str) -> dict[str, Any]:
@@ -148,16 +153,25 @@ def _decode(
             return tensors.read_binary(content, json_length, "outputs")
         except ClientError as exc:
             raise PredictorFailed(
-                f"the predictor at {url} answered an unreadable binary body: {exc.reason}"
+                f"the predictor answered an unreadable binary body: {exc.reason}", detail=url
             ) from None
     with contextlib.suppress(orjson.JSONDecodeError):
         body = orjson.loads(content)
-    reason = body.get("error") if isinstance(body, dict) else None
-    reason = str(reason or content[:500].decode(errors="replace") or reason_phrase)
+    error = body.get("error") if isinstance(body, dict) else None
+    text = content[:500].decode(errors="replace")
     if 400 <= status < 500:
+        reason = str(error or text or reason_phrase)
         raise PredictorRejected(f"the predictor rejected the request: {reason}", status_code=status)
     if status >= 500:
-        raise PredictorFailed(f"the predictor at {url} failed with {status}: {reason}")
+        # Only the predictor's own error field is passed on: a page from something else
+        # on the way (a proxy, a load balancer) may name hosts.
+        said = f": {error}" if isinstance(error, str) and error else ""
+        raise PredictorFailed(
+            f"the predictor failed with {status}{said}",
+            detail=f"{url}: {text or reason_phrase}",
+        )
     if not isinstance(body, dict):
-        raise PredictorFailed(f"the predictor at {url} answered {status} with no JSON object")
+        raise PredictorFailed(
+            f"the predictor answered {status} with no JSON object", detail=f"{url}: {text}"
+        )
     return body

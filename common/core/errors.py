@@ -8,6 +8,9 @@ drawing to the classes); the parts add their own below these (``predictor/errors
       + ClientError (4xx: the caller can fix it)
         - BodyTooLarge (413: the body is larger than max_body_bytes)
         - TooManyRows (413: more rows than max_rows_per_request)
+        - HeadersTooLarge (431: more headers, or more bytes of them, than allowed)
+        - RequestTimeout (408: the request did not arrive in time)
+        - UnsupportedEncoding (415: a body in a content coding, such as gzip)
       - UpstreamError (5xx: a part behind this one failed)
       - Overloaded (503 with Retry-After: too much work queued; try again soon)
       - ShuttingDown (503: the server stopped while the request waited)
@@ -26,10 +29,13 @@ __all__ = [
     "BatchFailed",
     "BodyTooLarge",
     "ClientError",
+    "HeadersTooLarge",
     "Overloaded",
+    "RequestTimeout",
     "ServingError",
     "ShuttingDown",
     "TooManyRows",
+    "UnsupportedEncoding",
     "UpstreamError",
     "bounded",
     "listed",
@@ -41,7 +47,9 @@ __all__ = [
 class ServingError(Exception):
     """Base of the errors a model server answers with ``{"error": reason}``.
 
-    ``headers`` are added to the answer (e.g. ``Retry-After``).
+    ``headers`` are added to the answer (e.g. ``Retry-After``); ``detail`` goes to the
+    server's log beside the reason, never to the caller (e.g. the address of a server
+    behind this one).
     """
 
     status_code: int = HTTPStatus.INTERNAL_SERVER_ERROR
@@ -52,9 +60,11 @@ class ServingError(Exception):
         *,
         status_code: int | None = None,
         headers: Mapping[str, str] | None = None,
+        detail: str = "",
     ) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.detail = detail
         self.headers: dict[str, str] = dict(headers or {})
         if status_code is not None:
             self.status_code = status_code
@@ -79,6 +89,25 @@ class TooManyRows(ClientError):
     """A request with more rows than ``max_rows_per_request`` (413)."""
 
     status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class HeadersTooLarge(ClientError):
+    """More headers, or more bytes of head, than ``max_header_count`` or
+    ``max_header_bytes`` allow (431)."""
+
+    status_code = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+
+
+class RequestTimeout(ClientError):
+    """A request's head or body did not arrive within its timeout (408)."""
+
+    status_code = HTTPStatus.REQUEST_TIMEOUT
+
+
+class UnsupportedEncoding(ClientError):
+    """A body in a content coding (gzip, ...): the servers read only uncompressed bodies (415)."""
+
+    status_code = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
 
 
 class UpstreamError(ServingError):

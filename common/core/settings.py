@@ -15,9 +15,14 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "BODY_TIMEOUT_SECONDS",
+    "HEADER_TIMEOUT_SECONDS",
     "KSERVE_SERVER_FLAGS",
     "MAX_BODY_BYTES",
     "MAX_BYTES_ELEMENTS",
+    "MAX_CONNECTIONS",
+    "MAX_HEADER_BYTES",
+    "MAX_HEADER_COUNT",
     "MAX_QUEUED_REQUESTS",
     "MAX_REQUEST_ID_CHARS",
     "MAX_ROWS_PER_REQUEST",
@@ -35,6 +40,16 @@ MAX_ROWS_PER_REQUEST: Final = 10_000
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 #: Default of ``max_bytes_elements``.
 MAX_BYTES_ELEMENTS: Final = 100_000
+#: Default of ``max_header_bytes``: nginx's ``large_client_header_buffers 4 8k``.
+MAX_HEADER_BYTES: Final = 32 * 1024
+#: Default of ``max_header_count``: Envoy's ``max_headers_count``.
+MAX_HEADER_COUNT: Final = 100
+#: Default of ``header_timeout_seconds``.
+HEADER_TIMEOUT_SECONDS: Final = 10.0
+#: Default of ``body_timeout_seconds``.
+BODY_TIMEOUT_SECONDS: Final = 30.0
+#: Default of ``max_connections``.
+MAX_CONNECTIONS: Final = 1000
 
 #: Flags KServe's controller, or users of stock KServe images, may pass to any
 #: model server; ours accept and ignore them (they configure those concerns themselves).
@@ -87,6 +102,23 @@ class ServerSettings(BaseSettings):
     max_bytes_elements: int = Field(MAX_BYTES_ELEMENTS, ge=1)
     """Most elements of one binary BYTES tensor (each becomes a Python object); more is
     answered 413 before any is made."""
+    max_header_bytes: int = Field(MAX_HEADER_BYTES, ge=1024, le=1024 * 1024)
+    """Largest request head (request line and headers) in bytes; a larger one is answered
+    431 and its connection closed as soon as its bytes pass the limit, before the
+    application sees it."""
+    max_header_count: int = Field(MAX_HEADER_COUNT, ge=16, le=10_000)
+    """Most headers in one request; more is answered 431 and the connection closed, before
+    the application sees them."""
+    header_timeout_seconds: float = Field(HEADER_TIMEOUT_SECONDS, gt=0, le=3600)
+    """Longest wait for a request's head, from the connection's opening or the request's
+    first byte; then a partial head is answered 408 (a connection that sent nothing is
+    closed) and the connection closed."""
+    body_timeout_seconds: float = Field(BODY_TIMEOUT_SECONDS, gt=0, le=3600)
+    """Longest wait for a request's whole body, from the end of its head; then it is
+    answered 408 and the connection closed."""
+    max_connections: int = Field(MAX_CONNECTIONS, ge=1, le=1_000_000)
+    """Most open connections per worker process; one more is answered 503 and closed at
+    once. Lowered, with a warning, to what the process' file descriptor limit allows."""
     shutdown_delay_seconds: float = Field(0.0, ge=0, le=300)
     """On SIGTERM, how long to go on serving while readiness already answers 503, so
     that Kubernetes takes the pod out of its endpoints first (e.g. 5); then no new
@@ -101,7 +133,8 @@ class ServerSettings(BaseSettings):
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """What one request may ask of a server: the limits its edge and its handlers check.
+    """What one request, or one connection, may ask of a server: the limits its connections,
+    its edge and its handlers check.
 
     Built once from the settings (:meth:`of`) and handed to the server, which hands it on
     to what checks each limit.
@@ -120,6 +153,16 @@ class Limits:
     """Longest request id accepted (the edge: 400)."""
     max_bytes_elements: int = MAX_BYTES_ELEMENTS
     """Most elements of one binary BYTES tensor (the V2 handler: 413)."""
+    max_header_bytes: int = MAX_HEADER_BYTES
+    """Largest request head in bytes (the connection: 431)."""
+    max_header_count: int = MAX_HEADER_COUNT
+    """Most headers in one request (the connection: 431)."""
+    header_timeout_seconds: float = HEADER_TIMEOUT_SECONDS
+    """Longest wait for a request's head (the connection: 408)."""
+    body_timeout_seconds: float = BODY_TIMEOUT_SECONDS
+    """Longest wait for a request's body, from the end of its head (the connection: 408)."""
+    max_connections: int = MAX_CONNECTIONS
+    """Most open connections of one worker process (the connection: 503)."""
 
     @classmethod
     def of(cls, settings: ServerSettings) -> Limits:
@@ -128,4 +171,9 @@ class Limits:
             max_body_bytes=settings.max_body_bytes,
             max_request_id_chars=settings.max_request_id_chars,
             max_bytes_elements=settings.max_bytes_elements,
+            max_header_bytes=settings.max_header_bytes,
+            max_header_count=settings.max_header_count,
+            header_timeout_seconds=settings.header_timeout_seconds,
+            body_timeout_seconds=settings.body_timeout_seconds,
+            max_connections=settings.max_connections,
         )

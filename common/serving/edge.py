@@ -7,7 +7,12 @@ FastAPI's own answers unchecked:
   new one added at the edge, as a proxy adds it, so that the models, the logs and
   every answer (errors too) carry the same id;
 - limits: a body above ``max_body_bytes`` is a 413, refused on its
-  ``content-length`` before it is read, or as soon as its bytes pass the limit;
+  ``content-length`` before it is read, or as soon as its bytes pass the limit; a body
+  in a content coding (``gzip``, ...) is a 415 (the servers read only uncompressed ones);
+- a refusal the connection left for a request already running
+  (:mod:`common.serving.connections`: its body is too slow, or too large as sent) is
+  raised from the request's ``receive``, so it is answered (408, 413) and counted as
+  any other error;
 - a wrong method on an inference path (:mod:`common.serving.paths`) is a 405 with
   ``Allow: POST`` (KServe's routes took ``GET .../:predict`` for a model named
   ``...:predict``: a 404);
@@ -20,7 +25,8 @@ FastAPI's own answers unchecked:
   trace); the application's answers, errors too, pass through as written, with the
   ``x-request-id`` header added where they lack it;
 - on SIGTERM (:class:`Drain`), readiness answers 503 while requests are still served;
-- ``requests_total`` and ``request_duration_seconds`` (:mod:`common.serving.metrics`).
+- ``requests_total`` and ``request_duration_seconds`` (:mod:`common.serving.metrics`);
+  a client that hangs up before its answer is counted as 499, not as a server error.
 """
 
 from __future__ import annotations
@@ -34,12 +40,20 @@ from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import parse_qs
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.core.errors import BodyTooLarge, ClientError, ServingError
+from common.core.errors import (
+    BodyTooLarge,
+    ClientError,
+    ServingError,
+    UnsupportedEncoding,
+    quoted,
+)
 from common.core.settings import Limits
 from common.protocol.answers import MODEL_VERSION_HEADER, REQUEST_ID_HEADER
 from common.serving import error_answers, metrics, paths
+from common.serving.connections import Refusal, refusal_of
 from common.serving.paths import VERSIONS, Route, without_version
 from common.serving.request_ids import new_request_id, request_id
 
@@ -49,6 +63,8 @@ log = logging.getLogger(__name__)
 
 _REQUEST_ID: Final = REQUEST_ID_HEADER.encode()
 _MODEL_VERSION: Final = MODEL_VERSION_HEADER.encode()
+#: The content codings of a body read as it is: none.
+_IDENTITY: Final = frozenset({b"", b"identity"})
 
 #: The version a model serves, by model name; None when no such model is served.
 ServedVersion = Callable[[str], Awaitable[str | None]]
@@ -102,11 +118,21 @@ class Guard:
             if route.versioned:
                 scope = await self._versions_checked(scope, route)
             # A declared length bounds the body (the HTTP parser reads no more than
-            # it); only a body without one is counted as it arrives.
-            limited = receive if length is not None else self._limited(receive)
-            await self.app(scope, limited, answer.send)
+            # it); only a body without one is counted as it arrives. A body still
+            # arriving may yet be refused by its connection.
+            refusal = refusal_of(scope)
+            if length is None or (refusal is not None and refusal.reading):
+                receive = self._watched(receive, refusal, counted=length is None)
+            await self.app(scope, receive, answer.send)
         except ServingError as exc:  # refused here, or raised past every handler
             await answer.error(exc.status_code, exc.reason, exc.headers)
+        except ClientDisconnect:  # past every handler: the client hung up, nobody reads
+            if not answer.status:
+                answer.status = error_answers.CLIENT_CLOSED_REQUEST
+                log.info(
+                    "the client closed the connection before its answer",
+                    extra={"request_id": answer.request_id, "status": answer.status},
+                )
         except Exception:
             # Starlette re-raises what its handler of Exception answered (and logged).
             if not answer.status:
@@ -122,7 +148,7 @@ class Guard:
 
     def _admitted(self, scope: Scope, route: Route, answer: _Answer) -> tuple[Scope, int | None]:
         """``scope`` with a request id, and the body's declared length; raises what refuses it."""
-        given, length = _request_headers(scope["headers"])
+        given, length, encoding = _request_headers(scope["headers"])
         if given:
             try:
                 answer.request_id = request_id(given, max_chars=self.limits.max_request_id_chars)
@@ -143,6 +169,12 @@ class Guard:
                 f"{route.allow}",
                 status_code=HTTPStatus.METHOD_NOT_ALLOWED,
                 headers={"allow": route.allow},
+            )
+        if encoding is not None and encoding.strip().lower() not in _IDENTITY:
+            raise UnsupportedEncoding(
+                f"a body with content-encoding {quoted(encoding.decode('latin-1'))} is not "
+                "read here: send it uncompressed",
+                headers={"accept-encoding": "identity"},
             )
         declared = int(length) if length is not None and length.isdigit() else None
         if declared is not None and declared > self.limits.max_body_bytes:
@@ -185,19 +217,23 @@ class Guard:
             "(max_body_bytes): send fewer records per request"
         )
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _watched(self, receive: Receive, refusal: Refusal | None, *, counted: bool) -> Receive:
+        """``receive``, raising the connection's refusal of the request once it is left, and
+        (when ``counted``: no declared length) a 413 once the body passes the limit."""
         limit, read = self.limits.max_body_bytes, 0
 
-        async def receive_limited() -> Message:
+        async def receive_watched() -> Message:
             nonlocal read
             message = await receive()
-            if message["type"] == "http.request":
+            if refusal is not None and refusal.error is not None:
+                raise refusal.error
+            if counted and message["type"] == "http.request":
                 read += len(message.get("body", b""))
                 if read > limit:
                     raise self._too_large()
             return message
 
-        return receive_limited
+        return receive_watched
 
 
 class _Answer:
@@ -248,12 +284,14 @@ class _Answer:
         await self._send({"type": "http.response.body", "body": body})
 
 
-def _request_headers(headers: Any) -> tuple[str | None, str | None]:
-    """The request id and the content length a request's headers give, in one pass.
+def _request_headers(headers: Any) -> tuple[str | None, str | None, bytes | None]:
+    """The request id, the content length and the content coding a request's headers give,
+    in one pass.
 
     The length is None when the body is chunked: a chunked body's length is not declared.
     """
     given = length = None
+    encoding = None
     chunked = False
     for key, value in headers:
         name = key.lower()
@@ -263,7 +301,9 @@ def _request_headers(headers: Any) -> tuple[str | None, str | None]:
             length = bytes(value).decode("latin-1")
         elif name == b"transfer-encoding":
             chunked = True
-    return given, None if chunked else length
+        elif name == b"content-encoding" and encoding is None:
+            encoding = bytes(value)
+    return given, None if chunked else length, encoding
 
 
 def _with_request_id(scope: Scope, value: str, *, replace: bool) -> Scope:

@@ -24,7 +24,7 @@ from common.protocol import tensors
 from common.protocol.bodies import json_body
 from common.protocol.v2_json import dumps, json_answer_wanted, v2_json
 
-__all__ = ["infer_v2", "predict_v1"]
+__all__ = ["header_dict", "infer_v2", "predict_v1"]
 
 
 async def infer_v2(
@@ -39,7 +39,7 @@ async def infer_v2(
     """
     if not await dataplane.model_ready(model_name, True):
         raise ModelNotReady(model_name)
-    headers = dict(raw_request.headers)
+    headers = header_dict(raw_request)
     body = await raw_request.body()
     if tensors.HEADER_LENGTH in headers:
         infer_request = tensors.read_binary_request(
@@ -72,7 +72,7 @@ async def predict_v1(
     applies here: the edge checked the body's size, the model checks its rows)."""
     if not await dataplane.model_ready(model_name, True):
         raise ModelNotReady(model_name)
-    headers = dict(raw_request.headers)
+    headers = header_dict(raw_request)
     body: Any = await raw_request.body()
     if "ce-specversion" not in headers:  # a binary CloudEvent is KServe's to decode
         # Ours, not KServe's orjson: NaN and huge integers reach the record's check.
@@ -85,3 +85,23 @@ async def predict_v1(
     if isinstance(answer, bytes | str):
         return Response(answer, headers=response_headers)
     return Response(dumps(answer), media_type="application/json", headers=response_headers)
+
+
+def header_dict(request: Request) -> dict[str, str]:
+    """The request's headers as a dict, the first of a repeated name winning (as
+    ``request.headers[name]`` does).
+
+    In one pass: ``dict(request.headers)`` looks each name up anew, in time quadratic in
+    the number of headers (20,000 of them cost seconds of CPU; the connection now refuses
+    more than ``max_header_count``, and this costs a third of it for a handful).
+
+    Examples
+    --------
+    >>> scope = {"type": "http", "headers": [(b"a", b"1"), (b"b", b"2"), (b"a", b"3")]}
+    >>> header_dict(Request(scope))
+    {'a': '1', 'b': '2'}
+    """
+    return {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in reversed(request.scope["headers"])
+    }

@@ -7,10 +7,16 @@ raised                                    status  logged
 ``ClientError`` (and KServe's
 ``InvalidInput``, ``ModelNotFound``,
 FastAPI's validation and HTTP errors)     4xx     INFO, reason only
+Starlette's ``ClientDisconnect`` (the
+client hung up before its answer)         499     INFO, no traceback
 ``Overloaded``, ``UpstreamError``,
-KServe's ``ModelNotReady``                5xx     WARNING, reason only
+KServe's ``ModelNotReady``                5xx     WARNING, reason and detail
 anything else                             500     ERROR, with the traceback
 =======================================  ======  ==================================
+
+499 is nginx's "client closed request": nobody reads that answer, and the request is
+counted apart from the server's own failures (a client must not be able to spend the
+server's 5xx budget by hanging up).
 
 The answer is ``{"error": reason, "request_id": id}``, written once, here
 (:func:`content`), for the application's errors and the edge's own refusals alike. The
@@ -37,19 +43,21 @@ from kserve.errors import (
     UnsupportedProtocol,
 )
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from common.core.errors import ClientError, ServingError, bounded, validation_problems
 from common.protocol.answers import REQUEST_ID_HEADER
 
-__all__ = ["MAX_REASON_CHARS", "answer", "content", "install"]
+__all__ = ["CLIENT_CLOSED_REQUEST", "MAX_REASON_CHARS", "answer", "content", "install"]
 
 log = logging.getLogger(__name__)
 
 #: Longest reason answered and logged. Every name, value and shape a message echoes is
 #: bounded where the message is made; this bounds whatever is left (a KServe message).
 MAX_REASON_CHARS: Final = 4000
+#: nginx's status for a request whose client closed the connection before its answer.
+CLIENT_CLOSED_REQUEST: Final = 499
 
 #: KServe's own errors, and the status each deserves.
 _KSERVE: dict[type[Exception], int] = {
@@ -73,7 +81,10 @@ def answer(request: Request, exc: Exception) -> Response:
     if status == HTTPStatus.INTERNAL_SERVER_ERROR and not isinstance(exc, ServingError):
         log.error("%s failed: %s", where, type(exc).__name__, exc_info=exc, extra=extra)
     elif status >= 500:
-        log.warning("%s answered %d: %s", where, status, reason, extra=extra)
+        detail = f" ({exc.detail})" if isinstance(exc, ServingError) and exc.detail else ""
+        log.warning("%s answered %d: %s%s", where, status, reason, detail, extra=extra)
+    elif status == CLIENT_CLOSED_REQUEST:
+        log.info("%s: %s (%d)", where, reason, status, extra=extra)
     else:
         log.info("%s refused (%d): %s", where, status, reason, extra=extra)
     return Response(
@@ -120,6 +131,8 @@ def _classify(exc: Exception) -> tuple[int, str, dict[str, str] | None]:
         return int(exc.status_code), exc.reason, exc.headers or None
     if isinstance(exc, HTTPException):
         return exc.status_code, str(exc.detail), dict(exc.headers or {}) or None
+    if isinstance(exc, ClientDisconnect):
+        return CLIENT_CLOSED_REQUEST, "the client closed the connection before its answer", None
     if isinstance(exc, RequestValidationError):
         return HTTPStatus.UNPROCESSABLE_ENTITY, validation_problems(exc.errors(), most=5), None
     for cls, status in _KSERVE.items():
@@ -141,6 +154,7 @@ def install(app: fastapi.FastAPI) -> None:
         ClientError,
         HTTPException,
         RequestValidationError,
+        ClientDisconnect,
         *_KSERVE,
         Exception,
     ):

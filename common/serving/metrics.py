@@ -4,7 +4,10 @@
 :mod:`common.serving.paths`, not raw paths: a path holds a caller's model name),
 status code and the model version
 that answered (empty when none did); ``request_duration_seconds`` is the time from
-the first byte read to the last byte written, by route.
+the first byte read to the last byte written, by route. A client that hangs up before its
+answer is counted with status 499 (nginx's "client closed request"), not as a server error.
+``connections_refused_total`` counts, by reason, what the connection edge
+(:mod:`common.serving.connections`) refused or closed: most of it never became a request.
 
 With several worker processes each has its own counters. Prometheus' multiprocess
 mode joins them: set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory before
@@ -31,11 +34,13 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = [
+    "CONNECTIONS_REFUSED",
     "REQUESTS",
     "REQUEST_SECONDS",
     "exposition",
     "labelled",
     "observe_request",
+    "refused_connection",
     "use_multiprocess_dir",
 ]
 
@@ -53,6 +58,12 @@ REQUEST_SECONDS = Histogram(
     ["route"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+CONNECTIONS_REFUSED = Counter(
+    "connections_refused",
+    "Connections the server refused or closed at its edge, by reason: max_connections, "
+    "header_timeout, header_count, header_bytes, body_timeout, body_bytes.",
+    ["reason"],
+)
 
 
 def observe_request(route: str, status: str, model_version: str, seconds: float) -> None:
@@ -60,6 +71,11 @@ def observe_request(route: str, status: str, model_version: str, seconds: float)
     (:attr:`common.serving.paths.Route.label`)."""
     labelled(REQUESTS, route, status, model_version).inc()
     labelled(REQUEST_SECONDS, route).observe(seconds)
+
+
+def refused_connection(reason: str) -> None:
+    """Count one connection refused or closed by the connection edge, for ``reason``."""
+    labelled(CONNECTIONS_REFUSED, reason).inc()
 
 
 # Each request observes a handful of metrics: a labelled child is looked up once, not on

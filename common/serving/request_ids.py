@@ -3,7 +3,7 @@
 An id travels to the predictor, into every log line and every captured row, and
 back to the caller: it is bounded in length and limited to characters that need
 no escaping in a header, a log or a file name. A caller's id that breaks the rule
-is the caller's 400, never echoed back as sent.
+is the caller's 400, and neither the answer nor the log repeats it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import random
 import re
 from typing import Final
 
-from common.core.errors import ClientError, quoted
+from common.core.errors import ClientError
 from common.core.settings import MAX_REQUEST_ID_CHARS
 
 __all__ = ["ALLOWED", "new_request_id", "request_id"]
@@ -34,20 +34,30 @@ def request_id(*candidates: str | None, max_chars: int = MAX_REQUEST_ID_CHARS) -
     'abc-1'
     >>> len(request_id(None, ""))
     36
-    >>> request_id("a b")  # doctest: +ELLIPSIS
+
+    An invalid id is named by what is wrong with it, never quoted: it may be anything a
+    caller sent, and the answer and the log must not repeat it.
+
+    >>> request_id("a<b>")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    common.core.errors.ClientError: the request id "a b" is invalid: ...
+    common.core.errors.ClientError: the request id is invalid: its character 2 is not allowed; ...
     """
     for candidate in candidates:
         if candidate:
             if len(candidate) > max_chars or not _ID.fullmatch(candidate):
-                raise ClientError(
-                    f"the request id {quoted(candidate)} is invalid: expected 1 to "
-                    f"{max_chars} of {ALLOWED}"
-                )
+                raise ClientError(f"the request id is invalid: {_fault(candidate, max_chars)}")
             return candidate
     return new_request_id()
+
+
+def _fault(candidate: str, max_chars: int) -> str:
+    """What is wrong with an invalid id, without a character of it."""
+    expected = f"expected 1 to {max_chars} of {ALLOWED}"
+    if len(candidate) > max_chars:
+        return f"it has {len(candidate)} characters; {expected}"
+    wrong = next(i for i, char in enumerate(candidate) if not _ID.fullmatch(char))
+    return f"its character {wrong + 1} is not allowed; {expected}"
 
 
 def new_request_id() -> str:

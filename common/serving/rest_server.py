@@ -4,6 +4,8 @@ Kept from KServe: the data plane, every endpoint, the error handlers and the
 multi-worker supervisor. Changed:
 
 - the bind address is a setting (127.0.0.1 on a laptop, 0.0.0.0 in a pod);
+- each connection is read by :class:`common.serving.connections.EdgeProtocol` (uvicorn's
+  httptools protocol with bounds on heads, slow clients and open connections);
 - every exception is answered with its status and ``{"error": reason}``
   (:mod:`common.serving.error_answers`), behind :class:`common.serving.edge.Guard` (request
   ids, limits, 405s, versioned paths, metrics, readiness on SIGTERM);
@@ -26,6 +28,8 @@ The private KServe steps it hooks into are :mod:`common.serving.kserve_adapter`'
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import gc
 import logging
 import signal
@@ -43,6 +47,7 @@ from common.core.errors import ServingError
 from common.core.logs import configure_logging
 from common.core.settings import Limits
 from common.serving import error_answers, metrics, paths
+from common.serving.connections import EdgeProtocol, fit_to_file_limit
 from common.serving.dispatch import InferenceFirst
 from common.serving.edge import Drain, Guard
 from common.serving.kserve_adapter import HookedRESTServer, kserve_app, silence_kserve_deprecations
@@ -84,7 +89,12 @@ class RESTServer(HookedRESTServer):
         self.enable_openapi = enable_openapi
         self.config.host = bind_host
         self.log_level = log_level
-        self.limits = limits or Limits()
+        limits = limits or Limits()
+        self.limits = dataclasses.replace(
+            limits, max_connections=fit_to_file_limit(limits.max_connections)
+        )
+        # uvicorn builds the protocol with its own arguments; workers get it pickled.
+        self.config.http = functools.partial(EdgeProtocol, limits=self.limits)
         self.shutdown_delay_seconds = shutdown_delay_seconds
         self.drain = Drain()
         # uvicorn installs server.handle_exit for SIGTERM when it starts serving.

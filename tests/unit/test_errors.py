@@ -54,11 +54,22 @@ def test_the_drawn_tree_holds_every_error_of_common_under_its_base() -> None:
 def test_each_error_answers_with_the_status_it_names() -> None:
     statuses = {
         name: getattr(errors, name)("x").status_code
-        for name in ("BodyTooLarge", "TooManyRows", "ShuttingDown", "BatchFailed")
+        for name in (
+            "BodyTooLarge",
+            "TooManyRows",
+            "HeadersTooLarge",
+            "RequestTimeout",
+            "UnsupportedEncoding",
+            "ShuttingDown",
+            "BatchFailed",
+        )
     }
     assert statuses == {
         "BodyTooLarge": 413,
         "TooManyRows": 413,
+        "HeadersTooLarge": 431,
+        "RequestTimeout": 408,
+        "UnsupportedEncoding": 415,
         "ShuttingDown": 503,
         "BatchFailed": 500,
     }

@@ -11,15 +11,18 @@ from typing import Any
 import fastapi
 import httpx
 import kserve.errors
+import orjson
 import pytest
 from kserve.errors import InferenceError, InvalidInput, ModelNotFound
 from prometheus_client import REGISTRY
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import Message
 
-from common.core.errors import ClientError, Overloaded
+from common.core.errors import ClientError, Overloaded, RequestTimeout
 from common.core.settings import Limits
 from common.serving import error_answers
+from common.serving.connections import REFUSAL, Refusal
 from common.serving.edge import Guard
 from common.serving.request_ids import new_request_id
 
@@ -216,14 +219,104 @@ def test_a_body_over_the_limit_is_413_by_its_length_or_as_it_streams() -> None:
     assert streamed.status_code == 413
 
 
-@pytest.mark.parametrize("bad", ["x" * 129, "a b", "a\tb", "\u00e9".encode()])
-def test_a_bad_request_id_is_a_400_that_does_not_echo_it(bad: str | bytes) -> None:
-    response = call("POST", INFER, content=b"{}", headers={"x-request-id": bad})
+@pytest.mark.parametrize(
+    ("bad", "fault"),
+    [
+        ("x" * 129, "it has 129 characters"),
+        ("evil<script>", "its character 5 is not allowed"),
+        ("tab\there", "its character 4 is not allowed"),
+        ("caf\u00e9".encode(), "its character 4 is not allowed"),
+    ],
+)
+def test_a_bad_request_id_is_a_400_that_says_what_is_wrong_without_echoing_it(
+    bad: str | bytes, fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        response = call("POST", INFER, content=b"{}", headers={"x-request-id": bad})
     assert response.status_code == 400
-    assert "request id" in response.json()["error"]
+    assert response.json()["error"] == (
+        f"the request id is invalid: {fault}; expected 1 to 128 of letters, digits and "
+        ". _ : - / + = @"
+    )
     assert len(response.headers["x-request-id"]) == 36  # a new one, not the caller's
     assert response.json()["request_id"] == response.headers["x-request-id"]
-    assert "x" * 100 not in response.text
+    shown = bad.decode("latin-1") if isinstance(bad, bytes) else bad
+    assert shown[:3] not in response.text and shown[:3] not in caplog.text
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "GZIP", "deflate, gzip"])
+def test_a_compressed_body_is_a_415_that_says_to_send_it_uncompressed(coding: str) -> None:
+    response = call("POST", INFER, content=b"\x1f\x8b...", headers={"content-encoding": coding})
+    assert response.status_code == 415, response.text
+    assert "send it uncompressed" in response.json()["error"]
+    assert response.headers["accept-encoding"] == "identity"
+
+
+def test_an_uncompressed_body_may_say_so() -> None:
+    response = call("POST", INFER, content=b"{}", headers={"content-encoding": "identity"})
+    assert response.status_code == 200, response.text
+
+
+def test_a_client_that_hangs_up_is_a_499_logged_at_info_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not a 500 at ERROR: a client that hangs up must not spend the server's 5xx budget."""
+
+    def count(status: str) -> float:
+        labels = {"route": "v2_infer", "status": status, "model_version": ""}
+        return REGISTRY.get_sample_value("requests_total", labels) or 0.0
+
+    async def hang_up() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def drop(message: Message) -> None:
+        pass
+
+    guard = Guard(app_with_routes(), limits=Limits())
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": INFER,
+        "raw_path": INFER.encode(),
+        "query_string": b"",
+        "headers": [(b"content-length", b"10")],
+    }
+    before = count("499"), count("500")
+    with caplog.at_level(logging.INFO):
+        asyncio.run(guard(scope, hang_up, drop))
+    assert (count("499"), count("500")) == (before[0] + 1, before[1])
+    assert "the client closed the connection before its answer" in caplog.text
+    assert all(record.levelno == logging.INFO for record in caplog.records), caplog.text
+    assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
+
+
+def test_a_refusal_left_by_the_connection_is_answered_from_receive() -> None:
+    """The connection refuses a body that comes too slowly (or too large as sent) while
+    the application reads it: the Guard raises it there, so it is answered as any error."""
+    refusal = Refusal()
+    sent: list[Message] = []
+
+    async def receive() -> dict[str, Any]:
+        refusal.error = RequestTimeout("the request's body did not arrive within 1 s")
+        return {"type": "http.request", "body": b"", "more_body": True}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": INFER,
+        "raw_path": INFER.encode(),
+        "query_string": b"",
+        "headers": [(b"content-length", b"10")],
+        "extensions": {REFUSAL: refusal},
+    }
+    asyncio.run(Guard(app_with_routes(), limits=Limits())(scope, receive, send))
+    assert sent[0]["status"] == 408
+    assert orjson.loads(sent[1]["body"])["error"] == (
+        "the request's body did not arrive within 1 s"
+    )
 
 
 def test_versioned_paths_serve_the_served_version_and_404_another() -> None:

@@ -14,6 +14,8 @@ from benchmarks import overhead
 
 ROWS = (
     "the Guard, per request",
+    "a request read and answered: uvicorn's protocol",
+    "a request read and answered: EdgeProtocol",
     "model call: kserve.Model.__call__",
     "model call: StagedModel",
     "request id: uuid.uuid4()",

@@ -146,13 +146,16 @@ def test_predictor_404_stays_404() -> None:
     ],
     ids=["5xx", "not-json", "truncated-binary", "refused", "hung-up", "slow"],
 )
-def test_predictor_failures_become_gateway_statuses(
+def test_predictor_failures_become_gateway_statuses_that_do_not_show_its_address(
     handler: Handler | None, error: type[ServingError], status: int
 ) -> None:
     with pytest.raises(error) as info:
         post_through(handler, timeout=0.5)
     assert info.value.status_code == status
     assert "predictor" in info.value.reason
+    # The address is the log's (the error's detail), never the caller's.
+    assert "127.0.0.1" not in info.value.reason and "http:" not in info.value.reason
+    assert "http://127.0.0.1:" in info.value.detail
 
 
 def test_only_allow_listed_headers_are_forwarded() -> None:

@@ -154,8 +154,11 @@ def test_the_transformer_names_an_unreachable_predictor_without_its_credentials(
 
     with pytest.raises(PredictorUnavailable) as failed:
         asyncio.run(call())
+    # The answer names no address at all (issue 20, item 8); the log's detail has it, redacted.
     assert "host-secret" not in str(failed.value)
-    assert "the predictor at http://u:***@127.0.0.1:" in str(failed.value)
+    assert "the predictor is unreachable" in str(failed.value)
+    assert "host-secret" not in failed.value.detail
+    assert "http://u:***@127.0.0.1:" in failed.value.detail
 
 
 def test_the_rollout_cli_names_an_unreachable_registry_without_its_credentials() -> None:
