@@ -69,15 +69,26 @@ class DriftSettings(JobSettings):
     """Reference features or raw records (CSV or Parquet); by default the baseline
     logged with the model version model_uri resolves to."""
     alpha: float = Field(0.05, gt=0, lt=1)
-    """Significance level for the Benjamini-Hochberg adjusted p-values."""
-    numeric_threshold: float = Field(0.05, ge=0, le=1)
-    """Smallest KS statistic D that counts as drift (the effect size of numeric features)."""
-    categorical_threshold: float = Field(0.1, ge=0, le=1)
-    """Smallest Jensen-Shannon distance (base 2) that counts as drift for categoricals."""
-    drift_share: float = Field(0.3, gt=0, le=1)
-    """The dataset drifts when at least this share of tested features drifts..."""
-    critical_features: str = "effective_price"
-    """...or when any of these (comma-separated) drifts."""
+    """Significance level of the p-values, Benjamini-Hochberg adjusted across the voting
+    features (calendar features are not in the family)."""
+    effect_floor: float = Field(0.03, ge=0, le=1)
+    """Smallest effect that counts as a feature's drift, however many rows: the share of
+    the distribution's mass that moved (total variation distance, or KS D for continuous
+    values). A feature must also pass its noise (noise_quantile)."""
+    noise_quantile: float = Field(0.999, gt=0.5, lt=1)
+    """A feature's effect must exceed what two samples of the reference's own
+    distribution, of the reference's and the window's sizes, reach with probability
+    1 - noise_quantile (its noise: large for a feature of many categories)."""
+    large_effect: float = Field(0.045, gt=0, le=1)
+    """The dataset drifts when one drifting feature of a single raw field moved by at
+    least this share of its mass (4.5 points of a category's share, 4.5 % of prices
+    past a point)..."""
+    drift_share: float = Field(0.4, gt=0, le=1)
+    """...or when at least this share of the voting groups (raw fields: store, item,
+    category, price and discount, promotion) has a drifting feature..."""
+    critical_features: str = ""
+    """...or when any of these (comma-separated) drifts. None by default: the price
+    features move with a year's price rise (see the Monitoring page)."""
     fail_on_drift: bool = False
     """Exit 1 when the dataset drifts (exit 0 otherwise, drift or not)."""
 

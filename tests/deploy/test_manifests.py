@@ -510,3 +510,32 @@ def test_log_to_mlflow_is_off_by_default_and_one_value_turns_it_on_for_both_jobs
     assert all(
         env == [{"name": "MONITORING_LOG_TO_MLFLOW", "value": "true"}] for env in turned_on.values()
     )
+
+
+#: The drift settings that decide a verdict, which the evaluation measured at their defaults.
+VERDICT_SETTINGS = (
+    "alpha",
+    "effect_floor",
+    "noise_quantile",
+    "large_effect",
+    "drift_share",
+    "critical_features",
+)
+
+
+@pytest.mark.parametrize("case", every_rendering())
+def test_the_drift_cronjob_decides_with_the_settings_the_evaluation_measured(
+    case: str | Path,
+) -> None:
+    """The shipped CronJob's flags parse, and decide as the job's defaults do."""
+    from common.core.cli import parse_settings
+    from monitoring.__main__ import _bare_booleans  # as main() reads the flags
+    from monitoring.settings import DriftSettings
+
+    cronjob = one(render(case), "CronJob", "sales-quantity-classifier-drift")
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    args = _bare_booleans(DriftSettings, container["args"][1:])
+    settings = parse_settings(DriftSettings, args, prog="drift")
+    defaults = DriftSettings(current="x", output="y")
+    for name in VERDICT_SETTINGS:
+        assert getattr(settings, name) == getattr(defaults, name), name

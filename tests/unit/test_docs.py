@@ -15,6 +15,7 @@ import pkgutil
 import re
 import sys
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -136,24 +137,43 @@ def test_the_monitoring_page_lists_every_metric_the_servers_export() -> None:
 
 def test_the_monitoring_page_lists_every_metric_the_jobs_export() -> None:
     from monitoring.publish import drift_metrics, performance_metrics
+    from monitoring.reports import (
+        DriftReport,
+        DriftRule,
+        DriftVerdict,
+        PerformanceReport,
+        PerformanceRule,
+        PerformanceVerdict,
+        ScanSummary,
+    )
+    from monitoring.windows import TimeWindow
 
-    drift: dict[str, Any] = {
+    scan = ScanSummary("x", 0, 0, 0, (), {})
+    common: dict[str, Any] = {
+        "generated_at": datetime.now(UTC),
         "model_name": "m",
+        "model_uri": "models:/m/1",
         "model_version": "1",
-        "dataset_drift": False,
-        "drift_share": 0.0,
-        "rows_current": 0,
-        "rows_reference": 0,
-        "current": {"files_skipped": []},
-        "features": [],
+        "window": TimeWindow(None, None),
+        "current": scan,
     }
-    performance: dict[str, Any] = {
-        "model_name": "m",
-        "model_version": "1",
-        "latest_by_version": {},
-        "retrain_recommended": False,
-        "consecutive_degraded": 0,
-    }
+    drift = DriftReport(
+        **common,
+        reference=scan,
+        rule=DriftRule(0.05, 0.03, 0.999, 0.045, 0.4, (), 100),
+        verdict=DriftVerdict("insufficient_data", False, (), (), (), (), (), 0, 0.0, 0, ()),
+        features=(),
+    )
+    performance = PerformanceReport(
+        **common,
+        rows_predictions=0,
+        rows_joined=0,
+        labels=scan,
+        training_metrics={},
+        rule=PerformanceRule("1h", 3, 0.05, 1000, 0.95, 100),
+        windows=(),
+        verdict=PerformanceVerdict("insufficient_data", False, 0),
+    )
     documented = documented_metrics()
     assert documented["The drift job's"] == exported(drift_metrics(drift))
     assert documented["The performance job's"] == exported(performance_metrics(performance))
