@@ -87,7 +87,7 @@ def drift_page(report: DriftReport, histograms: dict[str, Histogram]) -> str:
     table = (
         f"<table>{header}{''.join(_feature_row(f, f.p_value_adjusted) for f in voting)}</table>"
         "<small>* critical feature. Effect: TVD (total variation distance) or KS D, both a "
-        "share of the rows; threshold: the larger of the floor and the noise (in brackets). "
+        "share of the rows; threshold: the larger of the floor and the noise. "
         "How much: the mean's move in the feature's units and in reference standard "
         "deviations (W: Wasserstein distance in them), or the shares that moved most.</small>"
     )
@@ -144,8 +144,10 @@ def _feature_row(f: FeatureDrift, p_value: float | None) -> str:
     if f.reason:
         quality.append(f.reason)
     threshold = _num(f.effect_size_threshold)
-    if f.effect_size_noise is not None:
-        threshold += f" ({_num(f.effect_size_noise)})"
+    if f.effect_size_noise is not None and f.effect_size_noise >= (f.effect_size_threshold or 0):
+        threshold += " (noise)"
+    elif f.effect_size_noise is not None:
+        threshold += f" (floor; noise {_num(f.effect_size_noise)})"
     effect = f"{_num(f.effect_size)} {f.effect_size_name}" if f.effect_size is not None else "-"
     return (
         f"<tr class='{f.status}'><td>{escape(f.name)}{' *' if f.critical else ''}</td>"
