@@ -69,6 +69,8 @@ _PLOT_CATEGORIES: Final = 20
 _BINCOUNT_LIMIT: Final = 1 << 20
 #: Most (draws x categories) cells one TVD noise draws; fewer draws beyond.
 _NOISE_CELLS: Final = 4_000_000
+#: Cells drawn at a time (each a few arrays of 8 bytes a cell).
+_NOISE_CHUNK: Final = 200_000
 _CHANGES: Final = 3
 
 FloatArray = npt.NDArray[np.float64]
@@ -486,11 +488,16 @@ def tvd_noise(reference_counts: npt.NDArray[np.int64], n: int, noise: Noise) -> 
     """
     m = int(reference_counts.sum())
     shares = reference_counts / m
-    draws = max(100, min(noise.draws, _NOISE_CELLS // max(shares.size, 1)))
+    k = max(shares.size, 1)
+    draws = max(100, min(noise.draws, _NOISE_CELLS // k))
     rng = np.random.default_rng(noise.seed)
-    reference = rng.multinomial(m, shares, size=draws) / m
-    current = rng.multinomial(n, shares, size=draws) / n
-    distances = 0.5 * np.abs(reference - current).sum(axis=1)
+    distances = np.empty(draws)
+    step = max(1, _NOISE_CHUNK // k)  # draws at a time: memory stays small with many categories
+    for start in range(0, draws, step):
+        size = min(step, draws - start)
+        reference = rng.multinomial(m, shares, size=size) / m
+        current = rng.multinomial(n, shares, size=size) / n
+        distances[start : start + size] = 0.5 * np.abs(reference - current).sum(axis=1)
     return float(np.quantile(distances, noise.quantile))
 
 
