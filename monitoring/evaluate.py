@@ -28,6 +28,10 @@ Windows are seeded by (seed, kind, size, index): a shifted window moves the very
 of the unshifted window of the same index, and reruns print the same table. Where
 Evidently, NannyML or Alibi Detect can be imported, :mod:`monitoring.anchors` judges
 the first ``--anchor_windows`` windows of every cell with each of them.
+
+``python -m monitoring.evaluate`` (50 windows per cell) fits in ten minutes on two
+cores; the benchmark is ``--windows 100 --million_windows 10``. docs/drift-evaluation.md
+keeps the tables measured, with their commands, dates and commits.
 """
 
 from __future__ import annotations
@@ -139,8 +143,12 @@ class Tally:
     alarms: int = 0
     features: Counter[str] = field(default_factory=Counter)
     """How often each feature drifted."""
+    alarmed: list[int] = field(default_factory=list)
+    """Which windows alarmed, by position (0 the first judged)."""
 
     def add(self, verdict: Verdict) -> None:
+        if verdict.dataset_drift:
+            self.alarmed.append(self.windows)
         self.windows += 1
         self.alarms += verdict.dataset_drift
         self.features.update(verdict.drifted_features)
@@ -167,6 +175,7 @@ class Tally:
             "alarms": self.alarms,
             "rate": self.alarms / self.windows if self.windows else None,
             "features": dict(self.features.most_common()),
+            "alarmed": self.alarmed,
         }
 
     def __str__(self) -> str:
@@ -177,20 +186,18 @@ class Tally:
 class Plan:
     """What to evaluate (:class:`~monitoring.settings.EvaluateSettings`, parsed)."""
 
-    windows: int = 100
-    sizes: tuple[int, ...] = (10_000, 100_000)
-    kinds: tuple[str, ...] = KINDS
-    shift_kinds: tuple[str, ...] = ("same_dates",)
-    shifts: Mapping[str, tuple[float, ...]] = field(
-        default_factory=lambda: {s.name: s.grid for s in make_shifts(1.0).values()}
-    )
+    windows: int
+    sizes: tuple[int, ...]
+    kinds: tuple[str, ...]
+    shift_kinds: tuple[str, ...]
+    shifts: Mapping[str, tuple[float, ...]]
     """Each shift's magnitudes, ascending."""
-    run_days: int = 10
-    million_windows: int = 0
-    anchors: bool = True
-    anchor_windows: int = 20
-    pool_rows: int = 500_000
-    seed: int = 0
+    run_days: int
+    million_windows: int
+    anchors: bool
+    anchor_windows: int
+    pool_rows: int
+    seed: int
 
     @classmethod
     def from_settings(cls, settings: EvaluateSettings) -> Plan:
@@ -708,8 +715,9 @@ def _render(table: Table) -> str:
         f"({ref.as_dict()['made_from']}; days {' to '.join(ref.as_dict()['training_days'])}); "
         f"unit_price sd {ref.price_sd:.3f}; shares of rows: {shares}",
         f"job settings: {settings}",
-        f"windows per cell: {plan.windows} (anchors: the first {plan.anchor_windows}); "
-        f"seed {plan.seed}; detectors: {', '.join(table.detectors)}"
+        f"windows per cell: {plan.windows}"
+        + (f" (anchors: the first {plan.anchor_windows})" if len(table.detectors) > 1 else "")
+        + f"; seed {plan.seed}; detectors: {', '.join(table.detectors)}"
         + "".join(f"; {name} skipped: {why}" for name, why in table.skipped.items()),
         "",
     ]
@@ -768,7 +776,12 @@ def _render(table: Table) -> str:
         ]
     lines.append("Features drifting most often (job: windows in which each drifted)")
     for cell in table.false_alarms:
-        lines.append(f"  {_KIND_LABELS[cell.kind]} {_size(cell.size)}: " + _top(cell.tallies[_JOB]))
+        job = cell.tallies[_JOB]
+        months = ""
+        if cell.kind == "later_month" and job.alarmed:
+            alarmed = sorted({index % 12 + 1 for index in job.alarmed})
+            months = f"; alarmed in month(s) {', '.join(map(str, alarmed))}"
+        lines.append(f"  {_KIND_LABELS[cell.kind]} {_size(cell.size)}: {_top(job)}{months}")
     for run in table.runs:
         lines.append(f"  schedule {_size(run.size)} (hourly runs): " + _top(run.runs))
     return "\n".join(lines) + "\n"

@@ -23,10 +23,11 @@ from monitoring.evaluate import (
     Table,
     Tally,
     Verdict,
+    _world,
     evaluate,
     main,
 )
-from monitoring.settings import DriftSettings
+from monitoring.settings import DriftSettings, EvaluateSettings
 from monitoring.traffic import (
     CATEGORY,
     YEAR_LATER_DAYS,
@@ -34,33 +35,31 @@ from monitoring.traffic import (
     Period,
     Window,
     World,
-    learn_world,
     make_shifts,
 )
 from training.dataset import FIRST_DAY, YEARLY_PRICE_RISE, generate_sales
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = Plan(
-    windows=5,
-    sizes=(2000,),
-    kinds=("same_dates", "day"),
-    shift_kinds=("same_dates",),
-    shifts={"price": (0.01, 3.0)},
-    run_days=1,
-    anchors=False,
-    pool_rows=100_000,
-    seed=7,
-)
 
 
 @pytest.fixture(scope="module")
 def table() -> Table:
-    return evaluate(SMALL)
+    small = EvaluateSettings(
+        windows=5,
+        sizes="2000",
+        kinds="same_dates,day",
+        shifts="price=0.01,3",
+        run_days=1,
+        anchors=False,
+        pool_rows=100_000,
+        seed=7,
+    )
+    return evaluate(Plan.from_settings(small))
 
 
 @pytest.fixture(scope="module")
 def world() -> World:
-    return learn_world(generate_sales(100_000, seed=42))
+    return _world(100_000, 42)  # the one evaluate() reads (cached)
 
 
 def test_every_window_is_counted_and_the_table_has_every_cell(table: Table) -> None:
@@ -100,15 +99,16 @@ def test_the_table_renders_and_serialises(table: Table, tmp_path: Path) -> None:
 
 
 def test_reruns_print_the_same_table() -> None:
-    plan = Plan(
-        windows=2,
-        sizes=(1000,),
-        kinds=("later_month",),
-        shift_kinds=("same_dates",),
-        shifts={"discount": (5.0,)},
-        run_days=0,
-        anchors=False,
-        pool_rows=100_000,
+    plan = Plan.from_settings(
+        EvaluateSettings(
+            windows=2,
+            sizes="1000",
+            kinds="later_month",
+            shifts="discount=5",
+            run_days=0,
+            anchors=False,
+            pool_rows=100_000,
+        )
     )
     assert evaluate(plan).render() == evaluate(plan).render()
 
