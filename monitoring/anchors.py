@@ -27,7 +27,7 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -136,13 +136,14 @@ ANCHORS: Final[dict[str, tuple[str, Callable[[], Anchor]]]] = {
 }
 
 
-def load() -> tuple[dict[str, Anchor], dict[str, str]]:
-    """The anchors importable here, and why each other one was skipped."""
+def load(names: Sequence[str] = tuple(ANCHORS)) -> tuple[dict[str, Anchor], dict[str, str]]:
+    """Those of the anchors ``names`` importable here, and why each other was skipped."""
     for key, value in NO_TELEMETRY.items():
         os.environ.setdefault(key, value)
     loaded: dict[str, Anchor] = {}
     skipped: dict[str, str] = {}
-    for name, (module, make) in ANCHORS.items():
+    for name in names:
+        module, make = ANCHORS[name]
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # their import-time notices

@@ -194,7 +194,8 @@ class Plan:
     """Each shift's magnitudes, ascending."""
     run_days: int
     million_windows: int
-    anchors: bool
+    anchors: tuple[str, ...]
+    """The anchors to run where they can be imported."""
     anchor_windows: int
     pool_rows: int
     seed: int
@@ -210,7 +211,7 @@ class Plan:
             shifts=_grids(settings.shifts),
             run_days=settings.run_days,
             million_windows=settings.million_windows,
-            anchors=settings.anchors,
+            anchors=_anchor_names(settings.anchors),
             anchor_windows=settings.anchor_windows,
             pool_rows=settings.pool_rows,
             seed=settings.seed,
@@ -239,6 +240,18 @@ def _numbers(text: str, flag: str, kind: Callable[[str], Any]) -> list[Any]:
     if not values or min(values) <= 0:
         raise BadInput(f"{flag}={text!r} is invalid: expected positive numbers")
     return sorted(values)
+
+
+def _anchor_names(text: str) -> tuple[str, ...]:
+    from monitoring.anchors import ANCHORS
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in ANCHORS]
+    if unknown:
+        raise BadInput(
+            f"--anchors={text!r} is invalid: {unknown} unknown; expected some of {list(ANCHORS)}"
+        )
+    return names
 
 
 def _known(text: str, flag: str) -> tuple[str, ...]:
@@ -500,7 +513,7 @@ def _anchors(plan: Plan) -> tuple[dict[str, Anchor], dict[str, str]]:
         return {}, {}
     from monitoring import anchors
 
-    return anchors.load()
+    return anchors.load(plan.anchors)
 
 
 def _job_settings(settings: DriftSettings) -> dict[str, Any]:

@@ -175,8 +175,9 @@ class EvaluateSettings(_Base):
     million_windows: int = Field(0, ge=0)
     """Windows of 1,000,000 rows with unit_price moved 0.02 sd, where no alarm is wanted
     (the benchmark's check; seconds per window); 0: none."""
-    anchors: bool = True
-    """Run Evidently, NannyML and Alibi Detect beside the job where they are installed."""
+    anchors: str = "evidently,nannyml,alibi_detect"
+    """Drift libraries run beside the job where they are installed (comma-separated;
+    empty: none)."""
     anchor_windows: int = Field(20, ge=1)
     """Windows per cell the anchors judge (the first of the job's; each takes seconds)."""
     pool_rows: int = Field(500_000, ge=1000)

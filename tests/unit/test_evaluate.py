@@ -50,7 +50,7 @@ def table() -> Table:
         kinds="same_dates,day",
         shifts="price=0.01,3",
         run_days=1,
-        anchors=False,
+        anchors="",
         pool_rows=100_000,
         seed=7,
     )
@@ -106,7 +106,7 @@ def test_reruns_print_the_same_table() -> None:
             kinds="later_month",
             shifts="discount=5",
             run_days=0,
-            anchors=False,
+            anchors="",
             pool_rows=100_000,
         )
     )
@@ -206,7 +206,13 @@ def test_a_tally_decides_as_soon_as_ninety_percent_is_reached_or_out_of_reach() 
 
 @pytest.mark.parametrize(
     ("flag", "value"),
-    [("--sizes", "10k"), ("--kinds", "weekly"), ("--shifts", "season=1"), ("--sizes", "0")],
+    [
+        ("--sizes", "10k"),
+        ("--kinds", "weekly"),
+        ("--shifts", "season=1"),
+        ("--sizes", "0"),
+        ("--anchors", "deepchecks"),
+    ],
 )
 def test_a_bad_flag_is_a_usage_error_naming_it(
     flag: str, value: str, capsys: pytest.CaptureFixture[str]
