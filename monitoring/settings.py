@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "DEFAULT_MODEL_URI",
     "DriftSettings",
+    "EvaluateSettings",
     "JobSettings",
     "PerformanceSettings",
     "SimulateSettings",
@@ -156,6 +157,46 @@ class SimulateSettings(_Base):
     """Seed of the sampling."""
     timeout_seconds: float = Field(10.0, gt=0)
     """Per-request timeout."""
+
+
+class EvaluateSettings(_Base):
+    """Measure the drift job on generated traffic: false alarms, and the shifts it catches.
+
+    The drift job runs with its own settings (their defaults, the chart's values, or
+    MONITORING_* variables, as the CronJob would); these say what traffic it is shown.
+    """
+
+    windows: int = Field(50, ge=1)
+    """Windows per cell (window kind, shift magnitude, rows per window). 50 keeps the
+    run under ten minutes on two cores; the benchmark runs 100."""
+    sizes: str = "10000,100000"
+    """Rows per window, comma-separated."""
+    kinds: str = "same_dates,later_month,day"
+    """Unshifted window kinds whose false alarms are counted: same_dates (the training
+    period's days), later_month (a month of the generator's last year shown 52 weeks
+    later, prices risen), day (one day of the training period)."""
+    shift_kinds: str = "same_dates"
+    """Window kinds the shifts are applied to (each kind adds as much time again)."""
+    shifts: str = "price;category;discount;promotion"
+    """Shifts, separated by ';', each with its default magnitudes or its own after '='
+    (price=0.05,0.1): price in sd of the reference's unit_price, the others in points
+    of share."""
+    run_days: int = Field(10, ge=0)
+    """Days of the shipped CronJob schedule run over a capture store per size (0: none)."""
+    million_windows: int = Field(0, ge=0)
+    """Windows of 1,000,000 rows with unit_price moved 0.02 sd, where no alarm is wanted
+    (the benchmark's check; seconds per window); 0: none."""
+    anchors: str = "evidently,nannyml,alibi_detect"
+    """Drift libraries run beside the job where they are installed (comma-separated;
+    empty: none)."""
+    anchor_windows: int = Field(20, ge=1)
+    """Windows per cell the anchors judge (the first of the job's; each takes seconds)."""
+    pool_rows: int = Field(500_000, ge=1000)
+    """Rows generated, with training's seed, to read the generator's world off."""
+    seed: int = 0
+    """Seed of the windows: the same seed prints the same table."""
+    output: str | None = None
+    """A file the table is written to as JSON."""
 
 
 def _names(value: str) -> tuple[str, ...]:
