@@ -118,10 +118,10 @@ def _test(name: str, reference: npt.NDArray[np.float64]) -> NumericDrift | Categ
 
     if KINDS[name] == "categorical":
         return CategoricalDrift(reference, label=labelled)
-    levels = np.unique(reference[~np.isnan(reference)]).size
-    if 2 <= levels <= MAX_LEVELS:
+    numeric = NumericDrift(reference)  # its distinct values, counted once
+    if 2 <= numeric.unique.size <= MAX_LEVELS:
         return CategoricalDrift(reference, numeric=True, label=labelled)
-    return NumericDrift(reference)
+    return numeric
 
 
 def _load(uri: str, batch_rows: int, scan: ScanReport) -> dict[str, npt.NDArray[np.float64]]:
