@@ -171,7 +171,7 @@ def _how_much(f: FeatureDrift) -> str:
         parts.append(
             f"mean {q.mean_reference:.4g} → {q.mean_current:.4g} ({q.mean_shift:+.3g}{sigma})"
         )
-    parts.extend(f"{c.value} {_share(c.reference)} → {_share(c.current)}" for c in f.changes[:2])
+    parts.extend(f"{c.value}: {_share(c.reference)} → {_share(c.current)}" for c in f.changes[:2])
     return "; ".join(parts) or "-"
 
 

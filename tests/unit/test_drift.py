@@ -415,7 +415,7 @@ def test_the_page_names_codes_and_lists_the_features_by_severity(tmp_path: Path)
     features = html.split("<h2>Features</h2>", 1)[1].split("</table>", 1)[0]
     rows = [row.split("</td>", 1)[0] for row in features.split("<tr class=")[1:]]
     assert rows[0] == "'drift'><td>category_code"  # the drifted feature first
-    assert "produce 14." in features and "% → " in features  # names, shares that moved
+    assert "produce: 14." in features and "% → " in features  # names, shares that moved
     assert "unseen 0.3 % (S099)" in features  # a small share keeps its digits
     plots = html.split("<h2>Distributions</h2>", 1)[1]
     assert "bakery: reference" in plots and ">Mon<" in plots  # categories and weekdays
