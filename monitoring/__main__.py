@@ -111,11 +111,13 @@ def _drift(settings: BaseSettings) -> int:
         mlflow=mlflow,
     )
     log.info(
-        "%s: %d of %d features drift (%s); %d current rows%s; report %s%s",
+        "%s: %d of %d raw-field groups drift (%s)%s; seasonal: %s; %d current rows%s; report %s%s",
         verdict.status,
-        len(verdict.drifted_features),
-        verdict.features_tested,
+        len(verdict.drifted_groups),
+        verdict.groups_tested,
         ", ".join(verdict.drifted_features) or "none",
+        "".join(f"; {reason}" for reason in verdict.reasons),
+        ", ".join(verdict.seasonal_features) or "none",
         report.current.rows,
         _refused(report.current.rows_refused, len(report.current.files_skipped)),
         delivery.written["html"],

@@ -1,10 +1,13 @@
 """The drift job: served features of a window against the served model's baseline.
 
-Per feature a two-sample test (KS for numeric features, chi-square for codes),
-Benjamini-Hochberg adjusted across features; a feature drifts only when its
-adjusted p-value is below ``alpha`` AND its effect size reaches the threshold, so
-that a tiny shift measured on millions of rows is significant but not an alarm
-(:mod:`monitoring.verdicts` decides; :class:`monitoring.reports.DriftReport` is the result).
+Per feature a two-sample test (:mod:`monitoring.stats`: KS for continuous numeric
+features, chi-square for codes and for numeric features of at most
+:data:`monitoring.features.MAX_LEVELS` levels), its effect on one scale (the share of
+the distribution's mass that moved) and that effect's noise at the window's size.
+The p-values of the voting features are Benjamini-Hochberg adjusted among
+themselves (the calendar's are not in the family: their near-zero p-values would
+relax the bar for the others). :mod:`monitoring.verdicts` decides what the figures
+mean; :class:`monitoring.reports.DriftReport` is the result.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy.typing as npt
 
 from common.core.model_uri import parse_model_uri
 from monitoring import served_model, verdicts
-from monitoring.features import FEATURE_NAMES, KINDS
+from monitoring.features import FEATURE_NAMES, GROUP_OF, KINDS, MAX_LEVELS, ROLES, label
 from monitoring.reports import (
     CategoricalQuality,
     DriftReport,
@@ -34,6 +37,7 @@ from monitoring.stats import (
     CategoricalDrift,
     FeatureTest,
     Histogram,
+    Noise,
     NumericDrift,
     adjust_bh,
     complete,
@@ -75,10 +79,7 @@ def run_drift(settings: DriftSettings, now: datetime | None = None) -> DriftResu
         reference_scan = ScanReport(reference_source)
         reference = _load(reference_uri, settings.batch_rows, reference_scan)
 
-    tests: dict[str, NumericDrift | CategoricalDrift] = {
-        name: (NumericDrift if KINDS[name] == "numeric" else CategoricalDrift)(reference[name])
-        for name in FEATURE_NAMES
-    }
+    tests = {name: _test(name, reference[name]) for name in FEATURE_NAMES}
     del reference  # the tests hold what they need of it
     current_scan = ScanReport(settings.current)
     for batch in feature_batches(
@@ -87,7 +88,8 @@ def run_drift(settings: DriftSettings, now: datetime | None = None) -> DriftResu
         for name, test in tests.items():
             test.update(batch.features[name])
     current_scan.progress(force=True)
-    results = {name: test.summary(settings.min_rows) for name, test in tests.items()}
+    noise = Noise(quantile=settings.noise_quantile)
+    results = {name: test.summary(settings.min_rows, noise) for name, test in tests.items()}
     del tests  # summarised: their counts are freed before SciPy is imported
     for result in results.values():
         complete(result)
@@ -111,6 +113,20 @@ def run_drift(settings: DriftSettings, now: datetime | None = None) -> DriftResu
     return DriftResult(report, histograms)
 
 
+def _test(name: str, reference: npt.NDArray[np.float64]) -> NumericDrift | CategoricalDrift:
+    """The feature's test: KS for continuous values, counts for codes and few levels."""
+
+    def labelled(value: float) -> str:
+        return label(name, value)
+
+    if KINDS[name] == "categorical":
+        return CategoricalDrift(reference, label=labelled)
+    numeric = NumericDrift(reference)  # its distinct values, counted once
+    if 2 <= numeric.unique.size <= MAX_LEVELS:
+        return CategoricalDrift(reference, numeric=True, label=labelled)
+    return numeric
+
+
 def _load(uri: str, batch_rows: int, scan: ScanReport) -> dict[str, npt.NDArray[np.float64]]:
     parts: dict[str, list[npt.NDArray[np.float64]]] = {name: [] for name in FEATURE_NAMES}
     for batch in feature_batches(uri, window=None, batch_rows=batch_rows, report=scan):
@@ -130,8 +146,9 @@ def _most_common(scan: ScanReport) -> str | None:
 def _rule(settings: DriftSettings) -> DriftRule:
     return DriftRule(
         alpha=settings.alpha,
-        numeric_threshold=settings.numeric_threshold,
-        categorical_threshold=settings.categorical_threshold,
+        effect_floor=settings.effect_floor,
+        noise_quantile=settings.noise_quantile,
+        large_effect=settings.large_effect,
         drift_share=settings.drift_share,
         critical_features=settings.critical,
         min_rows=settings.min_rows,
@@ -140,16 +157,21 @@ def _rule(settings: DriftSettings) -> DriftRule:
 
 def _features(results: dict[str, FeatureTest], rule: DriftRule) -> tuple[FeatureDrift, ...]:
     """Each feature's result with its adjusted p-value and its verdict, in contract order."""
-    tested = [n for n, r in results.items() if r.p_value is not None]
+    voting = [n for n, r in results.items() if r.p_value is not None and ROLES[n] == "voting"]
     adjusted = dict(
-        zip(tested, adjust_bh([results[n].p_value or 0.0 for n in tested]), strict=True)
+        zip(voting, adjust_bh([results[n].p_value or 0.0 for n in voting]), strict=True)
     )
     features = []
     for name, result in results.items():
-        kind = KINDS[name]
-        threshold = verdicts.feature_threshold(kind, rule)
+        role = ROLES[name]
+        threshold = (
+            verdicts.feature_threshold(result.noise, rule)
+            if result.effect_size is not None
+            else None
+        )
         status = verdicts.feature_status(
-            p_value_adjusted=adjusted.get(name),
+            role=role,
+            p_value=adjusted.get(name) if role == "voting" else result.p_value,
             effect_size=result.effect_size,
             threshold=threshold,
             insufficient=result.insufficient,
@@ -158,13 +180,16 @@ def _features(results: dict[str, FeatureTest], rule: DriftRule) -> tuple[Feature
         features.append(
             FeatureDrift(
                 name=name,
-                kind=kind,
+                kind=KINDS[name],
+                group=GROUP_OF[name],
+                role=role,
                 test=result.test,
                 statistic=result.statistic,
                 p_value=result.p_value,
                 p_value_adjusted=adjusted.get(name),
                 effect_size=result.effect_size,
                 effect_size_name=result.effect_size_name,
+                effect_size_noise=result.noise,
                 effect_size_threshold=threshold,
                 status=status,
                 reason=result.insufficient,
@@ -173,6 +198,7 @@ def _features(results: dict[str, FeatureTest], rule: DriftRule) -> tuple[Feature
                 rows_current=result.rows_current,
                 missing_rate=result.missing_rate,
                 quality=_quality(result.quality),
+                changes=result.changes,
             )
         )
     return tuple(features)

@@ -6,12 +6,20 @@ from a PVC, an object store or an e-mail attachment without a network.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from html import escape
 from typing import Final
 
-from monitoring.reports import DriftReport, PerformanceReport, PerformanceWindow, SkippedFile
+from monitoring.reports import (
+    DriftReport,
+    FeatureDrift,
+    NumericQuality,
+    PerformanceReport,
+    PerformanceWindow,
+    SkippedFile,
+)
 from monitoring.stats import Histogram
 
 __all__ = ["drift_page", "performance_page"]
@@ -28,6 +36,7 @@ table{border-collapse:collapse;margin:12px 0;font-size:.9em}
 th,td{border-bottom:1px solid #ddd;padding:4px 10px;text-align:right}
 th:first-child,td:first-child,td:last-child{text-align:left}
 tr.drift td{background:#fde2e1} tr.insufficient_data td{background:#fff4d6}
+tr.seasonal td{background:#eef3fb}
 .meta td{text-align:left} .plots{display:flex;flex-wrap:wrap;gap:16px}
 .plot{border:1px solid #ddd;border-radius:4px;padding:8px;width:430px}
 .legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}
@@ -36,56 +45,61 @@ small{color:#666}
 
 
 def drift_page(report: DriftReport, histograms: dict[str, Histogram]) -> str:
-    """The drift report as one HTML page."""
+    """The drift report as one HTML page: the voting features by severity, then the calendar's."""
     verdict, rule = report.verdict, report.rule
     drifted = ", ".join(verdict.drifted_features)
     if verdict.status == "drift":
-        headline = f"DRIFT: {drifted}"
+        headline = "DRIFT: " + "; ".join(verdict.reasons)
     elif verdict.status == "ok":
         headline = "No drift"
         if verdict.drifted_features:
             headline += f" in the dataset (drifted alone: {drifted})"
     else:
         headline = "Insufficient data: no feature could be tested"
+    critical = ", ".join(rule.critical_features) or "none"
     meta = {
         "model": f"{report.model_name} version {report.model_version or '?'}",
         "window": f"{_time(report.window.since)} to {_time(report.window.until)}",
         "rows": f"current {report.current.rows:,}, reference {report.reference.rows:,}",
-        "drifted": f"{len(verdict.drifted_features)} of {verdict.features_tested} tested "
-        f"({verdict.drift_share:.0%}; dataset drift at {rule.drift_share:.0%} or any of "
-        f"{', '.join(rule.critical_features) or 'no critical feature'})",
-        "rule": f"BH-adjusted p < {rule.alpha} and effect size >= {rule.numeric_threshold} "
-        f"(KS D) / {rule.categorical_threshold} (Jensen-Shannon distance)",
+        "groups": f"{len(verdict.drifted_groups)} of {verdict.groups_tested} raw-field groups "
+        f"drift ({_share(verdict.drift_share)}"
+        + (f": {', '.join(verdict.drifted_groups)}" if verdict.drifted_groups else "")
+        + ")",
+        "rule": f"a feature drifts when its effect (the share of its distribution that moved: "
+        f"TVD, or KS D) reaches the larger of {rule.effect_floor:g} and its noise (the "
+        f"effect two samples of the reference reach 1 time in "
+        f"{round(1 / (1 - rule.noise_quantile)):,}) and its BH-adjusted p < {rule.alpha:g}; "
+        f"the dataset drifts when one feature of a raw field moves by {rule.large_effect:g} "
+        f"or more, or {_share(rule.drift_share)} of the groups drift, or a critical feature "
+        f"does ({critical})",
+        "calendar": "moved with the season, not voting: "
+        + (", ".join(verdict.seasonal_features) or "none"),
         "files skipped": _skipped(report.current.files_skipped),
         "generated": report.generated_at.isoformat(),
     }
-    rows = []
-    for f in report.features:
-        quality = []
-        if f.missing_rate:
-            quality.append(f"missing {f.missing_rate:.2%}")
-        if f.unseen_share:
-            quality.append(f"unseen {f.unseen_share:.2%} ({', '.join(f.unseen_categories)})")
-        if f.out_of_range_share:
-            quality.append(f"out of range {f.out_of_range_share:.2%}")
-        if f.reason:
-            quality.append(f.reason)
-        rows.append(
-            f"<tr class='{f.status}'><td>{escape(f.name)}{' *' if f.critical else ''}</td>"
-            f"<td>{f.kind}</td><td>{f.test}</td><td>{_num(f.statistic)}</td>"
-            f"<td>{_num(f.p_value)}</td><td>{_num(f.p_value_adjusted)}</td>"
-            f"<td>{_num(f.effect_size)}</td><td>{f.status}</td>"
-            f"<td>{f.rows_current:,}</td><td>{escape('; '.join(quality))}</td></tr>"
-        )
-    table = (
-        "<table><tr><th>feature</th><th>kind</th><th>test</th><th>statistic</th><th>p</th>"
-        "<th>p adjusted</th><th>effect</th><th>status</th><th>rows</th><th>data quality</th></tr>"
-        + "".join(rows)
-        + "</table><small>* critical feature</small>"
+    voting = _by_severity(f for f in report.features if f.voting)
+    seasonal = _by_severity(f for f in report.features if not f.voting)
+    header = (
+        "<tr><th>feature</th><th>raw fields</th><th>test</th><th>effect</th><th>threshold</th>"
+        "<th>p adjusted</th><th>how much</th><th>status</th><th>rows</th>"
+        "<th>data quality</th></tr>"
     )
-    # drifted first, then by status, then in contract order
-    order = sorted(histograms, key=lambda n: report.feature(n).status)
-    order.sort(key=lambda n: report.feature(n).status != "drift")
+    table = (
+        f"<table>{header}{''.join(_feature_row(f, f.p_value_adjusted) for f in voting)}</table>"
+        "<small>* critical feature. Effect: TVD (total variation distance) or KS D, both a "
+        "share of the rows; threshold: the larger of the floor and the noise. "
+        "How much: the mean's move in the feature's units and in reference standard "
+        "deviations (W: Wasserstein distance in them), or the shares that moved most.</small>"
+    )
+    calendar = (
+        f"<table>{header.replace('p adjusted', 'p')}"
+        f"{''.join(_feature_row(f, f.p_value) for f in seasonal)}</table>"
+        "<small>Functions of the date (and the holiday flag): a window of a few days or "
+        "months differs from a reference of whole years in these, and the model has "
+        "seen every season. They are compared with the whole reference, reported, and do "
+        "not vote.</small>"
+    )
+    order = [f.name for f in (*voting, *seasonal) if f.name in histograms]
     plots = "".join(
         f"<div class='plot'><b>{escape(name)}</b> <small>{report.feature(name).status}</small>"
         f"{_bars(histograms[name])}<br><small>{escape(histograms[name].note)}</small></div>"
@@ -103,10 +117,62 @@ def drift_page(report: DriftReport, histograms: dict[str, Histogram]) -> str:
         _meta(meta)
         + "<h2>Features</h2>"
         + table
+        + "<h2>Calendar features (seasonal)</h2>"
+        + calendar
         + "<h2>Distributions</h2>"
         + legend
         + f"<div class='plots'>{plots}</div>",
     )
+
+
+_STATUS_ORDER: Final = {"drift": 0, "seasonal": 1, "ok": 2, "insufficient_data": 3}
+
+
+def _by_severity(features: Iterable[FeatureDrift]) -> list[FeatureDrift]:
+    """Drifted first, then by effect as a multiple of its threshold, largest first."""
+    return sorted(features, key=lambda f: (_STATUS_ORDER[f.status], -f.severity))
+
+
+def _feature_row(f: FeatureDrift, p_value: float | None) -> str:
+    quality = []
+    if f.missing_rate:
+        quality.append(f"missing {_share(f.missing_rate)}")
+    if f.unseen_share:
+        quality.append(f"unseen {_share(f.unseen_share)} ({', '.join(f.unseen_categories)})")
+    if f.out_of_range_share:
+        quality.append(f"out of range {_share(f.out_of_range_share)}")
+    if f.reason:
+        quality.append(f.reason)
+    threshold = _num(f.effect_size_threshold)
+    if f.effect_size_noise is not None and f.effect_size_noise >= (f.effect_size_threshold or 0):
+        threshold += " (noise)"
+    elif f.effect_size_noise is not None:
+        threshold += f" (floor; noise {_num(f.effect_size_noise)})"
+    effect = f"{_num(f.effect_size)} {f.effect_size_name}" if f.effect_size is not None else "-"
+    return (
+        f"<tr class='{f.status}'><td>{escape(f.name)}{' *' if f.critical else ''}</td>"
+        f"<td>{escape(f.group.replace('+', ', '))}</td><td>{f.test}</td>"
+        f"<td>{effect}</td><td>{threshold}</td><td>{_num(p_value)}</td>"
+        f"<td>{escape(_how_much(f))}</td><td>{f.status}</td>"
+        f"<td>{f.rows_current:,}</td><td>{escape('; '.join(quality))}</td></tr>"
+    )
+
+
+def _how_much(f: FeatureDrift) -> str:
+    """The move in the feature's own units and in sigma, or the shares that moved most."""
+    parts = []
+    q = f.quality
+    if isinstance(q, NumericQuality):
+        sigma = ""
+        if q.mean_shift_sigma is not None:
+            sigma = f" = {q.mean_shift_sigma:+.2f} σ"
+        if q.wasserstein_sigma is not None:
+            sigma += f"; W {q.wasserstein_sigma:.2f} σ"
+        parts.append(
+            f"mean {q.mean_reference:.4g} → {q.mean_current:.4g} ({q.mean_shift:+.3g}{sigma})"
+        )
+    parts.extend(f"{c.value}: {_share(c.reference)} → {_share(c.current)}" for c in f.changes[:2])
+    return "; ".join(parts) or "-"
 
 
 def performance_page(report: PerformanceReport) -> str:
@@ -213,6 +279,25 @@ def _num(value: float | None) -> str:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
+
+
+def _share(value: float) -> str:
+    """A share in percent with enough digits to tell a small one from none.
+
+    Examples
+    --------
+    >>> _share(0.0), _share(0.1734), _share(0.0123), _share(0.00003), _share(1.0)
+    ('0 %', '17.3 %', '1.23 %', '0.003 %', '100 %')
+    """
+    if value == 0:
+        return "0 %"
+    percent = value * 100
+    if percent >= 99.95 or percent.is_integer():
+        return f"{percent:.0f} %"
+    if percent >= 10:
+        return f"{percent:.1f} %"
+    digits = max(2, 1 - math.floor(math.log10(abs(percent))))  # two significant digits
+    return f"{percent:.{digits}f}".rstrip("0").rstrip(".") + " %"
 
 
 def _ci(window: PerformanceWindow, metric: str) -> str:

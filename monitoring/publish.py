@@ -50,7 +50,7 @@ def drift_metrics(report: DriftReport) -> CollectorRegistry:
         ),
         "share": Gauge(
             "monitoring_drift_share",
-            "Share of tested features that drift.",
+            "Share of the voting groups (raw fields) that drift.",
             base,
             registry=registry,
         ),
@@ -81,8 +81,16 @@ def drift_metrics(report: DriftReport) -> CollectorRegistry:
             lambda f: f.p_value_adjusted,
         ),
         "monitoring_drift_feature_effect_size": (
-            "KS D or Jensen-Shannon distance.",
+            "Share of the distribution's mass that moved: TVD, or KS D.",
             lambda f: f.effect_size,
+        ),
+        "monitoring_drift_feature_effect_threshold": (
+            "Effect the feature must reach: effect_floor, or its noise when larger.",
+            lambda f: f.effect_size_threshold,
+        ),
+        "monitoring_drift_feature_seasonal": (
+            "1 when a calendar feature moved (the season; it does not vote).",
+            lambda f: f.status == "seasonal",
         ),
         "monitoring_drift_feature_missing_rate": (
             "Share of missing values.",

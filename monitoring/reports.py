@@ -5,8 +5,8 @@ A job makes its report once (:func:`monitoring.drift.run_drift`,
 :mod:`monitoring.verdicts`; :mod:`monitoring.html`, :mod:`monitoring.publish` and
 :mod:`monitoring.tracking` read its attributes. ``as_dict()`` is the layout of
 ``drift_report.json`` and ``performance_report.json`` (keys, their order and types),
-which ``tests/unit/test_report_examples.py`` holds to examples stored before the reports
-were typed.
+which ``tests/unit/test_report_examples.py`` holds to stored examples (a change of
+layout bumps ``schema_version`` and regenerates them).
 
 ::
 
@@ -17,6 +17,7 @@ were typed.
       features: FeatureDrift...            windows: PerformanceWindow...
         quality: NumericQuality                scores: WindowScores | None
                | CategoricalQuality | None
+        changes: ShareChange...
 
 Nothing here computes or reads files, and nothing heavy is imported (no NumPy, pandas or
 pyarrow).
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from monitoring.windows import TimeWindow
 
 if TYPE_CHECKING:
-    from monitoring.features import Kind
+    from monitoring.features import Kind, Role
 
 __all__ = [
     "CategoricalQuality",
@@ -42,6 +43,7 @@ __all__ = [
     "DriftStatus",
     "DriftVerdict",
     "FeatureDrift",
+    "FeatureStatus",
     "NumericQuality",
     "PerformanceReport",
     "PerformanceRule",
@@ -50,13 +52,17 @@ __all__ = [
     "PerformanceWindow",
     "Report",
     "ScanSummary",
+    "ShareChange",
     "SkippedFile",
     "WindowScores",
     "WindowStatus",
 ]
 
-#: A feature's or the dataset's drift verdict.
+#: The dataset's drift verdict; ``data_quality_failure`` when a critical feature is
+#: missing in every current row.
 DriftStatus = Literal["ok", "drift", "insufficient_data", "data_quality_failure"]
+#: A feature's: ``seasonal`` is a calendar feature that moved (it does not vote).
+FeatureStatus = Literal["ok", "drift", "seasonal", "insufficient_data"]
 #: One performance window's verdict.
 WindowStatus = Literal["ok", "degraded", "insufficient_data"]
 #: The performance job's verdict.
@@ -110,20 +116,22 @@ class DriftRule:
     """The settings a drift verdict follows, as the report repeats them."""
 
     alpha: float
-    numeric_threshold: float
-    categorical_threshold: float
+    effect_floor: float
+    noise_quantile: float
+    large_effect: float
     drift_share: float
     critical_features: tuple[str, ...]
     min_rows: int
-    #: How the p-values are adjusted across features.
+    #: How the p-values are adjusted across the voting features.
     correction: ClassVar[str] = "benjamini-hochberg"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "alpha": self.alpha,
             "correction": self.correction,
-            "numeric_threshold": self.numeric_threshold,
-            "categorical_threshold": self.categorical_threshold,
+            "effect_floor": self.effect_floor,
+            "noise_quantile": self.noise_quantile,
+            "large_effect": self.large_effect,
             "drift_share": self.drift_share,
             "critical_features": list(self.critical_features),
             "min_rows": self.min_rows,
@@ -132,21 +140,28 @@ class DriftRule:
 
 @dataclass(frozen=True)
 class NumericQuality:
-    """Data quality of a tested numeric feature."""
+    """Data quality of a tested numeric feature, and how far it moved in its own units."""
 
     out_of_range_share: float
     """Share of current values outside the reference's min-max."""
     mean_reference: float
     mean_current: float
+    mean_shift: float
+    """``mean_current - mean_reference``, in the feature's units."""
     mean_shift_sigma: float | None
-    """Mean shift in reference standard deviations (None when that is 0)."""
+    """The mean shift in reference standard deviations (None when that is 0)."""
+    wasserstein_sigma: float | None
+    """The Wasserstein distance (the mean distance the values moved, in any direction)
+    in reference standard deviations, as Evidently normalises it (None when that is 0)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "out_of_range_share": self.out_of_range_share,
             "mean_reference": self.mean_reference,
             "mean_current": self.mean_current,
+            "mean_shift": self.mean_shift,
             "mean_shift_sigma": self.mean_shift_sigma,
+            "wasserstein_sigma": self.wasserstein_sigma,
         }
 
 
@@ -166,22 +181,44 @@ class CategoricalQuality:
 
 
 @dataclass(frozen=True)
+class ShareChange:
+    """One value's (or category's) share of the reference and of the window."""
+
+    value: str
+    """The value as it reads (a category by its name, an item by its id)."""
+    reference: float
+    current: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "reference": self.reference, "current": self.current}
+
+
+@dataclass(frozen=True)
 class FeatureDrift:
     """One feature's test, its verdict and its data quality."""
 
     name: str
     kind: Kind
+    group: str
+    """The raw fields the feature's group is computed from (``monitoring.features.GROUPS``)."""
+    role: Role
+    """``voting``, or ``seasonal`` (a function of the calendar: reported, not voting)."""
     test: str
-    """``ks`` (numeric) or ``chi2`` (categorical)."""
+    """``ks`` (continuous numeric) or ``chi2`` (categorical, or numeric of few levels)."""
     statistic: float | None
     p_value: float | None
     p_value_adjusted: float | None
-    """Benjamini-Hochberg adjusted across the tested features; None when not tested."""
+    """Benjamini-Hochberg adjusted across the tested voting features; None otherwise."""
     effect_size: float | None
+    """The share of the distribution's mass that moved: ``tvd`` or ``ks_d``."""
     effect_size_name: str
-    """``ks_d`` or ``js_distance``."""
-    effect_size_threshold: float
-    status: DriftStatus
+    """``ks_d`` or ``tvd`` (total variation distance)."""
+    effect_size_noise: float | None
+    """The effect two samples of the reference's distribution, of these sizes, reach
+    with probability ``1 - noise_quantile``."""
+    effect_size_threshold: float | None
+    """The larger of ``effect_floor`` and the noise: the effect the feature must reach."""
+    status: FeatureStatus
     reason: str | None
     """Why the feature could not be tested (``insufficient_data``)."""
     critical: bool
@@ -190,15 +227,33 @@ class FeatureDrift:
     missing_rate: float
     quality: NumericQuality | CategoricalQuality | None
     """None for a numeric feature that could not be tested."""
+    changes: tuple[ShareChange, ...] = ()
+    """The values whose shares moved most (tests of counts), largest move first."""
 
     @property
     def drift(self) -> bool:
         return self.status == "drift"
 
     @property
+    def moved(self) -> bool:
+        """Whether the feature passed its thresholds: it drifts, or moved with the season."""
+        return self.status in ("drift", "seasonal")
+
+    @property
     def tested(self) -> bool:
         """Whether the test ran (it has a p-value)."""
         return self.p_value is not None
+
+    @property
+    def voting(self) -> bool:
+        return self.role == "voting"
+
+    @property
+    def severity(self) -> float:
+        """The effect as a multiple of its threshold (0 when untested): what sorts a page."""
+        if self.effect_size is None or not self.effect_size_threshold:
+            return 0.0
+        return self.effect_size / self.effect_size_threshold
 
     @property
     def out_of_range_share(self) -> float | None:
@@ -207,6 +262,10 @@ class FeatureDrift:
     @property
     def mean_shift_sigma(self) -> float | None:
         return self.quality.mean_shift_sigma if isinstance(self.quality, NumericQuality) else None
+
+    @property
+    def wasserstein_sigma(self) -> float | None:
+        return self.quality.wasserstein_sigma if isinstance(self.quality, NumericQuality) else None
 
     @property
     def unseen_share(self) -> float | None:
@@ -222,12 +281,15 @@ class FeatureDrift:
         return {
             "name": self.name,
             "kind": self.kind,
+            "group": self.group,
+            "role": self.role,
             "test": self.test,
             "statistic": self.statistic,
             "p_value": self.p_value,
             "p_value_adjusted": self.p_value_adjusted,
             "effect_size": self.effect_size,
             "effect_size_name": self.effect_size_name,
+            "effect_size_noise": self.effect_size_noise,
             "effect_size_threshold": self.effect_size_threshold,
             "drift": self.drift,
             "status": self.status,
@@ -236,6 +298,7 @@ class FeatureDrift:
             "rows_reference": self.rows_reference,
             "rows_current": self.rows_current,
             "missing_rate": self.missing_rate,
+            "largest_changes": [c.as_dict() for c in self.changes],
             **(self.quality.as_dict() if self.quality is not None else {}),
         }
 
@@ -246,11 +309,21 @@ class DriftVerdict:
 
     status: DriftStatus
     dataset_drift: bool
+    reasons: tuple[str, ...]
+    """Why the dataset drifts, one sentence per rule met (empty when it does not)."""
     drifted_features: tuple[str, ...]
+    """The voting features that drift, in report order."""
     drifted_critical_features: tuple[str, ...]
+    large_effect_features: tuple[str, ...]
+    """Drifting voting features of one raw field with an effect of at least large_effect."""
+    drifted_groups: tuple[str, ...]
+    groups_tested: int
+    """Voting groups with at least one tested feature."""
     drift_share: float
-    """Share of the tested features that drift."""
+    """Share of the tested voting groups that drift."""
     features_tested: int
+    seasonal_features: tuple[str, ...]
+    """Calendar features that moved: the season, reported, not voting."""
 
 
 @dataclass(frozen=True)
@@ -272,7 +345,7 @@ class DriftReport:
     delivery_errors: tuple[str, ...] | None = None
     """Set once delivered: what failed (Pushgateway, webhook, MLflow)."""
     #: Version of the JSON layout; bumped on any incompatible change.
-    schema_version: ClassVar[str] = "1.0"
+    schema_version: ClassVar[str] = "2.0"
     job: ClassVar[Literal["drift"]] = "drift"
 
     @property
@@ -294,10 +367,15 @@ class DriftReport:
             "generated_at": self.generated_at.isoformat(),
             "status": verdict.status,
             "dataset_drift": verdict.dataset_drift,
+            "reasons": list(verdict.reasons),
             "drifted_features": list(verdict.drifted_features),
             "drifted_critical_features": list(verdict.drifted_critical_features),
+            "large_effect_features": list(verdict.large_effect_features),
+            "drifted_groups": list(verdict.drifted_groups),
+            "groups_tested": verdict.groups_tested,
             "drift_share": verdict.drift_share,
             "features_tested": verdict.features_tested,
+            "seasonal_features": list(verdict.seasonal_features),
             "model_name": self.model_name,
             "model_uri": self.model_uri,
             "model_version": self.model_version,

@@ -16,6 +16,7 @@ from common.core.model_uri import ModelUriText
 __all__ = [
     "DEFAULT_MODEL_URI",
     "DriftSettings",
+    "EvaluateSettings",
     "JobSettings",
     "PerformanceSettings",
     "SimulateSettings",
@@ -75,15 +76,26 @@ class DriftSettings(JobSettings):
     """Reference features or raw records (CSV or Parquet); by default the baseline
     logged with the model version model_uri resolves to."""
     alpha: float = Field(0.05, gt=0, lt=1)
-    """Significance level for the Benjamini-Hochberg adjusted p-values."""
-    numeric_threshold: float = Field(0.05, ge=0, le=1)
-    """Smallest KS statistic D that counts as drift (the effect size of numeric features)."""
-    categorical_threshold: float = Field(0.1, ge=0, le=1)
-    """Smallest Jensen-Shannon distance (base 2) that counts as drift for categoricals."""
-    drift_share: float = Field(0.3, gt=0, le=1)
-    """The dataset drifts when at least this share of tested features drifts..."""
-    critical_features: str = "effective_price"
-    """...or when any of these (comma-separated) drifts."""
+    """Significance level of the p-values, Benjamini-Hochberg adjusted across the voting
+    features (calendar features are not in the family)."""
+    effect_floor: float = Field(0.03, ge=0, le=1)
+    """Smallest effect that counts as a feature's drift, however many rows: the share of
+    the distribution's mass that moved (total variation distance, or KS D for continuous
+    values). A feature must also pass its noise (noise_quantile)."""
+    noise_quantile: float = Field(0.999, gt=0.5, lt=1)
+    """A feature's effect must exceed what two samples of the reference's own
+    distribution, of the reference's and the window's sizes, reach with probability
+    1 - noise_quantile (its noise: large for a feature of many categories)."""
+    large_effect: float = Field(0.045, gt=0, le=1)
+    """The dataset drifts when one drifting feature of a single raw field moved by at
+    least this share of its mass (4.5 points of a category's share, 4.5 % of prices
+    past a point)..."""
+    drift_share: float = Field(0.4, gt=0, le=1)
+    """...or when at least this share of the voting groups (raw fields: store, item,
+    category, price and discount, promotion) has a drifting feature..."""
+    critical_features: str = ""
+    """...or when any of these (comma-separated) drifts. None by default: the price
+    features move with a year's price rise (see the Monitoring page)."""
     fail_on_drift: bool = False
     """Exit 1 when the dataset drifts (exit 0 otherwise, drift or not)."""
 
@@ -151,6 +163,46 @@ class SimulateSettings(_Base):
     """Seed of the sampling."""
     timeout_seconds: float = Field(10.0, gt=0)
     """Per-request timeout."""
+
+
+class EvaluateSettings(_Base):
+    """Measure the drift job on generated traffic: false alarms, and the shifts it catches.
+
+    The drift job runs with its own settings (their defaults, the chart's values, or
+    MONITORING_* variables, as the CronJob would); these say what traffic it is shown.
+    """
+
+    windows: int = Field(50, ge=1)
+    """Windows per cell (window kind, shift magnitude, rows per window). 50 keeps the
+    run under ten minutes on two cores; the benchmark runs 100."""
+    sizes: str = "10000,100000"
+    """Rows per window, comma-separated."""
+    kinds: str = "same_dates,later_month,day"
+    """Unshifted window kinds whose false alarms are counted: same_dates (the training
+    period's days), later_month (a month of the generator's last year shown 52 weeks
+    later, prices risen), day (one day of the training period)."""
+    shift_kinds: str = "same_dates"
+    """Window kinds the shifts are applied to (each kind adds as much time again)."""
+    shifts: str = "price;category;discount;promotion"
+    """Shifts, separated by ';', each with its default magnitudes or its own after '='
+    (price=0.05,0.1): price in sd of the reference's unit_price, the others in points
+    of share."""
+    run_days: int = Field(10, ge=0)
+    """Days of the shipped CronJob schedule run over a capture store per size (0: none)."""
+    million_windows: int = Field(0, ge=0)
+    """Windows of 1,000,000 rows with unit_price moved 0.02 sd, where no alarm is wanted
+    (the benchmark's check; seconds per window); 0: none."""
+    anchors: str = "evidently,nannyml,alibi_detect"
+    """Drift libraries run beside the job where they are installed (comma-separated;
+    empty: none)."""
+    anchor_windows: int = Field(20, ge=1)
+    """Windows per cell the anchors judge (the first of the job's; each takes seconds)."""
+    pool_rows: int = Field(500_000, ge=1000)
+    """Rows generated, with training's seed, to read the generator's world off."""
+    seed: int = 0
+    """Seed of the windows: the same seed prints the same table."""
+    output: str | None = None
+    """A file the table is written to as JSON."""
 
 
 def _names(value: str) -> tuple[str, ...]:

@@ -116,6 +116,8 @@ def _drift_metrics(report: DriftReport) -> Iterator[tuple[str, float, int | None
         "drift_share": verdict.drift_share,
         "features_tested": verdict.features_tested,
         "features_drifted": len(verdict.drifted_features),
+        "groups_tested": verdict.groups_tested,
+        "groups_drifted": len(verdict.drifted_groups),
         "rows_current": report.current.rows,
         "rows_reference": report.reference.rows,
         "files_skipped": len(report.current.files_skipped),
@@ -132,10 +134,12 @@ def _drift_metrics(report: DriftReport) -> Iterator[tuple[str, float, int | None
             "p_value": feature.p_value,
             "p_value_adjusted": feature.p_value_adjusted,
             "effect_size": feature.effect_size,
+            "effect_size_threshold": feature.effect_size_threshold,
             "missing_rate": feature.missing_rate,
             "unseen_share": feature.unseen_share,
             "out_of_range_share": feature.out_of_range_share,
             "mean_shift_sigma": feature.mean_shift_sigma,
+            "wasserstein_sigma": feature.wasserstein_sigma,
         }
         for key, figure in per_feature.items():
             if figure is not None:

@@ -3,11 +3,18 @@
 The jobs compute figures (:mod:`monitoring.stats`, :mod:`monitoring.performance`);
 the functions here decide what the figures mean, and nothing else does:
 
-- a feature drifts when its Benjamini-Hochberg adjusted p-value is below ``alpha``
-  AND its effect size reaches its kind's threshold (:func:`feature_status`);
-- the dataset drifts when at least ``drift_share`` of the tested features drift, or
-  any critical one does (:func:`dataset_verdict`); its status is
-  ``data_quality_failure`` when a critical feature is missing in every current row;
+- a feature's effect (the share of its distribution's mass that moved) must reach
+  its threshold: the larger of ``effect_floor`` and its noise, the effect two samples
+  of the reference's own distribution reach 1 time in 1,000 (:func:`feature_threshold`);
+- a voting feature drifts when its effect reaches its threshold AND its p-value,
+  Benjamini-Hochberg adjusted across the voting features, is below ``alpha``; a
+  calendar feature that does the same (unadjusted) is ``seasonal``, and does not vote
+  (:func:`feature_status`);
+- the dataset drifts when any critical feature drifts, or a drifting feature of one
+  raw field moved by at least ``large_effect``, or at least ``drift_share`` of the
+  voting groups (raw fields) have a drifting feature (:func:`dataset_verdict`);
+  its status is ``data_quality_failure`` when a critical feature is missing in every
+  current row;
 - a performance window is degraded when the upper bound of a metric's interval is
   below that version's training metric minus ``tolerance`` (:func:`window_status`);
 - retraining is recommended after ``consecutive`` degraded windows in a row of the
@@ -19,12 +26,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from monitoring.features import Kind
+from monitoring.features import Role, single_source
 from monitoring.reports import (
     DriftRule,
     DriftStatus,
     DriftVerdict,
     FeatureDrift,
+    FeatureStatus,
     PerformanceRule,
     PerformanceStatus,
     PerformanceVerdict,
@@ -47,49 +55,105 @@ __all__ = [
 JUDGED_METRICS: Final = ("accuracy", "macro_f1")
 
 
-def feature_threshold(kind: Kind, rule: DriftRule) -> float:
-    """The effect size a feature of ``kind`` must reach to drift."""
-    return rule.numeric_threshold if kind == "numeric" else rule.categorical_threshold
+def feature_threshold(noise: float | None, rule: DriftRule) -> float:
+    """The effect a feature must reach: ``effect_floor``, or its noise when larger.
+
+    Examples
+    --------
+    >>> rule = DriftRule(0.05, 0.03, 0.999, 0.045, 0.4, (), 100)
+    >>> feature_threshold(0.13, rule), feature_threshold(0.01, rule)  # 300 items; a flag
+    (0.13, 0.03)
+    """
+    return max(rule.effect_floor, noise or 0.0)
 
 
 def feature_status(
     *,
-    p_value_adjusted: float | None,
+    role: Role,
+    p_value: float | None,
     effect_size: float | None,
-    threshold: float,
+    threshold: float | None,
     insufficient: str | None,
     rule: DriftRule,
-) -> DriftStatus:
-    """``insufficient_data`` when the test could not run, else ``drift`` or ``ok``.
+) -> FeatureStatus:
+    """``insufficient_data`` when the test could not run; else ``drift`` (``seasonal``
+    for a calendar feature) when significant and large enough, else ``ok``.
+
+    ``p_value`` is the one that decides: adjusted across the voting features for a
+    voting feature, its own for a seasonal one.
 
     Examples
     --------
-    >>> rule = DriftRule(0.05, 0.05, 0.1, 0.3, (), 100)
-    >>> feature_status(p_value_adjusted=1e-9, effect_size=0.01, threshold=0.05,
+    >>> rule = DriftRule(0.05, 0.03, 0.999, 0.045, 0.4, (), 100)
+    >>> feature_status(role="voting", p_value=1e-9, effect_size=0.01, threshold=0.03,
     ...                insufficient=None, rule=rule)  # significant, too small to matter
     'ok'
-    >>> feature_status(p_value_adjusted=0.01, effect_size=0.08, threshold=0.05,
-    ...                insufficient=None, rule=rule)
-    'drift'
+    >>> feature_status(role="seasonal", p_value=1e-9, effect_size=0.8, threshold=0.03,
+    ...                insufficient=None, rule=rule)  # March is not the whole year
+    'seasonal'
     """
     if insufficient:
         return "insufficient_data"
-    drifts = (
-        p_value_adjusted is not None
-        and p_value_adjusted < rule.alpha
+    moved = (
+        p_value is not None
+        and p_value < rule.alpha
         and effect_size is not None
+        and threshold is not None
         and effect_size >= threshold
     )
-    return "drift" if drifts else "ok"
+    if not moved:
+        return "ok"
+    return "drift" if role == "voting" else "seasonal"
 
 
 def dataset_verdict(features: Sequence[FeatureDrift], rule: DriftRule) -> DriftVerdict:
-    """The dataset's verdict from its features' (in report order)."""
+    """The dataset's verdict from its features' (in report order).
+
+    Examples
+    --------
+    One raw field of five moved a lot: the dataset drifts, though 1 of 5 is under
+    the share.
+
+    >>> from dataclasses import replace
+    >>> rule = DriftRule(0.05, 0.03, 0.999, 0.045, 0.4, (), 100)
+    >>> f = FeatureDrift("category_code", "categorical", "category", "voting", "chi2",
+    ...     1.0, 1e-9, 1e-8, 0.05, "tvd", 0.02, 0.03, "drift", None, False, 5000, 10000,
+    ...     0.0, None)
+    >>> others = [replace(f, name=n, group=n, status="ok", effect_size=0.01)
+    ...           for n in ("store_index", "item_index", "on_promotion", "unit_price")]
+    >>> verdict = dataset_verdict([f, *others], rule)
+    >>> verdict.dataset_drift, verdict.drift_share, verdict.reasons
+    (True, 0.2, ('category_code moved by 0.05 (tvd), at least large_effect 0.045',))
+    """
+    voting = [f for f in features if f.voting and f.tested]
+    drifted = tuple(f.name for f in voting if f.drift)
+    groups = list(dict.fromkeys(f.group for f in voting))
+    drifted_groups = tuple(g for g in groups if any(f.drift and f.group == g for f in voting))
+    share = len(drifted_groups) / len(groups) if groups else 0.0
+    critical = tuple(f.name for f in features if f.moved and f.name in rule.critical_features)
+    large = tuple(
+        f.name
+        for f in voting
+        if f.drift
+        and single_source(f.name)
+        and f.effect_size is not None
+        and f.effect_size >= rule.large_effect
+    )
+    reasons = [f"critical feature {name} drifts" for name in critical]
+    by_name = {f.name: f for f in features}
+    for name in large:
+        feature = by_name[name]
+        reasons.append(
+            f"{name} moved by {feature.effect_size:.3g} ({feature.effect_size_name}), "
+            f"at least large_effect {rule.large_effect:g}"
+        )
+    if groups and share >= rule.drift_share:
+        reasons.append(
+            f"{len(drifted_groups)} of {len(groups)} raw-field groups drift "
+            f"({', '.join(drifted_groups)}), at least drift_share {rule.drift_share:g}"
+        )
     tested = [f for f in features if f.tested]
-    drifted = tuple(f.name for f in features if f.drift)
-    share = len(drifted) / len(tested) if tested else 0.0
-    critical = tuple(n for n in drifted if n in rule.critical_features)
-    dataset_drift = bool(tested) and (share >= rule.drift_share or bool(critical))
+    dataset_drift = bool(tested) and bool(reasons)
     status: DriftStatus
     if _all_missing_critical(features):
         status = "data_quality_failure"
@@ -100,10 +164,15 @@ def dataset_verdict(features: Sequence[FeatureDrift], rule: DriftRule) -> DriftV
     return DriftVerdict(
         status=status,
         dataset_drift=dataset_drift,
+        reasons=tuple(reasons) if dataset_drift else (),
         drifted_features=drifted,
         drifted_critical_features=critical,
+        large_effect_features=large,
+        drifted_groups=drifted_groups,
+        groups_tested=len(groups),
         drift_share=share,
         features_tested=len(tested),
+        seasonal_features=tuple(f.name for f in features if f.status == "seasonal"),
     )
 
 

@@ -31,9 +31,12 @@ from transformer.schema import RAW_FIELDS, RAW_TYPES, validate_records
 
 __all__ = [
     "CLASSES",
+    "FIRST_DAY",
     "HOLIDAYS",
+    "LAST_DAY",
     "LABEL",
     "QUANTITY_THRESHOLDS",
+    "YEARLY_PRICE_RISE",
     "generate_sales",
     "load_sales_csv",
     "quantity_class",
@@ -57,8 +60,9 @@ HOLIDAYS: Final[tuple[str, ...]] = (
     "2025-10-03", "2025-12-25", "2025-12-26",
 )  # fmt: skip
 
-_FIRST_DAY: Final = np.datetime64("2024-01-01")
-_LAST_DAY: Final = np.datetime64("2025-12-31")
+#: First and last day of the generated period; weeks (of promotions) count from the first.
+FIRST_DAY: Final = np.datetime64("2024-01-01")
+LAST_DAY: Final = np.datetime64("2025-12-31")
 _STORES: Final = 20
 _ITEMS: Final = 300
 # Monday ... Sunday, added to log(quantity): weekends sell more.
@@ -71,7 +75,8 @@ _PROMOTION_DISCOUNTS: Final = np.array([0.10, 0.15, 0.20, 0.25, 0.30, 0.40])
 _PROMOTION_DISCOUNT_WEIGHTS: Final = np.array([0.15, 0.20, 0.25, 0.20, 0.15, 0.05])
 _MARKDOWN_RATE: Final = 0.04  # unpromoted rows with a small clearance discount
 _MARKDOWNS: Final = np.array([0.05, 0.10])
-_YEARLY_PRICE_RISE: Final = 0.03
+#: Prices rise by this share of their 2024 level each year.
+YEARLY_PRICE_RISE: Final = 0.03
 _NOISE: Final = 0.25
 
 
@@ -125,7 +130,7 @@ def generate_sales(rows: int, seed: int) -> pd.DataFrame:
     if rows < 1:
         raise ValueError(f"rows={rows!r} is invalid: expected at least 1")
     rng = np.random.default_rng(seed)
-    n_days = int((_LAST_DAY - _FIRST_DAY).astype(np.int64)) + 1
+    n_days = int((LAST_DAY - FIRST_DAY).astype(np.int64)) + 1
     population = n_days * _STORES * _ITEMS
     if rows > population:
         raise ValueError(f"rows={rows!r} is invalid: expected at most {population}")
@@ -151,7 +156,7 @@ def generate_sales(rows: int, seed: int) -> pd.DataFrame:
     cell = rng.choice(population, size=rows, replace=False)
     day_offset, rest = np.divmod(cell, _STORES * _ITEMS)
     store, item = np.divmod(rest, _ITEMS)
-    days = _FIRST_DAY + day_offset.astype("timedelta64[D]")
+    days = FIRST_DAY + day_offset.astype("timedelta64[D]")
     day_of_year = (days - days.astype("datetime64[Y]")).astype(np.int64)
     weekday = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
     year = days.astype("datetime64[Y]").astype(np.int64) + 1970
@@ -162,7 +167,7 @@ def generate_sales(rows: int, seed: int) -> pd.DataFrame:
     markdown = ~on_promotion & (rng.random(rows) < _MARKDOWN_RATE)
     discount = np.where(on_promotion, week_discount[item, week], 0.0)
     discount = np.where(markdown, rng.choice(_MARKDOWNS, size=rows), discount)
-    price_rise = 1.0 + _YEARLY_PRICE_RISE * (year - 2024)
+    price_rise = 1.0 + YEARLY_PRICE_RISE * (year - 2024)
     unit_price = np.round(reference_price[item] * np.exp(store_price_level[store]) * price_rise, 2)
     is_holiday = np.isin(days, np.array(HOLIDAYS, dtype="datetime64[D]"))
 

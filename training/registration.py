@@ -4,8 +4,9 @@ The run holds what the other parts read back: the model (skops format, with an
 exact trusted-types list within the predictor's, ``common.core.model_format``, and a
 signature naming every feature of ``common.core.contract.FEATURES``), its test
 metrics, the feature and class specification (``model_spec.json``), and a sample of
-the training features (``baseline/features.parquet``) that drift monitoring compares
-served features with.
+the training features (``baseline/features.parquet``, made by
+:func:`training.baseline.baseline_frame`) that drift monitoring compares served
+features with.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any, Final
 
 import mlflow
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 import scipy
 import sklearn
@@ -33,6 +33,7 @@ from sklearn.pipeline import Pipeline
 from common.core.contract import BASELINE_ARTIFACT, FEATURE_NAMES, FEATURES
 from common.core.model_format import SERIALIZATION_FORMAT, TRUSTED_TYPES
 from common.core.model_uri import ModelUri
+from training.baseline import baseline_frame
 from training.dataset import CLASSES, LABEL, QUANTITY_THRESHOLDS
 
 __all__ = [
@@ -97,28 +98,6 @@ def trusted_types(pipeline: Pipeline) -> list[str]:
             "no code of the file's choosing"
         )
     return needed
-
-
-def baseline_frame(
-    features: npt.NDArray[np.float64], labels: npt.NDArray[Any], rows: int, seed: int
-) -> pd.DataFrame:
-    """A random sample of training rows: every feature, in its own dtype, and the label.
-
-    Examples
-    --------
-    >>> frame = baseline_frame(np.ones((5, 13)), np.array(["low"] * 5), rows=2, seed=0)
-    >>> frame.shape, str(frame["store_index"].dtype)
-    ((2, 14), 'int32')
-    """
-    rng = np.random.default_rng(seed)
-    chosen = np.sort(rng.choice(len(features), size=min(rows, len(features)), replace=False))
-    frame = _feature_frame(features[chosen])
-    frame[LABEL] = labels[chosen]
-    return frame
-
-
-def _feature_frame(features: npt.NDArray[np.float64]) -> pd.DataFrame:
-    return pd.DataFrame({f.name: features[:, i].astype(f.dtype) for i, f in enumerate(FEATURES)})
 
 
 def log_and_register(

@@ -107,6 +107,12 @@ SECTIONS: Final = (
         ("python -m monitoring simulate",),
         "monitoring.settings:SimulateSettings",
     ),
+    Section(
+        "evaluate",
+        "Drift evaluation",
+        ("python -m monitoring.evaluate",),
+        "monitoring.settings:EvaluateSettings",
+    ),
     Section("training", "Training", ("python -m training",), "training.settings:TrainingSettings"),
 )
 

@@ -936,3 +936,32 @@ def test_the_cronjobs_time_zone_is_a_value() -> None:
     assert zones({"monitoring": {"timeZone": "Europe/Berlin"}}) == {"Europe/Berlin"}
     with pytest.raises(helm.HelmValuesError, match="timeZone"):
         helm_render(pinned({"monitoring": {"timeZone": "Berlin time"}}))
+
+
+#: The drift settings that decide a verdict, which the evaluation measured at their defaults.
+VERDICT_SETTINGS = (
+    "alpha",
+    "effect_floor",
+    "noise_quantile",
+    "large_effect",
+    "drift_share",
+    "critical_features",
+)
+
+
+@pytest.mark.parametrize("case", every_rendering())
+def test_the_drift_cronjob_decides_with_the_settings_the_evaluation_measured(
+    case: str | Path,
+) -> None:
+    """The shipped CronJob's flags parse, and decide as the job's defaults do."""
+    from common.core.cli import parse_settings
+    from monitoring.__main__ import _bare_booleans  # as main() reads the flags
+    from monitoring.settings import DriftSettings
+
+    cronjob = one(render(case), "CronJob", "sales-quantity-classifier-drift")
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    args = _bare_booleans(DriftSettings, container["args"][1:])
+    settings = parse_settings(DriftSettings, args, prog="drift")
+    defaults = DriftSettings(current="x", output="y")  # type: ignore[call-arg]  # Field(default) positional
+    for name in VERDICT_SETTINGS:
+        assert getattr(settings, name) == getattr(defaults, name), name

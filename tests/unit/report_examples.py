@@ -2,9 +2,10 @@
 
 Each scenario writes its inputs under a directory, runs the job as the CronJob does
 (``python -m monitoring ...`` through :func:`monitoring.__main__.main`) and returns
-what it wrote. ``tests/unit/report_data/`` holds the reports these runs produced before the
-reports became typed objects (issue 18); ``test_report_examples.py`` holds today's
-code to them. Regenerate (after a deliberate change of a report's layout, with its
+what it wrote. ``tests/unit/report_data/`` holds the reports these runs produced when a
+layout last changed (the performance report's before the reports became typed objects,
+issue 18; the drift report's at its schema 2.0, issue 21); ``test_report_examples.py``
+holds today's code to them. Regenerate (after a deliberate change of a report's layout, with its
 ``schema_version`` bumped) with::
 
     PYTHONPATH=$PWD python -m tests.unit.report_examples tests/unit/report_data

@@ -158,7 +158,8 @@ def test_a_critical_feature_missing_in_every_row_is_a_data_quality_failure(
     current["effective_price"] = np.nan
     write_parquet(current, tmp_path / "current.parquet")
     out = tmp_path / "out"
-    args = _drift_args(reference, tmp_path / "current.parquet", out)
+    critical = ["--critical_features", "effective_price"]  # no critical feature by default
+    args = _drift_args(reference, tmp_path / "current.parquet", out, *critical)
 
     assert main(args) == 0
     report = json.loads((out / "drift_report.json").read_text())

@@ -13,7 +13,7 @@ from scipy import stats
 from monitoring.__main__ import main
 from monitoring.drift import run_drift
 from monitoring.settings import DriftSettings
-from monitoring.stats import CategoricalDrift, NumericDrift
+from monitoring.stats import CategoricalDrift, Noise, NumericDrift, tvd_noise
 from tests.unit.monitoring_data import feature_frame, write_parquet
 
 
@@ -95,7 +95,7 @@ def test_missing_values_and_unseen_categories_are_reported(tmp_path: Path) -> No
     report = run_drift(_settings(tmp_path, reference, current)).report
     assert report.feature("discount_pct").missing_rate == pytest.approx(0.1)
     assert report.feature("store_index").unseen_share == pytest.approx(0.1)
-    assert report.feature("store_index").unseen_categories == ("99",)
+    assert report.feature("store_index").unseen_categories == ("S099",)  # as the client sent it
 
 
 def test_an_empty_window_is_insufficient_data(tmp_path: Path) -> None:
@@ -140,12 +140,13 @@ def test_the_cli_writes_json_html_and_metrics_and_fails_on_drift_when_asked(
     assert main(args) == 0
     assert main([*args, "--fail_on_drift"]) == 1
     report = json.loads((out / "drift_report.json").read_text())
-    assert report["schema_version"] == "1.0"
+    assert report["schema_version"] == "2.0"
     assert report["dataset_drift"] is True
-    for key in ("name", "kind", "test", "statistic", "p_value", "p_value_adjusted"):
+    assert report["reasons"][0] == "critical feature unit_price drifts"
+    for key in ("name", "kind", "group", "role", "test", "effect_size", "effect_size_threshold"):
         assert key in report["features"][0]
     html = (out / "drift_report.html").read_text()
-    assert html.index("DRIFT: unit_price") < html.index("<table")
+    assert html.index("DRIFT: critical feature unit_price drifts") < html.index("<table")
     assert "http" not in html.replace("http://www.w3.org/2000/svg", "")
     metrics = (out / "drift_metrics.prom").read_text()
     assert 'monitoring_drift_feature_drift{feature="unit_price"' in metrics
@@ -278,10 +279,146 @@ def test_the_cli_writes_to_stderr_only_json_log_lines_ending_with_its_summary(
     assert captured.out == ""
     assert any(line["message"].startswith("read 2000 rows from 1/1 files") for line in lines)
     summary, usage = lines[-2:]
-    assert summary["message"].startswith("drift: 1 of 13 features drift (unit_price); 2000")
+    assert summary["message"].startswith(
+        "drift: 1 of 5 raw-field groups drift (unit_price); critical feature unit_price drifts; "
+    )
+    assert "; seasonal: none; 2000 current rows; report " in summary["message"]
     assert summary["status"] == "drift"
     assert summary["report"] == str(out / "drift_report.json")
     assert usage["level"] == "ERROR"
     assert "unknown job 'sideways'" in usage["message"]
     assert main(["--help"]) == 0
     assert capsys.readouterr().out.startswith("usage: python -m monitoring {drift,")
+
+
+def test_the_wasserstein_distance_is_scipy_s_and_exact_when_values_are_shared() -> None:
+    rng = np.random.default_rng(60)
+    continuous = rng.normal(size=5000), rng.normal(0.1, 1.2, size=30_000)
+    shared = np.round(rng.normal(size=5000), 1), np.round(rng.normal(0.3, size=30_000), 1)
+    for (ref, cur), tolerance in ((continuous, 1e-3), (shared, 1e-9)):
+        drift = NumericDrift(ref)
+        for part in np.array_split(cur, 4):
+            drift.update(part)
+        result = drift.result(min_rows=10)
+        expected = stats.wasserstein_distance(ref, cur) / ref.std()
+        assert result.quality["wasserstein_sigma"] == pytest.approx(expected, rel=tolerance)
+        assert result.quality["mean_shift"] == pytest.approx(cur.mean() - ref.mean())
+
+
+def test_a_numeric_feature_of_few_levels_is_tested_by_chi_square_which_keeps_its_level(
+    tmp_path: Path,
+) -> None:
+    """KS on five levels almost never rejects (p ~ 1); chi-square rejects 5 % of the time."""
+    levels, shares = np.array([0.0, 0.1, 0.2, 0.3, 0.4]), np.array([0.8, 0.08, 0.06, 0.04, 0.02])
+    rng = np.random.default_rng(61)
+    chi2_rejects = ks_rejects = 0
+    for _ in range(300):
+        reference, current = rng.choice(levels, (2, 3000), p=shares)
+        drift = CategoricalDrift(reference, numeric=True)
+        drift.update(current)
+        chi2_rejects += (drift.result(min_rows=10).p_value or 1.0) < 0.05
+        ks_rejects += stats.ks_2samp(reference, current, method="asymp").pvalue < 0.05
+    assert 0.02 <= chi2_rejects / 300 <= 0.09
+    assert ks_rejects / 300 < 0.01
+
+    frame = feature_frame(5000, 62)
+    frame["discount_pct"] = rng.choice(levels, 5000, p=shares)
+    current_frame = feature_frame(5000, 63)
+    current_frame["discount_pct"] = rng.choice(levels, 5000, p=[0.7, 0.1, 0.1, 0.05, 0.05])
+    reference_path = write_parquet(frame, tmp_path / "ref.parquet")
+    current_path = write_parquet(current_frame, tmp_path / "cur.parquet")
+    discount = run_drift(_settings(tmp_path, reference_path, current_path)).report.feature(
+        "discount_pct"
+    )
+    assert (discount.kind, discount.test, discount.effect_size_name) == ("numeric", "chi2", "tvd")
+    ref_share = np.array([(frame["discount_pct"] == v).mean() for v in levels])
+    cur_share = np.array([(current_frame["discount_pct"] == v).mean() for v in levels])
+    assert discount.effect_size == pytest.approx(0.5 * np.abs(ref_share - cur_share).sum())
+    assert discount.changes[0].value == "0"  # the undiscounted share moved most
+    assert discount.mean_shift_sigma is not None and discount.mean_shift_sigma > 0
+    assert discount.status == "drift"
+    assert report_unit_price_is_ks(tmp_path, reference_path, current_path)
+
+
+def report_unit_price_is_ks(tmp_path: Path, reference: Path, current: Path) -> bool:
+    price = run_drift(_settings(tmp_path, reference, current)).report.feature("unit_price")
+    return (price.test, price.effect_size_name) == ("ks", "ks_d")
+
+
+def test_the_noise_of_an_effect_shrinks_as_the_window_grows() -> None:
+    counts = np.array([700, 200, 100])
+    tvd = [tvd_noise(counts, n, Noise()) for n in (1_000, 10_000, 100_000)]
+    assert tvd[0] > tvd[1] > tvd[2] > 0
+    rng = np.random.default_rng(64)
+    reference = rng.normal(size=5000)
+    ks = []
+    for n in (1_000, 10_000, 100_000):
+        drift = NumericDrift(reference)
+        drift.update(rng.normal(size=n))
+        ks.append(drift.result(min_rows=10, noise=Noise(quantile=0.999)).noise or 0.0)
+    assert ks[0] > ks[1] > ks[2] > 0
+    # the reference's own 5,000 rows bound it from below: sqrt(1/5000) * 1.95
+    assert ks[2] == pytest.approx(stats.kstwo.isf(0.001, round(5000 * 100_000 / 105_000)))
+
+
+def test_a_300_category_feature_s_sampling_noise_does_not_pass_its_threshold() -> None:
+    """Undrifted items: their TVD is large from sampling alone, and under their threshold."""
+    rng = np.random.default_rng(65)
+    reference = rng.integers(0, 300, 5000).astype(np.float64)
+    effects, thresholds = [], []
+    for _ in range(40):
+        drift = CategoricalDrift(reference)
+        drift.update(rng.integers(0, 300, 10_000).astype(np.float64))
+        result = drift.result(min_rows=10)
+        effects.append(result.effect_size or 0.0)
+        thresholds.append(result.noise or 0.0)
+    assert np.median(effects) > 0.1  # far above any floor: the floor alone would not guard
+    assert min(thresholds) > max(effects)
+    assert max(thresholds) - min(thresholds) < 1e-12  # a fixed seed: the same threshold
+
+
+def test_calendar_features_are_reported_as_seasonal_and_left_out_of_the_vote(
+    tmp_path: Path,
+) -> None:
+    reference = write_parquet(feature_frame(5000, 66), tmp_path / "ref.parquet")
+    march = feature_frame(5000, 67)
+    march["month"] = 3  # a window of March against a reference of every month
+    march["day_of_year_sin"] = np.sin(2 * np.pi * np.linspace(59, 90, 5000) / 365.25)
+    current = write_parquet(march, tmp_path / "cur.parquet")
+    report = run_drift(_settings(tmp_path, reference, current)).report
+    month = report.feature("month")
+    assert (month.role, month.status, month.p_value_adjusted) == ("seasonal", "seasonal", None)
+    assert report.feature("day_of_year_sin").status == "seasonal"
+    assert report.verdict.seasonal_features == ("month", "day_of_year_sin")
+    assert report.verdict.dataset_drift is False
+    assert report.verdict.drifted_features == ()
+    voting = [f for f in report.features if f.voting and f.tested]
+    assert all(f.p_value_adjusted is not None for f in voting)
+
+
+def test_the_page_names_codes_and_lists_the_features_by_severity(tmp_path: Path) -> None:
+    reference = write_parquet(feature_frame(5000, 68), tmp_path / "ref.parquet")
+    frame = feature_frame(10_000, 69)
+    frame.loc[:1499, "category_code"] = 6  # 15 % of rows moved to produce
+    frame.loc[:29, "store_index"] = 99  # 0.3 % of rows from a store the reference never saw
+    current = write_parquet(frame, tmp_path / "cur.parquet")
+    out = tmp_path / "out"
+    args = ["drift", "--reference", str(reference), "--current", str(current)]
+    assert main([*args, "--output", str(out)]) == 0
+    report = json.loads((out / "drift_report.json").read_text())
+    category = next(f for f in report["features"] if f["name"] == "category_code")
+    assert category["status"] == "drift"
+    assert category["largest_changes"][0]["value"] == "produce"
+    assert report["reasons"] == [
+        f"category_code moved by {category['effect_size']:.3g} (tvd), at least large_effect 0.045"
+    ]
+    html = (out / "drift_report.html").read_text()
+    features = html.split("<h2>Features</h2>", 1)[1].split("</table>", 1)[0]
+    rows = [row.split("</td>", 1)[0] for row in features.split("<tr class=")[1:]]
+    assert rows[0] == "'drift'><td>category_code"  # the drifted feature first
+    assert "produce: 14." in features and "% → " in features  # names, shares that moved
+    assert "unseen 0.3 % (S099)" in features  # a small share keeps its digits
+    plots = html.split("<h2>Distributions</h2>", 1)[1]
+    assert "bakery: reference" in plots and ">Mon<" in plots  # categories and weekdays
+    calendar = html.split("<h2>Calendar features (seasonal)</h2>", 1)[1].split("</table>")[0]
+    assert "day_of_week" in calendar and "category_code" not in calendar

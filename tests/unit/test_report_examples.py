@@ -1,7 +1,8 @@
-"""The reports keep their layout: today's runs against examples stored from before issue 18.
+"""The reports keep their layout: today's runs against stored examples.
 
 ``tests/unit/report_data/`` holds what two fixed runs (:mod:`tests.unit.report_examples`)
-wrote with the code of main before the reports became typed objects. The same runs
+wrote when a layout last changed (the performance report's before the reports became
+typed objects, issue 18; the drift report's at its schema 2.0, issue 21). The same runs
 must write JSON with the same keys in the same order, values of the same JSON types
 and the same values (floats to 1e-9, relative, for other platforms' last bits), and
 the same HTML page and metrics. Only what differs on every run is masked, and it is
