@@ -155,9 +155,8 @@ class EvaluateSettings(_Base):
     MONITORING_* variables, as the CronJob would); these say what traffic it is shown.
     """
 
-    windows: int = Field(50, ge=1)
-    """Windows per cell (window kind, shift magnitude, rows per window). 50 keeps the
-    run under ten minutes on two cores; the benchmark runs 100."""
+    windows: int = Field(100, ge=1)
+    """Windows per cell (window kind, shift magnitude, rows per window)."""
     sizes: str = "10000,100000"
     """Rows per window, comma-separated."""
     kinds: str = "same_dates,later_month,day"
