@@ -29,9 +29,9 @@ of the unshifted window of the same index, and reruns print the same table. Wher
 Evidently, NannyML or Alibi Detect can be imported, :mod:`monitoring.anchors` judges
 the first ``--anchor_windows`` windows of every cell with each of them.
 
-``python -m monitoring.evaluate`` (50 windows per cell) fits in ten minutes on two
-cores; the benchmark is ``--windows 100 --million_windows 10``. docs/drift-evaluation.md
-keeps the tables measured, with their commands, dates and commits.
+One process, one thread: ``python -m monitoring.evaluate`` (100 windows per cell) is
+about seven minutes of CPU; the benchmark adds ``--million_windows 10``.
+docs/drift-evaluation.md keeps the tables measured, with their commands, dates and commits.
 """
 
 from __future__ import annotations

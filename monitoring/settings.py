@@ -169,12 +169,14 @@ class EvaluateSettings(_Base):
     """Measure the drift job on generated traffic: false alarms, and the shifts it catches.
 
     The drift job runs with its own settings (their defaults, the chart's values, or
-    MONITORING_* variables, as the CronJob would); these say what traffic it is shown.
+    MONITORING_* variables, as the CronJob would); these say what traffic it is shown,
+    and read MONITORING_EVALUATE_* variables (MONITORING_OUTPUT is the jobs' directory).
     """
 
-    windows: int = Field(50, ge=1)
-    """Windows per cell (window kind, shift magnitude, rows per window). 50 keeps the
-    run under ten minutes on two cores; the benchmark runs 100."""
+    model_config = SettingsConfigDict(env_prefix="MONITORING_EVALUATE_")
+
+    windows: int = Field(100, ge=1)
+    """Windows per cell (window kind, shift magnitude, rows per window)."""
     sizes: str = "10000,100000"
     """Rows per window, comma-separated."""
     kinds: str = "same_dates,later_month,day"

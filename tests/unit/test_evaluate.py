@@ -230,3 +230,13 @@ def test_anchors_that_cannot_be_imported_are_skipped_with_the_reason(
     loaded, skipped = anchors.load()
     assert set(loaded) | set(skipped) == set(anchors.ANCHORS)
     assert all("cannot be imported" in why for why in skipped.values())
+
+
+def test_the_evaluation_reads_its_own_variables_not_the_jobs_output_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MONITORING_OUTPUT", "/data/reports/drift")  # the jobs' directory
+    monkeypatch.setenv("MONITORING_EVALUATE_WINDOWS", "7")
+    settings = EvaluateSettings()
+    assert settings.output is None
+    assert settings.windows == 7
