@@ -175,6 +175,8 @@ class EvaluateSettings(_Base):
 
     model_config = SettingsConfigDict(env_prefix="MONITORING_EVALUATE_")
 
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Logging threshold (the evaluation's and the job's logs go to stderr)."""
     windows: int = Field(100, ge=1)
     """Windows per cell (window kind, shift magnitude, rows per window)."""
     sizes: str = "10000,100000"

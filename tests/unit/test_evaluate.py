@@ -237,6 +237,6 @@ def test_the_evaluation_reads_its_own_variables_not_the_jobs_output_directory(
 ) -> None:
     monkeypatch.setenv("MONITORING_OUTPUT", "/data/reports/drift")  # the jobs' directory
     monkeypatch.setenv("MONITORING_EVALUATE_WINDOWS", "7")
-    settings = EvaluateSettings()
+    settings = EvaluateSettings()  # type: ignore[call-arg]  # Field(default) positional
     assert settings.output is None
     assert settings.windows == 7
