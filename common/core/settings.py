@@ -8,7 +8,7 @@ to the same constant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar, Final, Literal
 
 from pydantic import Field
@@ -166,14 +166,5 @@ class Limits:
 
     @classmethod
     def of(cls, settings: ServerSettings) -> Limits:
-        """The limits ``settings`` set."""
-        return cls(
-            max_body_bytes=settings.max_body_bytes,
-            max_request_id_chars=settings.max_request_id_chars,
-            max_bytes_elements=settings.max_bytes_elements,
-            max_header_bytes=settings.max_header_bytes,
-            max_header_count=settings.max_header_count,
-            header_timeout_seconds=settings.header_timeout_seconds,
-            body_timeout_seconds=settings.body_timeout_seconds,
-            max_connections=settings.max_connections,
-        )
+        """The limits ``settings`` set: each field is the setting of its name."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
