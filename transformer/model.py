@@ -44,6 +44,8 @@ class PredictorCall:
     headers: dict[str, str]
     where: str | None  # how this caller's errors name a row (see protocol.checked_features)
     captured: bool = True  # False for a synthetic request (capture.SYNTHETIC_HEADER)
+    # A V2 caller's request: the outputs it asks for, and in binary or JSON.
+    v2_request: InferRequest | None = None
 
     def rows(self) -> int:
         return len(self.records["date"])
@@ -130,7 +132,13 @@ class SalesQuantityTransformer(StagedModel):
         )
         forwarded[answers.REQUEST_ID_HEADER] = request_id
         return PredictorCall(
-            caller, request_id, columns, forwarded, where, captured=not is_synthetic(headers)
+            caller,
+            request_id,
+            columns,
+            forwarded,
+            where,
+            captured=not is_synthetic(headers),
+            v2_request=payload if isinstance(payload, InferRequest) else None,
         )
 
     def validate(self, payload: Any) -> Any:
@@ -280,7 +288,7 @@ class SalesQuantityTransformer(StagedModel):
             response_headers[answers.REQUEST_ID_HEADER] = call.request_id
             response_headers[answers.MODEL_VERSION_HEADER] = prediction.model_version
         if call.caller_protocol == "v2":
-            return answers.to_v2(prediction, request_id=call.request_id)
+            return answers.to_v2(prediction, request_id=call.request_id, request=call.v2_request)
         return answers.to_v1(prediction, request_id=call.request_id)
 
 

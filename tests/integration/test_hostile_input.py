@@ -204,10 +204,26 @@ def test_an_unknown_output_is_refused_listing_the_known_ones(
         refused(response, "unknown output(s) scores", "predicted_class, probabilities")
 
 
-def test_an_output_asked_for_once_is_served_alone(predictor: Server) -> None:
-    response = post(predictor, V2, {**features_body(), "outputs": [{"name": "probabilities"}]})
+def test_an_output_asked_for_once_is_served_alone(predictor: Server, transformer: Server) -> None:
+    for server, body in ((predictor, features_body()), (transformer, columnar([VALID]))):
+        for name in ("probabilities", "predicted_class"):
+            response = post(server, V2, {**body, "outputs": [{"name": name}]})
+            assert response.status_code == 200, (server.name, response.text)
+            assert [o["name"] for o in response.json()["outputs"]] == [name], server.name
+
+
+def test_an_output_asked_for_in_binary_is_answered_in_binary_by_the_transformer(
+    transformer: Server,
+) -> None:
+    asked = [{"name": "probabilities", "parameters": {"binary_data": True}}]
+    response = post(transformer, V2, {**columnar([VALID]), "outputs": asked})
     assert response.status_code == 200, response.text
-    assert [o["name"] for o in response.json()["outputs"]] == ["probabilities"]
+    length = int(response.headers[HEADER_LENGTH])
+    head = orjson.loads(response.content[:length])
+    [output] = head["outputs"]
+    assert output["name"] == "probabilities"
+    assert output["parameters"]["binary_data_size"] == len(response.content) - length
+    assert "data" not in output
 
 
 def test_an_input_sent_twice_is_refused_naming_it(predictor: Server, transformer: Server) -> None:
