@@ -43,7 +43,7 @@ from monitoring import served_model, verdicts
 from monitoring.errors import BadInput, MonitoringError
 from monitoring.reports import PerformanceReport, PerformanceRule, PerformanceWindow, WindowScores
 from monitoring.settings import PerformanceSettings
-from monitoring.sources import ScanReport, scan
+from monitoring.sources import ScanReport, scan_as
 from monitoring.windows import TimeWindow, parse_duration, resolve_window
 
 __all__ = ["SCHEMA_VERSION", "classification_metrics", "run_performance"]
@@ -239,27 +239,41 @@ def _read(
     settings: PerformanceSettings,
     report: ScanReport,
 ) -> pd.DataFrame:
-    batches = list(
-        scan(
+    """The rows of ``columns`` in every usable file of ``uri``, names as text.
+
+    A file without one of ``columns`` is skipped and counted in ``report``, as are the
+    drift job's; only when files were found and none could be used is it bad input.
+    Each batch is made a frame with its names as text while its file is open, so files
+    that store an id as a number and files that store it as text join alike.
+    """
+
+    def missing(schema: pa.Schema) -> str | None:
+        absent = [c for c in columns if c not in schema.names]
+        if absent:
+            return f"another schema: missing column(s) {', '.join(absent)}; expected {columns}"
+        return None
+
+    frames = list(
+        scan_as(
             uri,
             columns,
+            _as_text,
             window=window,
             batch_rows=settings.batch_rows,
             report=report,
             column_types={c: _TEXT[c] for c in columns if c in _TEXT},
+            check=missing,
         )
     )
-    if not batches:
+    if not frames:
+        if report.skipped and not report.files_read:
+            first = report.skipped[0]
+            raise BadInput(
+                f"{uri!r}: no file could be used ({len(report.skipped)} skipped; "
+                f"{first.path}: {first.reason})"
+            )
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
-    table = pa.Table.from_batches(batches)
-    missing = [c for c in columns if c not in table.schema.names]
-    if missing:
-        raise BadInput(f"{uri!r}: missing column(s) {missing}; expected {columns}")
-    frame: pd.DataFrame = table.select(columns).to_pandas()
-    # ids, labels and versions are names: text (a missing one stays missing)
-    for name in ("request_id", "label", "model_version", "predicted_class"):
-        if name in frame:
-            frame[name] = frame[name].map(_text, na_action="ignore").astype(object)
+    frame = pd.concat(frames, ignore_index=True)
     refused = frame["request_id"].isna()
     if refused.any():
         report.rows_refused["no request_id"] += int(refused.sum())
@@ -271,6 +285,16 @@ def _read(
     frame = frame[keep].copy()
     frame["row"] = rows[keep].astype(np.int64)
     return frame.reset_index(drop=True)
+
+
+def _as_text(batch: pa.RecordBatch) -> pd.DataFrame:
+    """One batch as a frame, its ids, labels and versions as text (a missing one stays
+    missing)."""
+    frame: pd.DataFrame = batch.to_pandas()
+    for name in ("request_id", "label", "model_version", "predicted_class"):
+        if name in frame:
+            frame[name] = frame[name].map(_text, na_action="ignore").astype(object)
+    return frame
 
 
 def _text(value: object) -> str:

@@ -119,6 +119,32 @@ def test_labels_without_the_join_columns_are_bad_input(
     assert "missing column(s)" in capsys.readouterr().err
 
 
+def test_a_labels_file_of_another_schema_is_skipped_and_counted_beside_good_ones(
+    tmp_path: Path,
+) -> None:
+    served, labels = _served(60, 8, accuracy=1.0)
+    labels_dir = tmp_path / "labels"
+    labels_dir.mkdir()
+    labels.iloc[:30].to_csv(labels_dir / "a.csv", index=False)
+    # the rest with ids stored as numbers where they can be, and one file of another job
+    later = labels.iloc[30:].assign(row=lambda f: f["row"].astype("int32"))
+    write_parquet(later, labels_dir / "b.parquet")
+    pd.DataFrame({"id": [1], "label": ["low"]}).to_csv(labels_dir / "other.csv", index=False)
+    write_parquet(served, tmp_path / "capture.parquet")
+    out = tmp_path / "o"
+    args = ["performance", "--current", str(tmp_path / "capture.parquet")]
+    args += ["--labels", str(labels_dir), "--output", str(out), "--min_rows", "20"]
+
+    assert main(args) == 0
+
+    report = json.loads((out / "performance_report.json").read_text())
+    assert report["rows_joined"] == 60
+    [skipped] = report["labels"]["files_skipped"]
+    assert skipped["path"].endswith("other.csv")
+    assert skipped["reason"].startswith("another schema: missing column(s) request_id, row")
+    assert report["labels"]["files_read"] == 2
+
+
 # --- the join's input (issue 20, item 10) -------------------------------------------
 
 
