@@ -238,8 +238,8 @@ class Delivery:
                 waiting = [c for c in checks if c.verdict == "no_data"]
                 if failed or not waiting:
                     break
+                attempt["verdict"] = "no_data"
                 if end - began + o.interval > o.max_wait:
-                    attempt["verdict"] = "no_data"
                     self._say(f"step {percent} %: {waiting[0].reason}; max_wait reached")
                     return "no_data", attempts
                 self._say(f"step {percent} %: {waiting[0].reason}; waiting {o.interval:g} s more")
