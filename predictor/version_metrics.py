@@ -10,8 +10,10 @@ Each predictor serves one registry version, so every series here carries its
   from the payload to the answer (validation, batching, scoring), successful or not;
 - ``predictor_predicted_class_total{model_version, class}``: rows predicted per class.
 
-The children are looked up once, when the model is loaded (:meth:`VersionMetrics.of`):
-a request pays one ``inc``, one ``observe`` and, per model call, one ``bincount``.
+The children are looked up once, when the model is loaded (:meth:`VersionMetrics.of`),
+and again in each worker process the loaded model is pickled into: a request pays one
+``inc`` and one ``observe``, a model call one ``bincount`` and one ``inc`` per class it
+predicted, whatever its rows.
 Requests the server's edge refuses before the handler (a body too big, a wrong method)
 are not here; the edge counts them in ``requests_total``.
 """
@@ -19,7 +21,6 @@ are not here; the edge counts them in ``requests_total``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -72,22 +73,39 @@ def status_class(exc: BaseException | None) -> str:
     return "4xx" if isinstance(status, int) and 400 <= status < 500 else "5xx"
 
 
-@dataclass(frozen=True)
 class VersionMetrics:
-    """The labelled children of one version, looked up once."""
+    """The labelled children of one version, looked up once.
 
-    outcomes: dict[str, Counter]
-    seconds: Histogram
-    classes: tuple[Counter, ...]
+    Picklable: ``--workers N`` pickles the loaded model into each spawned worker, and
+    a child holds a lock. A copy keeps only the version and the class names and looks
+    its children up again in the process that unpickles it, which is also where they
+    must be (in multiprocess mode each process writes its own files).
+
+    Examples
+    --------
+    >>> import pickle
+    >>> metrics = VersionMetrics.of("7", ["high", "low"])
+    >>> copy = pickle.loads(pickle.dumps(metrics))
+    >>> copy.version, copy.class_names, copy.classes == metrics.classes
+    ('7', ('high', 'low'), True)
+    """
+
+    __slots__ = ("class_names", "classes", "outcomes", "seconds", "version")
+
+    def __init__(self, version: str, class_names: Sequence[str]) -> None:
+        self.version = version
+        self.class_names = tuple(class_names)
+        self.outcomes = {s: VERSION_REQUESTS.labels(version, s) for s in STATUS_CLASSES}
+        self.seconds = VERSION_SECONDS.labels(version)
+        self.classes = tuple(PREDICTED_CLASSES.labels(version, c) for c in self.class_names)
 
     @classmethod
-    def of(cls, version: str, classes: Sequence[str]) -> VersionMetrics:
-        """The children for ``version`` and its ``classes`` (in the model's order)."""
-        return cls(
-            outcomes={s: VERSION_REQUESTS.labels(version, s) for s in STATUS_CLASSES},
-            seconds=VERSION_SECONDS.labels(version),
-            classes=tuple(PREDICTED_CLASSES.labels(version, c) for c in classes),
-        )
+    def of(cls, version: str, class_names: Sequence[str]) -> VersionMetrics:
+        """The children for ``version`` and its classes (in the model's order)."""
+        return cls(version, class_names)
+
+    def __reduce__(self) -> tuple[type[VersionMetrics], tuple[str, tuple[str, ...]]]:
+        return VersionMetrics, (self.version, self.class_names)
 
     def answered(self, exc: BaseException | None, seconds: float) -> None:
         """One request answered (``exc`` None) or refused/failed with ``exc``."""
@@ -95,7 +113,8 @@ class VersionMetrics:
         self.seconds.observe(seconds)
 
     def predicted(self, probabilities: npt.NDArray[np.float64]) -> None:
-        """Count each row's predicted class (the largest probability, as the answer says)."""
+        """Count one model call's rows by predicted class (the largest probability, as
+        the answer says): one ``bincount`` and one ``inc`` per class that occurs."""
         counts = np.bincount(probabilities.argmax(axis=1), minlength=len(self.classes))
         for child, count in zip(self.classes, counts.tolist(), strict=True):
             if count:
