@@ -21,6 +21,7 @@ and writes its JSON report to ``--report``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -145,6 +146,18 @@ def _run_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help='extra label matchers of the queries, e.g. namespace="ml" (env ROLLOUT_SELECTOR)',
     )
     run.add_argument("--analysis", default=None, help="YAML analysis file: thresholds")
+    run.add_argument(
+        "--labels",
+        default=os.environ.get("ROLLOUT_LABELS", ""),
+        help="ground truth: CSV/Parquet files of request_id,row,label, as `python -m monitoring "
+        "performance --labels` reads them; adds the accuracy check (env ROLLOUT_LABELS)",
+    )
+    run.add_argument(
+        "--current",
+        default=os.environ.get("ROLLOUT_CURRENT", ""),
+        help="the capture store the labels join, as `python -m monitoring performance "
+        "--current` reads it (env ROLLOUT_CURRENT)",
+    )
     run.add_argument("--report", default="rollout-report.json", help="the JSON report's path")
     run.add_argument(
         "--tracking_uri",
@@ -204,6 +217,16 @@ def _check_run(args: argparse.Namespace) -> None:
             "run checks the version in the MLflow registry: give --tracking_uri "
             "(or ROLLOUT_TRACKING_URI / MLFLOW_TRACKING_URI)"
         )
+    if bool(args.labels) != bool(args.current):
+        raise RolloutError(
+            "the accuracy check joins --labels to the predictions captured in --current: "
+            "give both, or neither"
+        )
+    if args.labels:
+        from rollout.labels import check_location
+
+        check_location(args.labels, "labels")
+        check_location(args.current, "current")
 
 
 def _thresholds(args: argparse.Namespace) -> Any:
@@ -241,13 +264,21 @@ def _run_delivery(args: argparse.Namespace, rollout: Any, cluster_namespace: str
         failure_limit=args.failure_limit,
         thresholds=_thresholds(args),
         selector=args.selector,
+        labels=args.labels,
+        current=args.current,
     )
+    ground_truth = None
+    if args.labels:
+        from rollout.labels import labelled_by_version
+
+        ground_truth = functools.partial(labelled_by_version, args.current, args.labels)
     delivery = Delivery(
         rollout,
         Prometheus(args.prometheus or ""),
         options,
         check_version=lambda name, version: check_version(args.tracking_uri, name, version),
         say=lambda line: print(f"rollout run: {line}", flush=True),
+        ground_truth=ground_truth,
     )
     if args.dry_run:
         print(json.dumps(delivery.plan(), indent=2))

@@ -2,8 +2,8 @@
 
 Pure functions of the numbers Prometheus returned (:mod:`rollout.queries` asks for them),
 so each verdict can be tested with fixed numbers. Each check gives a :class:`Check`:
-``pass``, ``fail`` or ``no_data`` (too little traffic for a verdict), with the values it
-computed and the thresholds it held them to.
+``pass``, ``fail``, ``no_data`` (too little traffic for a verdict) or ``skipped``
+(accuracy without labels), with the values it computed and the thresholds it held them to.
 
 - **errors_5xx**, **errors_4xx**: the canary's ratio of 5xx (4xx) answers may exceed the
   stable's by at most ``max_5xx_ratio`` (``max_4xx_ratio``): a model that refuses valid
@@ -20,8 +20,11 @@ computed and the thresholds it held them to.
   fails only with an effect: Cramér's V above ``max_cramers_v`` or the Jensen-Shannon
   distance (base 2, 0 to 1) above ``max_js_distance``. A new model may move the mix a
   little; one that collapses onto a class or flips the mix is stopped.
-- **accuracy** (when labels are given): the canary's accuracy may be below the
-  stable's by at most ``max_accuracy_drop``.
+- **accuracy** (``--labels``): labels joined to the captured predictions of the
+  interval (:mod:`rollout.labels`); fails when the canary's accuracy is below the
+  stable's by more than ``max_accuracy_drop`` and a two-proportion test says so.
+  Without labels, or with fewer than ``min_labelled`` labelled rows, it is ``skipped``:
+  reported as such, neither a pass nor a reason to wait.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ __all__ = [
     "mann_whitney_binned",
 ]
 
-Verdict = Literal["pass", "fail", "no_data"]
+Verdict = Literal["pass", "fail", "no_data", "skipped"]
 Buckets = Sequence[tuple[float, float]]
 """A histogram as ``(upper bound, cumulative count)`` pairs, ``+Inf`` last."""
 
@@ -82,7 +85,11 @@ class Thresholds:
     max_js_distance: float = 0.2
     """Largest tolerated Jensen-Shannon distance (base 2) between them."""
     max_accuracy_drop: float = 0.05
-    """How much lower the canary's accuracy may be (with labels)."""
+    """How much lower the canary's accuracy may be (with labels)..."""
+    accuracy_alpha: float = 0.05
+    """...when a one-sided two-proportion test says it is lower at this significance."""
+    min_labelled: int = 50
+    """Labelled rows each version needs on the interval; fewer: accuracy is skipped."""
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, source: str) -> Thresholds:
@@ -351,22 +358,64 @@ def class_check(canary: VersionSample, stable: VersionSample, t: Thresholds) -> 
     return Check("classes", "pass", f"V {v:.2f}, JS {js:.2f}", values, limits)
 
 
-def accuracy_check(canary: tuple[int, int], stable: tuple[int, int], t: Thresholds) -> Check:
-    """``(correct, labelled)`` of each version: the canary may lose ``max_accuracy_drop``."""
-    limits = {"max_accuracy_drop": t.max_accuracy_drop, "min_requests": t.min_requests}
+def accuracy_check(
+    canary: tuple[int, int] | None, stable: tuple[int, int] | None, t: Thresholds, *, why: str = ""
+) -> Check:
+    """``(correct, labelled)`` rows of each version on the interval, or None without labels.
+
+    Fails when the canary's accuracy is below the stable's by more than
+    ``max_accuracy_drop`` **and** a one-sided two-proportion z-test (pooled) says it is
+    lower (p < ``accuracy_alpha``): on a few hundred rows a few points are noise.
+    Skipped, never passed, without labels (``why`` says why) or with fewer than
+    ``min_labelled`` labelled rows of either version: labels come late, and a run does
+    not wait for them.
+
+    Examples
+    --------
+    >>> t = Thresholds()
+    >>> accuracy_check((600, 1000), (820, 1000), t).verdict
+    'fail'
+    >>> accuracy_check(None, None, t, why="no --labels given").verdict
+    'skipped'
+    """
+    limits = {
+        "max_accuracy_drop": t.max_accuracy_drop,
+        "accuracy_alpha": t.accuracy_alpha,
+        "min_labelled": t.min_labelled,
+    }
+    if canary is None or stable is None:
+        return Check("accuracy", "skipped", why or "no labels", {}, limits)
     values: dict[str, Any] = {"canary_labelled": canary[1], "stable_labelled": stable[1]}
-    if min(canary[1], stable[1]) < t.min_requests:
-        return Check("accuracy", "no_data", "too few labelled rows", values, limits)
-    acc_c, acc_s = canary[0] / canary[1], stable[0] / stable[1]
-    values |= {"canary_accuracy": _r(acc_c, 4), "stable_accuracy": _r(acc_s, 4)}
-    if acc_s - acc_c > t.max_accuracy_drop:
+    if min(canary[1], stable[1]) < t.min_labelled:
         reason = (
-            f"accuracy {acc_c:.1%} against {acc_s:.1%}: down more than {t.max_accuracy_drop:.1%}"
+            f"too few labelled rows on the interval: canary {canary[1]}, stable {stable[1]}; "
+            f"{t.min_labelled} each needed"
+        )
+        return Check("accuracy", "skipped", reason, values, limits)
+    acc_c, acc_s = canary[0] / canary[1], stable[0] / stable[1]
+    pooled = (canary[0] + stable[0]) / (canary[1] + stable[1])
+    se = math.sqrt(pooled * (1 - pooled) * (1 / canary[1] + 1 / stable[1]))
+    drop = acc_s - acc_c
+    if se > 0:
+        z = drop / se
+        p = 0.5 * math.erfc(z / math.sqrt(2.0))
+    else:  # both all right or all wrong
+        z, p = 0.0, 1.0
+    values |= {
+        "canary_accuracy": _r(acc_c, 4),
+        "stable_accuracy": _r(acc_s, 4),
+        "drop": _r(drop, 4),
+        "z": _r(z, 3),
+        "p": _r(p),
+    }
+    if drop > t.max_accuracy_drop and p < t.accuracy_alpha:
+        reason = (
+            f"accuracy canary {acc_c:.1%}, stable {acc_s:.1%}: down {drop:.1%}, more than "
+            f"{t.max_accuracy_drop:.1%} (p={p:.2g})"
         )
         return Check("accuracy", "fail", reason, values, limits)
-    return Check(
-        "accuracy", "pass", f"accuracy canary {acc_c:.1%}, stable {acc_s:.1%}", values, limits
-    )
+    reason = f"accuracy canary {acc_c:.1%}, stable {acc_s:.1%} ({canary[1]}, {stable[1]} labelled)"
+    return Check("accuracy", "pass", reason, values, limits)
 
 
 def analyse(canary: VersionSample, stable: VersionSample, t: Thresholds) -> list[Check]:

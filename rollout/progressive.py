@@ -20,14 +20,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
+from common.core.redact import redact_text
 from rollout.actions import Rollout
-from rollout.analysis import Check, Thresholds, analyse
-from rollout.errors import RolloutError
+from rollout.analysis import Check, Thresholds, accuracy_check, analyse
+from rollout.errors import LabelsUnavailable, RolloutError
 from rollout.queries import Prometheus, version_queries
 from rollout.state import CanaryState
+
+if TYPE_CHECKING:
+    from rollout.labels import Labelled
+
+#: ``ground_truth(since, until)``: each version's labelled rows (:mod:`rollout.labels`).
+GroundTruth = Callable[[datetime, datetime], "Labelled"]
 
 __all__ = ["Delivery", "Options", "check_steps"]
 
@@ -58,6 +66,10 @@ class Options:
     failure_limit: int = 1
     thresholds: Thresholds = Thresholds()
     selector: str = ""
+    labels: str = ""
+    """Where the labels are (``--labels``); empty: the accuracy check is skipped."""
+    current: str = ""
+    """The capture store the labels join (``--current``)."""
 
     @property
     def analysed(self) -> list[int]:
@@ -79,6 +91,9 @@ class Delivery:
         ``check_version(name, version)`` raises unless the registry holds it (as for start).
     say : callable
         Receives one line per decision.
+    ground_truth : callable, optional
+        ``ground_truth(since, until)``: each version's labelled rows on an interval
+        (:func:`rollout.labels.labelled_by_version`); None: the accuracy check is skipped.
     """
 
     def __init__(
@@ -89,11 +104,13 @@ class Delivery:
         *,
         check_version: Callable[[str, int], None],
         say: Callable[[str], None],
+        ground_truth: GroundTruth | None = None,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], float] = time.time,
     ) -> None:
         self.rollout, self.prometheus, self.options = rollout, prometheus, options
         self._check_version, self._say, self._sleep, self._now = check_version, say, sleep, now
+        self._ground_truth = ground_truth
         self._failures: list[dict[str, Any]] = []
 
     def plan(self) -> dict[str, Any]:
@@ -109,6 +126,13 @@ class Delivery:
                 f"to report it, wait {o.interval:g} s (up to {o.max_wait:g} s for traffic), "
                 f"judge v{o.version} against v{stable}"
             )
+        lines.append(
+            f"each step: errors, latency and classes from Prometheus; accuracy from {o.labels} "
+            f"joined to the captures in {o.current}"
+            if o.labels
+            else "each step: errors, latency and classes from Prometheus; accuracy skipped "
+            "(no --labels)"
+        )
         lines.append(f"then: promote v{o.version}; {o.failure_limit} failed check(s) roll back")
         for line in lines:
             self._say(f"plan: {line}")
@@ -156,6 +180,11 @@ class Delivery:
             "failure_limit": o.failure_limit,
             "thresholds": asdict(o.thresholds),
             "selector": o.selector,
+            "labels": (
+                {"labels": redact_text(o.labels), "current": redact_text(o.current)}
+                if o.labels
+                else None
+            ),
             "started_at": round(self._now(), 3),
             "steps": [],
         }
@@ -209,6 +238,37 @@ class Delivery:
         self._say(f"step {percent} %: KServe reports the split; analysing for {o.interval:g} s")
         return state
 
+    def _analyse(
+        self, canary: str, stable: str, seconds: int, end: float
+    ) -> tuple[list[Check], dict[str, Any]]:
+        """The checks of the ``seconds`` before ``end``, and the attempt's record."""
+        o = self.options
+        canary_sample, canary_queries = self.prometheus.sample(canary, seconds, end, o.selector)
+        stable_sample, stable_queries = self.prometheus.sample(stable, seconds, end, o.selector)
+        checks = analyse(canary_sample, stable_sample, o.thresholds)
+        if checks[0].name != "traffic":  # enough traffic: the labels can have their say
+            checks.append(self._accuracy(canary, stable, end - seconds, end))
+        attempt = {
+            "window_seconds": seconds,
+            "at": round(end, 3),
+            "queries": {"canary": canary_queries, "stable": stable_queries},
+            "checks": [c.as_dict() for c in checks],
+        }
+        return checks, attempt
+
+    def _accuracy(self, canary: str, stable: str, since: float, until: float) -> Check:
+        """The accuracy check on ``[since, until)``; skipped without labels."""
+        t = self.options.thresholds
+        if self._ground_truth is None:
+            return accuracy_check(None, None, t, why="no labels given (--labels)")
+        window = (datetime.fromtimestamp(since, UTC), datetime.fromtimestamp(until, UTC))
+        try:
+            found = self._ground_truth(*window)
+        except LabelsUnavailable as exc:
+            return accuracy_check(None, None, t, why=f"labels unavailable: {exc}")
+        check = accuracy_check(found.of(canary), found.of(stable), t)
+        return replace(check, values={**check.values, "join": found.as_dict()})
+
     def _judge(self, percent: int, canary: str, stable: str) -> tuple[str, list[dict[str, Any]]]:
         """Analyse intervals at this share until a verdict: ``pass``, ``fail``, ``no_data``."""
         o = self.options
@@ -220,19 +280,7 @@ class Delivery:
             while True:
                 end = self._now()
                 seconds = max(1, math.ceil(end - started))
-                canary_sample, canary_queries = self.prometheus.sample(
-                    canary, seconds, end, o.selector
-                )
-                stable_sample, stable_queries = self.prometheus.sample(
-                    stable, seconds, end, o.selector
-                )
-                checks = analyse(canary_sample, stable_sample, o.thresholds)
-                attempt = {
-                    "window_seconds": seconds,
-                    "at": round(end, 3),
-                    "queries": {"canary": canary_queries, "stable": stable_queries},
-                    "checks": [c.as_dict() for c in checks],
-                }
+                checks, attempt = self._analyse(canary, stable, seconds, end)
                 attempts.append(attempt)
                 failed = [c for c in checks if c.verdict == "fail"]
                 waiting = [c for c in checks if c.verdict == "no_data"]

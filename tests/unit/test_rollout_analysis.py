@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import mannwhitneyu
+from scipy.stats import chi2_contingency, mannwhitneyu
 
 from rollout.analysis import (
     Thresholds,
@@ -106,11 +106,31 @@ def test_too_little_traffic_is_its_own_outcome() -> None:
     assert names == ["errors_5xx", "errors_4xx", "latency", "classes"]
 
 
-def test_accuracy_compares_labelled_rows() -> None:
+def test_accuracy_fails_a_drop_beyond_the_limit_that_the_test_says_is_real() -> None:
     t = Thresholds()
     assert accuracy_check((80, 100), (82, 100), t).verdict == "pass"
-    assert accuracy_check((60, 100), (82, 100), t).verdict == "fail"
-    assert accuracy_check((6, 10), (82, 100), t).verdict == "no_data"
+    failed = accuracy_check((60, 100), (82, 100), t)
+    assert failed.verdict == "fail" and "down 22.0%" in failed.reason
+    # pooled two-proportion z: 0.22 / sqrt(0.71 * 0.29 * (2 / 100))
+    assert failed.values["z"] == pytest.approx(0.22 / (0.71 * 0.29 * 0.02) ** 0.5, abs=1e-3)
+    # the one-sided p is half the uncorrected 2x2 chi-square's
+    table = [[60, 40], [82, 18]]
+    expected = chi2_contingency(table, correction=False)[1] / 2
+    assert failed.values["p"] == pytest.approx(expected, abs=1e-6)  # reported to 6 places
+    # 10 points down on 50 rows each is within noise (p = 0.08): not a failure
+    noisy = accuracy_check((40, 50), (45, 50), t)
+    assert noisy.verdict == "pass" and noisy.values["drop"] == 0.1 and noisy.values["p"] > 0.05
+    # a better canary never fails
+    assert accuracy_check((95, 100), (60, 100), t).verdict == "pass"
+
+
+def test_accuracy_without_enough_labels_is_skipped_not_passed() -> None:
+    t = Thresholds()
+    few = accuracy_check((6, 10), (82, 100), t)
+    assert few.verdict == "skipped" and "too few labelled rows" in few.reason
+    assert few.thresholds["min_labelled"] == 50
+    none = accuracy_check(None, None, t, why="no labels given (--labels)")
+    assert (none.verdict, none.reason) == ("skipped", "no labels given (--labels)")
 
 
 def test_thresholds_from_a_file_refuse_unknown_keys_and_bad_values() -> None:
