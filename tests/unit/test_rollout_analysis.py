@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import chi2_contingency, mannwhitneyu
+from scipy.stats import mannwhitneyu, norm
 
 from rollout.analysis import (
     Thresholds,
@@ -106,20 +106,21 @@ def test_too_little_traffic_is_its_own_outcome() -> None:
     assert names == ["errors_5xx", "errors_4xx", "latency", "classes"]
 
 
-def test_accuracy_fails_a_drop_beyond_the_limit_that_the_test_says_is_real() -> None:
+def test_accuracy_fails_only_when_the_test_says_the_drop_exceeds_the_limit() -> None:
     t = Thresholds()
     assert accuracy_check((80, 100), (82, 100), t).verdict == "pass"
     failed = accuracy_check((60, 100), (82, 100), t)
     assert failed.verdict == "fail" and "down 22.0%" in failed.reason
-    # pooled two-proportion z: 0.22 / sqrt(0.71 * 0.29 * (2 / 100))
-    assert failed.values["z"] == pytest.approx(0.22 / (0.71 * 0.29 * 0.02) ** 0.5, abs=1e-3)
-    # the one-sided p is half the uncorrected 2x2 chi-square's
-    table = [[60, 40], [82, 18]]
-    expected = chi2_contingency(table, correction=False)[1] / 2
-    assert failed.values["p"] == pytest.approx(expected, abs=1e-6)  # reported to 6 places
-    # 10 points down on 50 rows each is within noise (p = 0.08): not a failure
+    # z: the drop beyond the tolerated 0.05, over the unpooled standard error
+    se = (0.6 * 0.4 / 100 + 0.82 * 0.18 / 100) ** 0.5
+    assert failed.values["z"] == pytest.approx((0.22 - 0.05) / se, abs=1e-3)
+    assert failed.values["p"] == pytest.approx(norm.sf((0.22 - 0.05) / se), abs=1e-6)
+    # 10 points down on 50 rows each: beyond the limit, but within noise of it (p = 0.24)
     noisy = accuracy_check((40, 50), (45, 50), t)
-    assert noisy.verdict == "pass" and noisy.values["drop"] == 0.1 and noisy.values["p"] > 0.05
+    assert noisy.verdict == "pass" and noisy.values["drop"] == 0.1
+    assert noisy.values["p"] == pytest.approx(norm.sf(0.05 / 0.005**0.5), abs=1e-6)
+    # the same drop on 2000 rows each is no noise
+    assert accuracy_check((1600, 2000), (1800, 2000), t).verdict == "fail"
     # a better canary never fails
     assert accuracy_check((95, 100), (60, 100), t).verdict == "pass"
 
