@@ -450,7 +450,7 @@ def test_the_good_version_is_promoted_step_by_step_judged_on_labels_too(
     kserve = deploy(cluster, v["stable"])
     code, lines, report = rollout_run(
         cluster, kserve, stack, tmp_path, v["good"], "--steps", "25,50,100", "--log_to_mlflow",
-        "--min_labelled", "20", labels=tmp_path / "labels",
+        labels=tmp_path / "labels",
     )  # fmt: skip
     show(lines, report)
     assert code == 0, lines
@@ -463,7 +463,7 @@ def test_the_good_version_is_promoted_step_by_step_judged_on_labels_too(
             "accuracy": "pass",
         }, judged  # fmt: skip
         accuracy = judged["accuracy"]["values"]
-        assert min(accuracy["canary_labelled"], accuracy["stable_labelled"]) >= 20
+        assert min(accuracy["canary_labelled"], accuracy["stable_labelled"]) >= 50  # the default
         assert accuracy["canary_accuracy"] > 0.5 and accuracy["join"]["refused"] == {}
     last = report["steps"][-1]["attempts"][-1]
     assert f'model_version="{v["good"]}"' in last["queries"]["canary"]["requests"]
