@@ -121,17 +121,12 @@ def join_labels(
     shared = predictions.duplicated(_KEYS, keep=False)
     ambiguous = set(predictions.loc[shared, "request_id"])
     if ambiguous:
-        in_ambiguous = predictions["request_id"].isin(ambiguous)
-        refused_predictions[AMBIGUOUS] += int(in_ambiguous.sum())
+        refused_predictions[AMBIGUOUS] += int(predictions["request_id"].isin(ambiguous).sum())
         refuse(labels["request_id"].isin(ambiguous), AMBIGUOUS)
-    else:
-        in_ambiguous = pd.Series(False, index=predictions.index)
-    joined = predictions.merge(
+    # a refused id's labels were removed above: its predictions stay, unlabelled
+    return predictions.merge(
         labels[list(LABEL_COLUMNS)], on=_KEYS, how="left", validate="many_to_one"
     )
-    # a refused id's label was removed above; its predictions stay, unlabelled
-    assert not joined.loc[in_ambiguous.to_numpy(), "label"].notna().any()
-    return joined
 
 
 def _text(value: object) -> str:
