@@ -29,6 +29,7 @@ memory that does not grow with the rows), drawn in chunks of at most
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Final, cast
@@ -38,6 +39,14 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
+from common.core.labels import (
+    AMBIGUOUS,
+    LABEL_COLUMNS,
+    PREDICTION_COLUMNS,
+    TEXT_COLUMNS,
+    join_labels,
+    keyed_rows,
+)
 from common.core.model_uri import ModelUri, parse_model_uri
 from monitoring import served_model, verdicts
 from monitoring.errors import BadInput, MonitoringError
@@ -52,15 +61,8 @@ log = logging.getLogger(__name__)
 
 #: Version of performance_report.json's layout; bumped on any incompatible change.
 SCHEMA_VERSION = PerformanceReport.schema_version
-_PREDICTION_COLUMNS: Final = ["timestamp", "request_id", "row", "model_version", "predicted_class"]
-_LABEL_COLUMNS: Final = ["request_id", "row", "label"]
-#: Read from CSV as text: ids and labels are names, whatever digits they hold.
-_TEXT: Final = {
-    name: pa.string() for name in ("request_id", "row", "label", "model_version", "predicted_class")
-}
 #: Most cells of the bootstrap's draws held at once (int64: 32 MiB).
 _BOOTSTRAP_CELLS: Final = 1 << 22
-AMBIGUOUS: Final = "request_id shared by several captured requests: not joined"
 
 
 def classification_metrics(confusion: npt.NDArray[np.int64]) -> tuple[float, float]:
@@ -120,9 +122,9 @@ def run_performance(
     window = resolve_window(settings.window, settings.since, settings.until, now)
     step = parse_duration(settings.step, "--step")
     predictions_scan = ScanReport(settings.current)
-    predictions = _read(settings.current, _PREDICTION_COLUMNS, window, settings, predictions_scan)
+    predictions = _read(settings.current, PREDICTION_COLUMNS, window, settings, predictions_scan)
     labels_scan = ScanReport(settings.labels)
-    labels = _read(settings.labels, _LABEL_COLUMNS, None, settings, labels_scan)
+    labels = _read(settings.labels, LABEL_COLUMNS, None, settings, labels_scan)
     joined = _join(predictions, labels, predictions_scan, labels_scan)
 
     model: served_model.ModelVersion | None = None
@@ -195,73 +197,54 @@ def _join(
 ) -> pd.DataFrame:
     """Predictions with a ``label`` column: the label of their row where it is certain.
 
-    What cannot be joined without a guess is refused and counted (see the module).
+    What cannot be joined without a guess is refused and counted
+    (:func:`common.core.labels.join_labels`, the rules ``rollout run --labels`` shares).
     """
-    keys = ["request_id", "row"]
-    refused = labels_scan.rows_refused
-
-    def refuse(mask: pd.Series, reason: str) -> None:
-        nonlocal labels
-        if mask.any():
-            refused[reason] += int(mask.sum())
-            labels = labels[~mask]
-
-    classes = set(predictions["predicted_class"].dropna())
-    refuse(labels["label"].isna() | (labels["label"].str.strip() == ""), "empty label")
-    if classes:  # without predictions nothing joins: no label is refused for its class
-        refuse(~labels["label"].isin(classes), "label not one of the model's classes")
-    labels = labels.drop_duplicates([*keys, "label"])
-    refuse(labels.duplicated(keys, keep=False), "conflicting labels for one row")
-
-    shared = predictions.duplicated(keys, keep=False)
-    ambiguous = set(predictions.loc[shared, "request_id"])
+    ambiguous_before = predictions_scan.rows_refused[AMBIGUOUS]
+    joined = join_labels(
+        predictions,
+        labels,
+        refused_predictions=predictions_scan.rows_refused,
+        refused_labels=labels_scan.rows_refused,
+    )
+    ambiguous = predictions_scan.rows_refused[AMBIGUOUS] - ambiguous_before
     if ambiguous:
-        in_ambiguous = predictions["request_id"].isin(ambiguous)
-        predictions_scan.rows_refused[AMBIGUOUS] += int(in_ambiguous.sum())
-        refuse(labels["request_id"].isin(ambiguous), AMBIGUOUS)
-        log.warning(
-            "%d request id(s) shared by several captured requests (%d rows): not joined",
-            len(ambiguous),
-            int(in_ambiguous.sum()),
-        )
-    else:
-        in_ambiguous = pd.Series(False, index=predictions.index)
-    joined = predictions.merge(labels[_LABEL_COLUMNS], on=keys, how="left", validate="many_to_one")
-    # a refused id's label was removed above; its predictions stay, unlabelled
-    assert not joined.loc[in_ambiguous.to_numpy(), "label"].notna().any()
+        log.warning("%d captured rows share request ids with other requests: not joined", ambiguous)
     return joined
 
 
 def _read(
     uri: str,
-    columns: list[str],
+    columns: Sequence[str],
     window: TimeWindow | None,
     settings: PerformanceSettings,
     report: ScanReport,
 ) -> pd.DataFrame:
-    """The rows of ``columns`` in every usable file of ``uri``, names as text.
+    """The rows of ``columns`` in every usable file of ``uri``, keyed (``keyed_rows``).
 
     A file without one of ``columns`` is skipped and counted in ``report``, as are the
     drift job's; only when files were found and none could be used is it bad input.
-    Each batch is made a frame with its names as text while its file is open, so files
-    that store an id as a number and files that store it as text join alike.
+    Each batch is keyed while its file is open, so files that store an id as a number
+    and files that store it as text join alike.
     """
 
     def missing(schema: pa.Schema) -> str | None:
         absent = [c for c in columns if c not in schema.names]
         if absent:
-            return f"another schema: missing column(s) {', '.join(absent)}; expected {columns}"
+            return (
+                f"another schema: missing column(s) {', '.join(absent)}; expected {list(columns)}"
+            )
         return None
 
     frames = list(
         scan_as(
             uri,
             columns,
-            _as_text,
+            lambda batch: keyed_rows(batch.to_pandas(), report.rows_refused),
             window=window,
             batch_rows=settings.batch_rows,
             report=report,
-            column_types={c: _TEXT[c] for c in columns if c in _TEXT},
+            column_types={c: pa.string() for c in columns if c in TEXT_COLUMNS},
             check=missing,
         )
     )
@@ -273,33 +256,7 @@ def _read(
                 f"{first.path}: {first.reason})"
             )
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
-    frame = pd.concat(frames, ignore_index=True)
-    refused = frame["request_id"].isna()
-    if refused.any():
-        report.rows_refused["no request_id"] += int(refused.sum())
-    rows = pd.to_numeric(frame["row"].map(_text, na_action="ignore"), errors="coerce")
-    bad_row = rows.isna() | (rows < 0) | (rows % 1 != 0)
-    if bad_row.any():
-        report.rows_refused["row is not a non-negative integer"] += int((bad_row & ~refused).sum())
-    keep = ~(refused | bad_row)
-    frame = frame[keep].copy()
-    frame["row"] = rows[keep].astype(np.int64)
-    return frame.reset_index(drop=True)
-
-
-def _as_text(batch: pa.RecordBatch) -> pd.DataFrame:
-    """One batch as a frame, its ids, labels and versions as text (a missing one stays
-    missing)."""
-    frame: pd.DataFrame = batch.to_pandas()
-    for name in ("request_id", "label", "model_version", "predicted_class"):
-        if name in frame:
-            frame[name] = frame[name].map(_text, na_action="ignore").astype(object)
-    return frame
-
-
-def _text(value: object) -> str:
-    """A name as text: ``7`` from an integer column, ``"007"`` as it was written."""
-    return value if isinstance(value, str) else str(value)
+    return pd.concat(frames, ignore_index=True)
 
 
 def _bounds(window: TimeWindow, joined: pd.DataFrame) -> TimeWindow:

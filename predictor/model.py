@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from common.serving.staged_model import StagedModel
 from predictor import loading, protocol
 from predictor.scorer import Scorer, scorer_for
 from predictor.settings import PredictorSettings
+from predictor.version_metrics import VersionMetrics
 
 __all__ = ["SalesQuantityPredictor"]
 
@@ -56,6 +58,7 @@ class SalesQuantityPredictor(StagedModel):
         self.registered_model = ""
         self._scorer: Scorer | None = None
         self._classes: list[str] = []
+        self._metrics: VersionMetrics | None = None
         self._batcher: MicroBatcher[npt.NDArray[np.float64], answers.Prediction]
         self._batcher = MicroBatcher(
             self._predict_batch,
@@ -85,6 +88,7 @@ class SalesQuantityPredictor(StagedModel):
         self._scorer = scorer_for(loaded.estimator, compile_model=s.compile_model)
         self._classes = [str(c) for c in loaded.estimator.classes_]
         self.registered_model, self.version = loaded.name, loaded.version
+        self._metrics = VersionMetrics.of(loaded.version, self._classes)
         MODEL_INFO.labels(self.name, loaded.name, loaded.version, self._scorer.kind).set(1)
         log.info(
             "serving %s version %s (run %s) as %s; classes %s; scoring with %s",
@@ -104,7 +108,27 @@ class SalesQuantityPredictor(StagedModel):
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
     ) -> dict[str, Any] | InferResponse:
-        """Predict the class of every row; answer in the protocol of the request."""
+        """Predict the class of every row; answer in the protocol of the request.
+
+        Counts the outcome and the time by version (:mod:`predictor.version_metrics`).
+        """
+        started = time.perf_counter()
+        try:
+            answer = await self._answer(payload, headers, response_headers)
+        except Exception as exc:  # a cancelled request is no outcome of the model
+            if self._metrics is not None:
+                self._metrics.answered(exc, time.perf_counter() - started)
+            raise
+        if self._metrics is not None:
+            self._metrics.answered(None, time.perf_counter() - started)
+        return answer
+
+    async def _answer(
+        self,
+        payload: dict[str, Any] | InferRequest,
+        headers: dict[str, str] | None,
+        response_headers: dict[str, str] | None,
+    ) -> dict[str, Any] | InferResponse:
         if response_headers is not None:
             response_headers[answers.MODEL_NAME_HEADER] = self.registered_model
             response_headers[answers.MODEL_VERSION_HEADER] = self.version
@@ -138,9 +162,10 @@ class SalesQuantityPredictor(StagedModel):
         meanwhile form the next batch.
         """
         matrix = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
-        whole = answers.Prediction(
-            self._classes, self._predict_proba(matrix), self.name, self.version
-        )
+        probabilities = self._predict_proba(matrix)
+        if self._metrics is not None:
+            self._metrics.predicted(probabilities)
+        whole = answers.Prediction(self._classes, probabilities, self.name, self.version)
         return whole.split([len(m) for m in matrices])
 
     def _predict_proba(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

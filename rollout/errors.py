@@ -5,11 +5,12 @@
     RolloutError              2  bad usage, or a move that does not fit the object's state
     + ServiceError            1  the API server or the registry: unreachable, or it refused
     + NotReady                3  waited for readiness in vain; nothing more was sent
+    + LabelsUnavailable       -  run --labels cannot read a location: its check is skipped
 """
 
 from __future__ import annotations
 
-__all__ = ["NotReady", "RolloutError", "ServiceError"]
+__all__ = ["LabelsUnavailable", "NotReady", "RolloutError", "ServiceError"]
 
 
 class RolloutError(Exception):
@@ -28,3 +29,9 @@ class NotReady(RolloutError):
     """What a move waits for (a revision ready) did not happen in time."""
 
     exit_status = 3
+
+
+class LabelsUnavailable(RolloutError):
+    """``run --labels``: the labels or the captures cannot be read at all.
+
+    Never ends a run: the accuracy check is skipped, with this reason."""

@@ -15,7 +15,7 @@ from common.core.model_uri import ModelUri
 from common.core.redact import redact_text, redact_url
 from rollout.errors import RolloutError, ServiceError
 
-__all__ = ["check_version"]
+__all__ = ["check_version", "tag_version"]
 
 
 def _auth(environ: dict[str, str]) -> tuple[httpx.Auth | None, dict[str, str]]:
@@ -80,3 +80,34 @@ def check_version(
     status = (body.get("model_version") or {}).get("status", "READY")
     if status != "READY":
         raise RolloutError(f"{uri} is {status} in the MLflow registry, not READY to load")
+
+
+def tag_version(
+    tracking_uri: str,
+    name: str,
+    version: int,
+    key: str,
+    value: str,
+    *,
+    timeout: float = 10.0,
+    environ: dict[str, str] | None = None,
+) -> None:
+    """Set tag ``key=value`` on version ``version`` of ``name`` (``model-versions/set-tag``).
+
+    Raises
+    ------
+    ServiceError
+        The registry cannot be reached, or refused (exit 1).
+    """
+    auth, headers = _auth(dict(os.environ) if environ is None else environ)
+    url = tracking_uri.rstrip("/") + "/api/2.0/mlflow/model-versions/set-tag"
+    body = {"name": name, "version": str(version), "key": key, "value": value}
+    try:
+        response = httpx.post(url, json=body, auth=auth, headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"cannot reach the MLflow registry at {tracking_uri}: {exc}") from exc
+    if response.status_code != 200:
+        raise ServiceError(
+            f"the MLflow registry at {tracking_uri} refused the tag {key}={value} on "
+            f"{name} version {version}: {response.status_code} {response.text[:200]}"
+        )

@@ -162,6 +162,9 @@ def test_two_workers_count_every_request_once(
         assert httpx.post(f"{predictor.url}{V1}", json=FEATURES_V1).status_code == 200
     counted = metric(predictor, "requests_total", route="v1_predict", status="200")
     assert counted == sent
+    # the per-version metrics too: each worker unpickled the model and its children
+    assert metric(predictor, "predictor_version_requests_total", status_class="2xx") == sent
+    assert metric(predictor, "predictor_predicted_class_total") == sent
 
 
 @pytest.mark.parametrize("workers", [1, 2])
