@@ -16,6 +16,7 @@ import ast
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from dataclasses import fields
@@ -554,6 +555,85 @@ def test_the_jobs_command_plans_a_rollout_against_the_real_api_server(
     assert plan["thresholds"] == {**vars(Thresholds()), **given}
     assert 'namespace="sales-quantity-classifier"' in plan["queries"]["requests"]
     assert "rollout run: plan: step 1: start the canary v2 to 10 %" in done.stdout
+
+
+# ---------------------------------------------------------------- make release's canary stage
+
+
+def _merge(into: Obj, given: Obj) -> None:
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def rendered_by(command: str) -> list[Obj]:
+    """What a printed `helm template ... --show-only FILE > OUT` writes, by the Helm engine."""
+    words = shlex.split(command.rsplit(" > ", 1)[0])
+    assert words[:2] == ["helm", "template"]
+    release, chart = words[2], ROOT / words[3]
+    values: Obj = {}
+    shown, namespace = [], "default"
+    parse = {"--set": helm.parse_set_string, "--set-string": helm.parse_set_string_values}
+    for option_, argument in zip(words[4:], words[5:], strict=False):
+        if option_ in parse:
+            _merge(values, parse[option_](argument))
+        elif option_ == "--values":
+            _merge(values, values_of(ROOT / argument))
+        elif option_ == "--show-only":
+            shown.append(f"{chart.name}/{argument}")
+        elif option_ == "--namespace":
+            namespace = argument
+    files = helm.Chart.load(chart).render(values, name=release, namespace=namespace)
+    assert shown and set(shown) <= set(files), (shown, sorted(files))
+    return [d for path in shown for d in yaml.safe_load_all(files[path]) if d]
+
+
+def test_the_release_applies_the_charts_rollout_objects_with_its_own_values() -> None:
+    """scripts/release.sh --canary_job prints the commands it would run (no helm or cluster
+    here): the two renderings, rendered by the Helm engine, are the rollout objects of this
+    release, valid, in its namespace, running the canary version against its Prometheus."""
+    env = {
+        **os.environ,
+        "RELEASE_REGISTRY": "registry.example:5000/team",
+        "RELEASE_PROMETHEUS_URL": "http://prometheus-operated.monitoring.svc:9090",
+        "RELEASE_NAMESPACE": "ml-prod",
+        # A canary needs Knative mode: the deploy and the Job's rendering read this file.
+        "RELEASE_VALUES": str((CHART / "ci" / "knative-values.yaml").relative_to(ROOT)),
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "release.sh"), "--dry-run", "--only", "canary"]
+        + ["--canary", "7", "--canary_job", "--model_version", "3"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    access_command, job_command = [
+        line[2:] for line in done.stderr.splitlines() if line.startswith("+ helm template ")
+    ]
+    access, (job,) = rendered_by(access_command), rendered_by(job_command)
+    assert {o["kind"] for o in access} == ROLLOUT_KINDS - {"Job"}
+    for obj in [*access, job]:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        assert obj["metadata"]["namespace"] == "ml-prod"
+    (role,) = [o for o in access if o["kind"] == "Role"]
+    assert role_grants(role) == client_calls()
+    args = _parser().parse_args(container(job)["args"])
+    assert (args.version, args.prometheus) == (7, env["RELEASE_PROMETHEUS_URL"])
+    assert f"--values {env['RELEASE_VALUES']} " in job_command
+    image = container(job)["image"]
+    assert image.startswith("registry.example:5000/team/sales-quantity-classifier-monitoring:")
+    # The Job the release creates is the one the wait, the log and the exit status read.
+    name = job["metadata"]["name"]
+    assert f"+ kubectl get job {name} --namespace ml-prod" in done.stderr
+    assert f"+ kubectl logs --namespace ml-prod job/{name}" in done.stderr
+    assert f"batch.kubernetes.io/job-name={name}" in done.stderr
 
 
 # ---------------------------------------------------------------- the kustomize component
