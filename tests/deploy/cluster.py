@@ -2,16 +2,20 @@
 
 By default the tests start the project's real API server (``shared/tools/kube-apiserver``:
 etcd + kube-apiserver's CRD-serving half on 127.0.0.1, on free ports, state in a temporary
-directory) and stop it after the session. With ``DEPLOY_KUBECONFIG=/path`` they use that
-cluster instead (kind, a cloud cluster with KServe), unchanged: every object goes into a
-fresh namespace per test.
+directory) and stop it after the session. It writes an audit log (every request's verb,
+resource, namespace, name and user agent: ``Cluster.audit_events``), from which the rollout
+Job's Role is checked against the calls the CLI makes. With ``DEPLOY_KUBECONFIG=/path`` they
+use that cluster instead (kind, a cloud cluster with KServe), unchanged and without an audit
+log: every object goes into a fresh namespace per test.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import lzma
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -49,6 +53,21 @@ class Cluster:
     """Where the API server is, and kubectl pointed at it."""
 
     kubeconfig: Path
+    audit_log: Path | None = None
+    """The API server's audit log (JSON lines), where it writes one: the started server."""
+
+    def audit_mark(self) -> int:
+        """Where the audit log ends now: :meth:`audit_events` after it reads what came later."""
+        return self.audit_log.stat().st_size if self.audit_log else 0
+
+    def audit_events(self, since: int = 0) -> list[dict[str, object]]:
+        """The audit events written after ``since`` (:meth:`audit_mark`): each request once, as
+        it completed (the policy logs metadata and omits the RequestReceived stage)."""
+        if self.audit_log is None:
+            raise RuntimeError("this cluster writes no audit log (DEPLOY_KUBECONFIG)")
+        with self.audit_log.open("rb") as log:
+            log.seek(since)
+            return [json.loads(line) for line in log.read().splitlines() if line.strip()]
 
     def kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 60
@@ -121,6 +140,54 @@ def _start_script() -> Path:
     return shared_dir() / "tools" / "kube-apiserver" / "start.sh"
 
 
+# Every request, once, when its response is complete: who asked what of which object.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+"""
+
+
+def _with_audit_log(state_dir: Path) -> Path:
+    """Have start.sh run the API server with an audit log; the log's path.
+
+    start.sh runs ``$KAPI_DIR/bin/apiextensions-apiserver`` when that file is executable, and
+    unpacks (or builds) the binary there otherwise. So the binary is unpacked (or built) beside
+    it here, as start.sh would, and that path gets a script that runs it with the audit flags
+    added: the generic API server's own (--audit-policy-file, --audit-log-path; the log
+    backend writes each event before the response is sent).
+    """
+    tools = _start_script().parent
+    bin_dir = state_dir / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    real = bin_dir / "apiextensions-apiserver.real"
+    packed = tools / "apiextensions-apiserver.xz"
+    if packed.exists():
+        with lzma.open(packed) as source, real.open("wb") as target:
+            shutil.copyfileobj(source, target)
+    else:
+        subprocess.run(
+            ["bash", str(tools / "build.sh")],
+            env={**os.environ, "KAPI_BIN": str(real)},
+            check=True,
+            timeout=1800,
+        )
+    real.chmod(0o755)
+    policy = state_dir / "audit-policy.yaml"
+    policy.write_text(AUDIT_POLICY)
+    log = state_dir / "audit.log"
+    wrapper = bin_dir / "apiextensions-apiserver"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'exec "{real}" "$@" --audit-policy-file="{policy}" --audit-log-path="{log}" '
+        "--audit-log-mode=blocking\n"
+    )
+    wrapper.chmod(0o755)
+    return log
+
+
 @contextlib.contextmanager
 def started_cluster(state_dir: Path) -> Iterator[Cluster]:
     """The cluster of DEPLOY_KUBECONFIG, or a real API server started for the session."""
@@ -138,6 +205,7 @@ def started_cluster(state_dir: Path) -> Iterator[Cluster]:
         "PATH": f"{Path(kubectl()).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     script = _start_script()
+    audit_log = _with_audit_log(state_dir)
 
     def run(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -152,7 +220,7 @@ def started_cluster(state_dir: Path) -> Iterator[Cluster]:
     started = run([])
     try:
         assert started.returncode == 0, started.stdout + started.stderr
-        cluster = Cluster(state_dir / "kubeconfig")
+        cluster = Cluster(state_dir / "kubeconfig", audit_log)
         cluster.install_kserve_crd()
         yield cluster
     finally:

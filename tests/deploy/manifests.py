@@ -146,6 +146,8 @@ def pod_specs(obj: Obj) -> Iterator[tuple[str, Obj]]:
             yield f"canary[{i}].predictor", canary["predictor"]
     elif kind == "CronJob":
         yield "jobTemplate", obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    elif kind == "Job":
+        yield "job", obj["spec"]["template"]["spec"]
     elif kind == "Pod":
         yield "pod", obj["spec"]
 

@@ -19,7 +19,7 @@ from tests.deploy.manifests import CI_VALUES, OVERLAYS, ROOT, helm_render, overl
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 # Kinds checkov has checks for among ours (none for PVCs and NetworkPolicies; it does not
 # know InferenceServices).
-CHECKED_KINDS = {"ConfigMap", "CronJob", "Pod", "ServiceAccount"}
+CHECKED_KINDS = {"ConfigMap", "CronJob", "Job", "Pod", "Role", "RoleBinding", "ServiceAccount"}
 
 
 @pytest.fixture(scope="module")

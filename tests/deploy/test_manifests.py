@@ -81,6 +81,8 @@ def test_the_chart_renders_each_ci_values_file_with_helm(values: Path) -> None:
         expected -= {"PersistentVolumeClaim"}
     if values_of(values).get("capture", {}).get("uri", "").startswith("s3://"):
         expected -= {"PersistentVolumeClaim"}  # ci/s3-values.yaml: every location on S3
+    if values_of(values).get("rollout", {}).get("job", {}).get("enabled"):
+        expected |= {"Job", "Role", "RoleBinding"}  # ci/knative-rollout-job-values.yaml
     assert kinds == expected
     isvc = one(objects, "InferenceService")
     mode = values_of(values).get("deploymentMode", "Standard")
@@ -368,8 +370,8 @@ def allows(policy: Obj, caller: tuple[str, dict[str, str]], port: int) -> bool:
 
 def _policy_of(case: str | Path | Obj) -> tuple[Obj, str]:
     objects = helm_render(case) if isinstance(case, dict) else render(case)
-    policy = one(objects, "NetworkPolicy")
     name = one(objects, "InferenceService")["metadata"]["name"]
+    policy = one(objects, "NetworkPolicy", f"{name}-predictor")
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     assert _selects(policy["spec"]["podSelector"], _component(name, "predictor")[1])
     assert not _selects(policy["spec"]["podSelector"], _component(name, "transformer")[1])
@@ -685,6 +687,8 @@ def test_every_reference_names_an_object_of_the_same_rendering(case: str | Path)
         objects = render(case)
     names = {(o["kind"], o["metadata"]["name"]) for o in objects}
     external_claims = {"shared-data"}  # ci/operations-values.yaml's existingClaim
+    # Kubernetes publishes the API server's CA in every namespace (the root CA publisher).
+    external_config_maps = {"kube-root-ca.crt"}
     isvc_name = one(objects, "InferenceService")["metadata"]["name"]
     for obj in objects:
         for where, pod in pod_specs(obj):
@@ -694,6 +698,10 @@ def test_every_reference_names_an_object_of_the_same_rendering(case: str | Path)
                 claim = volume.get("persistentVolumeClaim", {}).get("claimName")
                 if claim and claim not in external_claims:
                     assert ("PersistentVolumeClaim", claim) in names, at
+                sources = [volume, *volume.get("projected", {}).get("sources", [])]
+                for config in (s["configMap"]["name"] for s in sources if "configMap" in s):
+                    if config not in external_config_maps:
+                        assert ("ConfigMap", config) in names, at
             for container in pod["containers"]:
                 mounted = {m["name"] for m in container.get("volumeMounts", [])}
                 assert mounted <= {v["name"] for v in pod.get("volumes", [])}, at
@@ -701,7 +709,7 @@ def test_every_reference_names_an_object_of_the_same_rendering(case: str | Path)
                     ref = env.get("valueFrom", {}).get("configMapKeyRef")
                     if ref:
                         assert ("ConfigMap", ref["name"]) in names, (at, env["name"])
-    policy = one(objects, "NetworkPolicy")
+    policy = one(objects, "NetworkPolicy", f"{isvc_name}-predictor")
     selector = policy["spec"]["podSelector"]["matchLabels"]
     assert selector["serving.kserve.io/inferenceservice"] == isvc_name
     if isinstance(case, str) and case.startswith("release:"):

@@ -94,7 +94,9 @@ def test_final_stages_hold_no_installer_compiler_or_tests(images: dict[str, str]
             )
         assert done.returncode == 0, done.stderr
         found = done.stdout.split()
-        expected = {"common", part} | ({"transformer"} if part == "monitoring" else set())
+        expected = {"common", part} | (
+            {"transformer", "rollout"} if part == "monitoring" else set()
+        )
         assert set(found) <= expected, f"{part}: {found}"
         assert part in found and "common" in found
 
@@ -130,8 +132,9 @@ def test_monitoring_image_carries_the_jobs_and_feature_code_but_no_server(
     missing = _missing(
         images["monitoring"],
         ["monitoring", "transformer.features", "mlflow", "pyarrow", "scipy", "pandas"]
+        + ["rollout", "kubernetes", "yaml"]  # the rollout Job's CLI
         + ["common.core.contract", "kserve", "transformer.model", "predictor", "sklearn"]
-        + ["common.protocol", "common.serving"],
+        + ["common.protocol", "common.serving", "kubernetes.aio"],
     )
     assert [m for m, gone in missing.items() if gone] == [
         "kserve",
@@ -140,6 +143,7 @@ def test_monitoring_image_carries_the_jobs_and_feature_code_but_no_server(
         "sklearn",
         "common.protocol",  # common's core alone: no codec, no server
         "common.serving",
+        "kubernetes.aio",  # the client's asyncio copy: rollout/kube.py is synchronous
     ]
     entrypoint = image_config(images["monitoring"])["Entrypoint"]
     with container(images["monitoring"]) as ctr:
@@ -151,6 +155,18 @@ def test_monitoring_image_carries_the_jobs_and_feature_code_but_no_server(
             done = ctr.run([*entrypoint, job, "--help"])
             assert done.returncode == 0, done.stderr
             assert "--output" in done.stdout + done.stderr
+        # What the rollout Job runs (helm/.../templates/rollout-job.yaml): its command parses,
+        # and a missing kubeconfig is a one-line refusal, after every import it needs.
+        done = ctr.run(["python", "-m", "rollout", "run", "--help"])
+        assert done.returncode == 0, done.stderr
+        assert "--analysis" in done.stdout
+        done = ctr.run(
+            ["python", "-m", "rollout", "run", "2", "--dry-run", "--kubeconfig", "/tmp/none"]
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("rollout: cannot use /tmp/none") and "Traceback" not in (
+            done.stderr
+        )
 
 
 def test_v2_and_v1_requests_go_through_transformer_and_predictor_images(

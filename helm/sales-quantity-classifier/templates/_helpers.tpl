@@ -521,3 +521,70 @@ kserve-container's 8080, and the queue-proxy's aggregate 9088 when KServe's anno
   port: 9088
 {{- end }}
 {{- end }}
+
+{{/*
+The rollout Job's objects (ServiceAccount, Role, RoleBinding, ConfigMap, Job) share one name.
+*/}}
+{{- define "sqc.rolloutName" -}}
+{{- printf "%s-rollout" (include "sqc.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The rollout Job's deadline: rollout.job.activeDeadlineSeconds, or the longest a run can take
+(rollout/progressive.py and rollout/actions.py). Each step below 100 % makes a move that waits
+up to `timeout` twice (start: the stable revision rolled out, then the split reported; shift:
+the canary's revision ready, then the split), then analyses for `interval` and, without
+enough traffic or after a failed check, again until `maxWait` is spent (one more interval at
+most), with 120 s for Prometheus' answers (10 s a query). Then promote or roll back waits up
+to `timeout` once more; 300 s cover the image pull, the start and MLflow.
+*/}}
+{{- define "sqc.rolloutDeadline" -}}
+{{- $j := .Values.rollout.job }}
+{{- if not (kindIs "invalid" $j.activeDeadlineSeconds) }}
+{{- $j.activeDeadlineSeconds }}
+{{- else }}
+{{- $analysed := 0 }}
+{{- range $j.steps }}{{ if lt (int .) 100 }}{{ $analysed = add1 $analysed }}{{ end }}{{ end }}
+{{- $step := add (mul 2 $j.timeout) $j.maxWait (mul 2 $j.interval) 120 }}
+{{- add (mul $analysed $step) $j.timeout 300 }}
+{{- end }}
+{{- end }}
+
+{{/*
+The rollout Job's arguments: `python -m rollout` + these (rollout/__main__.py, _run_parser).
+The checks of what the CLI would refuse come first, so `helm install` says it, not the Job.
+*/}}
+{{- define "sqc.rolloutArgs" -}}
+{{- $j := .Values.rollout.job }}
+{{- if kindIs "invalid" $j.version }}
+{{- fail "rollout.job.version is required: the registry version to roll out (e.g. --set rollout.job.version=4)" }}
+{{- end }}
+{{- if not $j.prometheusUrl }}
+{{- fail "rollout.job.prometheusUrl is required: the Prometheus that scrapes the predictors' per-version metrics (e.g. --set rollout.job.prometheusUrl=http://prometheus-operated.monitoring.svc:9090)" }}
+{{- end }}
+{{- if ne .Values.deploymentMode "Knative" }}
+{{- fail "rollout.job.enabled needs deploymentMode=Knative: a rollout moves a canary (canaryTrafficPercent), and KServe's webhook refuses a Standard-mode canary for a predictor without a storage URI, as this one is (see canary.enabled)" }}
+{{- end }}
+{{- $previous := 0 }}
+{{- range $j.steps }}
+{{- if le (int .) $previous }}
+{{- fail (printf "rollout.job.steps=%v is invalid: expected increasing percentages from 1 to 100, e.g. [10, 25, 50, 100]" $j.steps) }}
+{{- end }}
+{{- $previous = int . }}
+{{- end }}
+{{- if eq (int (first $j.steps)) 100 }}
+{{- fail "rollout.job.steps=[100] is invalid: at least one step below 100 % is analysed" }}
+{{- end }}
+{{- $args := list "run" (toString (int $j.version)) "--name" (include "sqc.fullname" .) }}
+{{- $args = concat $args (list "--steps" (join "," $j.steps) "--interval" (toString $j.interval) "--max_wait" (toString $j.maxWait)) }}
+{{- $args = concat $args (list "--failure_limit" (toString $j.failureLimit) "--timeout" (toString $j.timeout)) }}
+{{- $args = concat $args (list "--prometheus" $j.prometheusUrl "--analysis" "/etc/rollout/analysis.yaml") }}
+{{- $args = concat $args (list "--kubeconfig" "/etc/rollout/kubeconfig" "--report" "/dev/stdout") }}
+{{- with $j.selector }}
+{{- $args = concat $args (list "--selector" .) }}
+{{- end }}
+{{- if $j.logToMlflow }}
+{{- $args = append $args "--log_to_mlflow" }}
+{{- end }}
+{{- toYaml $args }}
+{{- end }}
