@@ -134,7 +134,13 @@ class Softmax:
     weights: Matrix  # coef_.T
     intercept: Matrix
 
+    def decision_function(self, matrix: Matrix) -> Matrix:
+        """The scores before the softmax, as ``LogisticRegression.decision_function``."""
+        scores: Matrix = matrix @ self.weights + self.intercept
+        return scores
+
     def __call__(self, matrix: Matrix) -> Matrix:
+        # The decision function written out, not called: one call less on every request.
         scores: Matrix = matrix @ self.weights + self.intercept
         scores -= scores.max(axis=1).reshape(-1, 1)
         np.exp(scores, out=scores)

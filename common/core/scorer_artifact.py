@@ -5,8 +5,9 @@ and logs the copy inside the model's MLflow directory, as the sklearn flavor's e
 (``extra_files/``), in two files and nothing else:
 
 - :data:`SCORER_ARRAYS`, ``scorer.npz``: every array of the copy, the probe rows, and the
-  pipeline's ``predict_proba`` on them (all rows at once, and the first row alone), all
-  float64, stored as their exact bits and read with ``allow_pickle=False``;
+  pipeline's answers on them (all rows at once, and the first row alone), stage by stage:
+  each step's output, the ``decision_function`` and the ``predict_proba``; all float64,
+  stored as their exact bits and read with ``allow_pickle=False``;
 - :data:`SCORER_SPEC`, ``scorer.json``: the format and its version, how the arrays make
   the steps, the class names in the order of the probabilities, the features in the order
   of the columns (``common.core.contract.FEATURES`` when it was made), the versions of
@@ -16,8 +17,16 @@ Neither holds code or a pickle: reading them constructs NumPy arrays and the ste
 dataclasses of :mod:`common.core.numpy_scorer`, nothing else. A copy is served only when
 :meth:`ScorerArtifact.check` passes where it is to serve: the features are the contract's,
 the probe still reaches every known category and an unknown one, and the copy's answers
-on the probe equal the pipeline's stored answers bit for bit, as the copy was held to
-scikit-learn itself when the predictor compiled it at start-up.
+on the probe equal the pipeline's stored answers bit for bit, at every stage, as the copy
+was held to scikit-learn itself when the predictor compiled it at start-up.
+
+What the check can and cannot tell: the SHA-256 in the spec catches any change of the
+arrays' bits that left the spec alone (a damaged or swapped file); the stored answers
+catch a copy that computes otherwise where it serves (another NumPy, another BLAS), and
+any change of the arrays, even with a matching hash, that shows in a step's output on
+the probe: every table row and scale is reached by it. Neither authenticates the files:
+whoever can rewrite both, consistently, can change the model, as whoever can rewrite the
+skops file can.
 
 Training logs the artifact only when the copy it would store, written and read back,
 passes that check against the fitted pipeline itself (:meth:`ScorerArtifact.of_pipeline`).
@@ -59,6 +68,7 @@ __all__ = [
     "SCORER_SPEC",
     "BadScorerArtifact",
     "ScorerArtifact",
+    "stages",
 ]
 
 #: The spec's file name: JSON, no numbers in it but counts and column positions.
@@ -85,6 +95,11 @@ class BadScorerArtifact(ValueError):
     """
 
 
+#: The batches the pipeline's answers are stored for: the probe, and its first row alone
+#: (a one-row matrix product may take another BLAS path).
+_BATCHES: Final = ("all", "first_row")
+
+
 @dataclass(frozen=True)
 class ScorerArtifact:
     """A compiled copy of a pipeline's ``predict_proba``, with the evidence it is exact.
@@ -99,8 +114,10 @@ class ScorerArtifact:
         Name and V2 datatype of each input column, in order.
     probe : ndarray
         Rows that reach every known category of the target encoders, and an unknown one.
-    answers, first_row_answers : ndarray
-        The pipeline's ``predict_proba`` on ``probe``, and on its first row alone.
+    answers : dict of str to dict of str to ndarray
+        For the whole probe (``"all"``) and its first row alone (``"first_row"``), the
+        pipeline's answer at each stage (:func:`stages`): each transforming step's
+        output, the ``decision_function`` and the ``predict_proba``.
     made_with : dict of str to str
         Versions of the libraries that fitted the pipeline and made the copy.
     """
@@ -109,13 +126,12 @@ class ScorerArtifact:
     classes: tuple[str, ...]
     features: tuple[tuple[str, str], ...]
     probe: Matrix = field(repr=False)
-    answers: Matrix = field(repr=False)
-    first_row_answers: Matrix = field(repr=False)
+    answers: dict[str, dict[str, Matrix]] = field(repr=False)
     made_with: dict[str, str]
 
     @classmethod
     def of_pipeline(cls, pipeline: Any) -> ScorerArtifact:
-        """Compile ``pipeline`` and keep its answers on the probe rows.
+        """Compile ``pipeline`` and keep its answers, stage by stage, on the probe rows.
 
         Imports scikit-learn. The copy is checked as the predictor will check it: after a
         round trip through the files, against the pipeline's own answers.
@@ -136,8 +152,10 @@ class ScorerArtifact:
             classes=tuple(str(c) for c in pipeline.classes_),
             features=_contract_features(),
             probe=probe,
-            answers=_predict_proba(pipeline, probe),
-            first_row_answers=_predict_proba(pipeline, probe[:1]),
+            answers={
+                batch: _pipeline_stages(pipeline, rows)
+                for batch, rows in zip(_BATCHES, (probe, probe[:1]), strict=True)
+            },
             made_with={"scikit-learn": sklearn.__version__, "numpy": np.__version__},
         )
         spec, arrays = made._encode()
@@ -153,7 +171,9 @@ class ScorerArtifact:
         It may when the features are those of ``common.core.contract.FEATURES``, the
         probe rows reach every known category of the target encoders and one that is none
         of them, and the copy answers them, all at once and the first row alone, exactly
-        as the stored answers of the pipeline, to the last bit.
+        as the pipeline's stored answers, to the last bit: at every stage, so that a
+        changed table or scale shows where it is, even when the probabilities would
+        round it away.
         """
         if self.features != _contract_features():
             return (
@@ -163,25 +183,21 @@ class ScorerArtifact:
         problem = _probe_problem(self.scorer, self.probe)
         if problem:
             return problem
-        expected_shape = (len(self.probe), len(self.classes))
-        if self.answers.shape != expected_shape or self.first_row_answers.shape != (
-            1,
-            len(self.classes),
-        ):
-            return (
-                f"its stored answers have the shapes {self.answers.shape} and "
-                f"{self.first_row_answers.shape}, not {expected_shape} and "
-                f"{(1, len(self.classes))} (probe rows, classes)"
-            )
-        checks = ((self.probe, self.answers), (self.probe[:1], self.first_row_answers))
-        for rows, expected in checks:
+        for batch, rows in zip(_BATCHES, (self.probe, self.probe[:1]), strict=True):
             try:
-                got = self.scorer(rows)
+                got = dict(stages(self.scorer, rows))
+                got["predict_proba"] = self.scorer(rows)  # as it serves
             except (ValueError, IndexError, TypeError, FloatingPointError) as exc:
                 return f"it fails on {len(rows)} probe row(s): {type(exc).__name__}: {exc}"
-            found = difference(got, expected, len(rows))
-            if found:
-                return f"it differs from the pipeline's stored answers {found}"
+            expected = self.answers[batch]
+            if set(got) != set(expected):
+                return f"it stores answers at the stages {sorted(expected)}, not {list(got)}"
+            for stage, output in got.items():
+                found = difference(output, expected[stage], len(rows))
+                if found:
+                    return f"it differs from the pipeline's stored answers at {stage} {found}"
+        if self.answers["all"]["predict_proba"].shape[1] != len(self.classes):
+            return f"its answers are not one probability per class of {list(self.classes)}"
         return ""
 
     def write(self, directory: Path) -> list[Path]:
@@ -228,11 +244,13 @@ class ScorerArtifact:
     # The layout: the spec names arrays by their path in it; the arrays are stored by name.
 
     def _encode(self) -> tuple[dict[str, Any], dict[str, Matrix]]:
-        arrays: dict[str, Matrix] = {
-            "probe.rows": self.probe,
-            "probe.answers": self.answers,
-            "probe.first_row_answers": self.first_row_answers,
-        }
+        arrays: dict[str, Matrix] = {"probe.rows": self.probe}
+        answers: dict[str, dict[str, str]] = {}
+        for batch, outputs in self.answers.items():
+            answers[batch] = {}
+            for stage, output in outputs.items():
+                answers[batch][stage] = f"probe.{batch}.{stage}"
+                arrays[f"probe.{batch}.{stage}"] = output
         spec = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -242,11 +260,7 @@ class ScorerArtifact:
             "steps": [
                 _encode_step(step, f"steps.{i}", arrays) for i, step in enumerate(self.scorer.steps)
             ],
-            "probe": {
-                "rows": "probe.rows",
-                "answers": "probe.answers",
-                "first_row_answers": "probe.first_row_answers",
-            },
+            "probe": {"rows": "probe.rows", "answers": answers},
         }
         return spec, arrays
 
@@ -261,12 +275,22 @@ class ScorerArtifact:
         try:
             classes = tuple(_strings(spec["classes"], "classes"))
             features = tuple(_feature(f) for f in _list(spec["features"], "features"))
-            made_with = {str(k): str(v) for k, v in _mapping(spec["made_with"], "made_with").items()}
+            made_with = {
+                str(k): str(v) for k, v in _mapping(spec["made_with"], "made_with").items()
+            }
             steps = tuple(_decode_step(s, arrays, depth=1) for s in _list(spec["steps"], "steps"))
             probe = _mapping(spec["probe"], "probe")
             rows = arrays.take(probe["rows"], ndim=2)
-            answers = arrays.take(probe["answers"], ndim=2)
-            first_row_answers = arrays.take(probe["first_row_answers"], ndim=2)
+            stored = _mapping(probe["answers"], "probe answers")
+            if sorted(stored) != sorted(_BATCHES):
+                raise BadScorerArtifact(f"it stores answers for {sorted(stored)}")
+            answers = {
+                batch: {
+                    str(stage): arrays.take(name, ndim=2)
+                    for stage, name in _mapping(stored[batch], f"{batch} answers").items()
+                }
+                for batch in _BATCHES
+            }
         except KeyError as exc:
             raise BadScorerArtifact(f"{SCORER_SPEC} lacks {exc}") from None
         if not steps or not isinstance(steps[-1], Softmax):
@@ -285,7 +309,6 @@ class ScorerArtifact:
             features=features,
             probe=rows,
             answers=answers,
-            first_row_answers=first_row_answers,
             made_with=made_with,
         )
 
@@ -294,8 +317,28 @@ def _contract_features() -> tuple[tuple[str, str], ...]:
     return tuple((f.name, f.datatype) for f in FEATURES)
 
 
-def _predict_proba(pipeline: Any, rows: Matrix) -> Matrix:
-    return np.asarray(pipeline.predict_proba(rows), dtype=np.float64)
+def stages(scorer: CompiledPipeline, rows: Matrix) -> Iterator[tuple[str, Matrix]]:
+    """The copy's answer on ``rows`` at each stage: ``steps.I`` after each step but the
+    last, then the last step's ``decision_function``."""
+    *transforms, last = scorer.steps
+    for i, step in enumerate(transforms):
+        rows = step(rows)
+        yield f"steps.{i}", rows
+    assert isinstance(last, Softmax)
+    yield "decision_function", last.decision_function(rows)
+
+
+def _pipeline_stages(pipeline: Any, rows: Matrix) -> dict[str, Matrix]:
+    """The pipeline's answers at the stages of :func:`stages`, and its ``predict_proba``."""
+    answers = {}
+    *transforms, (_, last) = [(n, t) for n, t in pipeline.steps if t not in (None, "passthrough")]
+    matrix = rows
+    for i, (_, step) in enumerate(transforms):
+        matrix = step.transform(matrix)
+        answers[f"steps.{i}"] = np.asarray(matrix, dtype=np.float64)
+    answers["decision_function"] = np.asarray(last.decision_function(matrix), dtype=np.float64)
+    answers["predict_proba"] = np.asarray(pipeline.predict_proba(rows), dtype=np.float64)
+    return answers
 
 
 def _probe_problem(scorer: CompiledPipeline, probe: Matrix) -> str:
