@@ -87,6 +87,8 @@ class RestRegistry:
         ``http://`` or ``https://`` (:meth:`serves`).
     environ : mapping, optional
         Where MLflow's variables are read; the process environment by default.
+    transport : httpx.BaseTransport, optional
+        httpx's default, unless a test hands it another.
 
     Examples
     --------
@@ -98,7 +100,13 @@ class RestRegistry:
     True
     """
 
-    def __init__(self, tracking_uri: str, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        environ: Mapping[str, str] | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         env = os.environ if environ is None else environ
         self._base = tracking_uri.rstrip("/")
         self._shown = redact_url(tracking_uri)
@@ -115,6 +123,7 @@ class RestRegistry:
             verify=_tls(tracking_uri, env),
             timeout=float(env.get("MLFLOW_HTTP_REQUEST_TIMEOUT") or _DEFAULT_TIMEOUT),
             follow_redirects=False,
+            transport=transport,
         )
 
     @staticmethod
