@@ -39,13 +39,17 @@ from transformer.schema import RAW_FIELDS, validate_records
 FALLBACK_ONLY = ("sklearn", "skops", "scipy", "mlflow")
 
 #: ``python -c WRAPPER REPORT BLOCKED ARGS...``: runs ``python -m predictor ARGS...``; the
-#: packages in BLOCKED (comma-separated) cannot be imported; at exit, REPORT lists every
-#: module the process loaded.
+#: packages in BLOCKED (comma-separated) are not found, as where they are not installed;
+#: at exit, REPORT lists every module the process loaded.
 WRAPPER = """\
 import atexit, runpy, sys
-report, blocked = sys.argv.pop(1), sys.argv.pop(1)
-for name in filter(None, blocked.split(",")):
-    sys.modules[name] = None
+report, blocked = sys.argv.pop(1), set(filter(None, sys.argv.pop(1).split(",")))
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in blocked:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, NotInstalled())
 def write_report():
     with open(report, "w") as out:
         out.write("\\n".join(sorted(n for n, m in sys.modules.items() if m is not None)))
@@ -358,3 +362,34 @@ def test_without_scikit_learn_a_refused_artifact_is_a_final_error_that_says_so(
     ) in log, log[-3000:]
     assert "this predictor has no scikit-learn to score it otherwise" in log
     assert "waiting for model" not in log  # final: not retried
+
+
+def test_through_mlflows_client_a_database_registry_serves_the_stored_scorer_too(
+    tmp_path: Path,
+    start: Callable[..., tuple[Server, Path]],
+    held_out: list[dict[str, Any]],
+    served_by_the_artifact: np.ndarray[Any, Any],
+    scored: Scored,
+) -> None:
+    # No HTTP server: MLflow's client resolves the URI and downloads the model's
+    # directory, and the predictor chooses its scorer from those files alike.
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    summary = train(
+        tracking_uri,
+        scored.root / "data-sqlite",
+        "--artifact_location",
+        (tmp_path / "artifacts").as_uri(),
+        "--experiment",
+        "sqlite",
+    )
+    predictor, report = start(tracking_uri, str(summary["version"]))
+    assert scorer_label(predictor) == "numpy"
+    assert "scoring with NumPy copy of predict_proba from the model's scorer artifact" in (
+        predictor.log()
+    )
+    # The same data and seed as the module's version 1: the same model, the same answers.
+    assert probabilities(predictor, held_out).tobytes() == served_by_the_artifact.tobytes()
+    loaded = modules_at_exit(predictor, report)
+    # MLflow's package imports SciPy, where it is installed (mlflow.models.utils).
+    assert "mlflow" in loaded
+    assert loaded.isdisjoint({"sklearn", "skops"}), sorted(loaded & {"sklearn", "skops"})
