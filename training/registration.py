@@ -55,6 +55,7 @@ __all__ = [
     "log_and_register",
     "model_signature",
     "promote",
+    "scorer_artifact",
     "trusted_types",
 ]
 

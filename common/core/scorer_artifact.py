@@ -321,10 +321,11 @@ def stages(scorer: CompiledPipeline, rows: Matrix) -> Iterator[tuple[str, Matrix
     """The copy's answer on ``rows`` at each stage: ``steps.I`` after each step but the
     last, then the last step's ``decision_function``."""
     *transforms, last = scorer.steps
+    if not isinstance(last, Softmax):
+        raise BadScorerArtifact(f"its last step is {type(last).__name__}, not a softmax")
     for i, step in enumerate(transforms):
         rows = step(rows)
         yield f"steps.{i}", rows
-    assert isinstance(last, Softmax)
     yield "decision_function", last.decision_function(rows)
 
 

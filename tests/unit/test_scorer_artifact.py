@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import pickle
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -130,6 +131,17 @@ def test_the_stored_copy_answers_held_out_rows_as_the_pipeline_to_the_bit(
     assert scorer.compiled and scorer.kind == "numpy"
     got = scorer.predict_proba(held_out[:rows])
     assert got.tobytes() == pipeline.predict_proba(held_out[:rows]).tobytes()
+
+
+def test_the_stored_copy_survives_pickling_into_worker_processes(
+    written: Path, held_out: np.ndarray[Any, Any]
+) -> None:
+    # --workers N pickles the loaded model, scorer included, into each worker.
+    scorer = scorer_of_artifact(ScorerArtifact.read(written))
+    copied = pickle.loads(pickle.dumps(scorer))
+    assert copied.kind == "numpy"
+    rows = held_out[:9]
+    assert copied.predict_proba(rows).tobytes() == scorer.predict_proba(rows).tobytes()
 
 
 def test_the_files_hold_only_float64_arrays_and_json_without_numbers(written: Path) -> None:
