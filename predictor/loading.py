@@ -167,11 +167,25 @@ def _resolve(uri: str, registry: RestRegistry | None) -> RegistryVersion:
     try:
         if registry is not None:
             return resolve_model_uri(uri, registry)
-        from mlflow.tracking import MlflowClient
-
-        return resolve_model_uri(uri, MlflowClient())
+        return resolve_model_uri(uri, _mlflow_client())
     except InvalidModelUri as exc:
         raise ModelLoadError(str(exc)) from exc
+
+
+def _mlflow_client() -> Any:
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError as exc:
+        raise _needs_mlflow("a tracking URI that is no http(s):// server", exc) from exc
+    return MlflowClient()
+
+
+def _needs_mlflow(what: str, exc: ImportError) -> ModelLoadError:
+    # Final: retrying cannot install MLflow.
+    return ModelLoadError(
+        f"{what} needs MLflow's client, which this predictor does not have ({exc}); serve "
+        "from an MLflow server that proxies its artifacts, or use an image with MLflow"
+    )
 
 
 class _ModelFiles(Protocol):
@@ -218,8 +232,10 @@ def _model_files(
         remote = RestRegistry.proxied_path(registry.download_uri(version.name, version.version))
         if remote is not None:
             return _ProxiedFiles(registry, remote, local)
-    import mlflow.artifacts
-
+    try:
+        import mlflow.artifacts
+    except ImportError as exc:
+        raise _needs_mlflow("an artifact store the tracking server does not proxy", exc) from exc
     path = mlflow.artifacts.download_artifacts(
         artifact_uri=str(ModelUri.of_version(version.name, version.version)),
         dst_path=str(local),

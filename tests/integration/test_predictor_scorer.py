@@ -393,3 +393,18 @@ def test_through_mlflows_client_a_database_registry_serves_the_stored_scorer_too
     # MLflow's package imports SciPy, where it is installed (mlflow.models.utils).
     assert "mlflow" in loaded
     assert loaded.isdisjoint({"sklearn", "skops"}), sorted(loaded & {"sklearn", "skops"})
+
+
+def test_without_mlflow_installed_a_database_registry_is_a_final_error_that_says_so(
+    tmp_path: Path, start: Callable[..., tuple[Server, Path]]
+) -> None:
+    predictor, _ = start(
+        f"sqlite:///{tmp_path / 'mlflow.db'}", "1", blocked=FALLBACK_ONLY, wait=False
+    )
+    assert predictor.process.wait(timeout=120) == 1
+    log = predictor.log()
+    assert (
+        "cannot serve: a tracking URI that is no http(s):// server needs MLflow's client, "
+        "which this predictor does not have (No module named 'mlflow')"
+    ) in log, log[-3000:]
+    assert "waiting for model" not in log  # final: not retried
