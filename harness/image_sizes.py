@@ -22,16 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["TARGETS_MB", "Layer", "image_size", "layers", "main", "site_packages"]
+__all__ = ["BUDGETS_MB", "TARGETS_MB", "Layer", "image_size", "layers", "main", "site_packages"]
 
-#: Each image's size target (MB), by part (``predictor-sklearn`` is the predictor's variant).
-#: Issue 23's targets, or, where an image cannot meet one yet, the budget it is held to so
-#: that it does not grow (docs/images.md, "Sizes", says which and why).
-TARGETS_MB: Final = {
+#: Issue 23's size target of each image (MB), by part; the predictor's -sklearn variant has
+#: none (it keeps what the default leaves out).
+TARGETS_MB: Final = {"predictor": 350, "transformer": 350, "monitoring": 400}
+#: What tests/images/test_sizes.py holds each image to (MB): its target where it is met,
+#: else what it weighs now and a little room, so that it cannot grow unnoticed while the
+#: target is out of reach (docs/images.md, "Sizes", says why each such one is).
+BUDGETS_MB: Final = {
     "predictor": 350,
-    "predictor-sklearn": 520,
-    "transformer": 350,
-    "monitoring": 400,
+    "predictor-sklearn": 500,
+    "transformer": 400,
+    "monitoring": 500,
 }
 
 MB: Final = 1_000_000
@@ -140,11 +143,14 @@ def report(image: str, part: str | None, base: str | None = None) -> str:
     """The text ``scripts/images.sh`` prints for ``image``."""
     found = layers(image, base)
     total = sum(layer.size for layer in found)
-    target = TARGETS_MB.get(part or "")
-    verdict = ""
+    target, budget = TARGETS_MB.get(part or ""), BUDGETS_MB.get(part or "")
+    verdict = []
     if target is not None:
-        verdict = f" (target {target} MB: {'met' if total <= target * MB else 'OVER'})"
-    lines = [f"image-sizes: {image}: {total / MB:.0f} MB{verdict}", "  layer      MB  step"]
+        verdict.append(f"target {target} MB: {'met' if total <= target * MB else 'not met'}")
+    if budget is not None and budget != target:
+        verdict.append(f"budget {budget} MB: {'within' if total <= budget * MB else 'OVER'}")
+    verdict_text = f" ({'; '.join(verdict)})" if verdict else ""
+    lines = [f"image-sizes: {image}: {total / MB:.0f} MB{verdict_text}", "  layer      MB  step"]
     for number, layer in enumerate(found, start=1):
         lines.append(f"  {number:5d} {layer.size / MB:7.1f}  {layer.created_by[:110]}")
     lines.append("  largest in /opt/venv site-packages (MB):")

@@ -17,6 +17,14 @@ lock=${2:-}
 site=$(echo "$venv"/lib/python3*/site-packages)
 [[ -d $site ]] || { echo "slim-venv: no site-packages under $venv" >&2; exit 1; }
 before=$(du -sk "$venv" | cut -f1)
+last=$before
+# After each step: what it saved (MB), on stderr, for the build log.
+saved() {
+  local now
+  now=$(du -sk "$venv" | cut -f1)
+  printf 'slim-venv: %-44s %6.1f MB\n' "$1" "$(((last - now) * 1024))e-6" >&2
+  last=$now
+}
 
 # 1. The installer, and what `python -m venv` adds beside it (setuptools, 7 MB, unless the
 #    lock names it): nothing installs at run time, and the root filesystem is read-only.
@@ -27,6 +35,7 @@ for tool in setuptools wheel; do
 done
 "$venv/bin/python" -m pip uninstall --yes --quiet pip 2>/dev/null || true
 rm -f "$venv"/bin/pip "$venv"/bin/pip3*
+saved "1. pip, setuptools"
 
 # 2. Packages' own test suites, C/C++ headers and sources (Cython's .pyx/.pxd/.pxi, .c, .h),
 #    type stubs (.pyi, read by type checkers only), and pip's caches if any.
@@ -35,6 +44,7 @@ find "$site" -depth -type d -name include -exec rm -rf {} +
 find "$site" -type f \( -name '*.h' -o -name '*.hpp' -o -name '*.c' -o -name '*.cc' \
   -o -name '*.cpp' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' -o -name '*.pyi' \) -delete
 rm -rf /root/.cache/pip
+saved "2. tests, headers, sources, stubs"
 
 # 3. Unused parts of packages, where a package's own import does not load them:
 #    - kubernetes/aio: the Kubernetes client's asyncio copy; KServe imports the synchronous
@@ -65,6 +75,7 @@ if [[ -d $site/pyarrow ]]; then
     ln -sf "$soname" "$site/pyarrow/${soname%.*}"
   done
 fi
+saved "3. unused parts (Kubernetes client, Flight)"
 
 # 4. Byte code of trees nothing imports: the Databricks SDK (`import mlflow` looks for the
 #    `databricks` namespace package, which must be there, and nothing in it), and MLflow's
@@ -83,6 +94,7 @@ if [[ -d $site/mlflow ]]; then
     [[ $name == __pycache__ || $keep == *" $name "* ]] || drop_bytecode "$tree"
   done
 fi
+saved "4. byte code of unused trees"
 
 # 5. Symbol tables and debug sections of shared objects, where binutils is there (the
 #    builder installs it; the final stage never has it): Python loads extension modules
@@ -91,6 +103,7 @@ fi
 #    some.
 if command -v strip >/dev/null; then
   find "$site" -type f -name '*.so*' -not -path '*.libs/*' -exec strip --strip-unneeded {} +
+  saved "5. symbol tables (strip)"
 else
   echo "slim-venv: no strip (binutils): shared objects left unstripped" >&2
 fi
