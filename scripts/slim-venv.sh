@@ -61,7 +61,9 @@ saved "2. tests, headers, sources, stubs"
 rm -rf "$site/kubernetes/aio"
 for generated in "$site"/kubernetes/client/api "$site"/kubernetes/client/models; do
   [[ -d $generated ]] || continue
-  find "$generated" -mindepth 1 -maxdepth 1 -not -name __init__.py -exec rm -rf {} +
+  find "$generated" -mindepth 1 -maxdepth 1 -not -name __init__.py -not -name __pycache__ \
+    -exec rm -rf {} +
+  find "$generated/__pycache__" -type f -not -name '__init__.*' -delete 2>/dev/null || true
 done
 if [[ -d $site/pyarrow ]]; then
   rm -f "$site"/pyarrow/libarrow_flight.so* "$site"/pyarrow/libarrow_python_flight.so* \

@@ -75,8 +75,11 @@ def test_the_kubernetes_client_keeps_only_what_kserve_imports(images: dict[str, 
             kubernetes = _site_packages(ctr.rootfs()) / "kubernetes"
             assert not (kubernetes / "aio").exists()
             for generated in ("api", "models"):
-                left = {p.name for p in (kubernetes / "client" / generated).iterdir()}
-                assert left <= {"__init__.py", "__pycache__"}, (part, generated)
+                package = kubernetes / "client" / generated
+                left = {p.name for p in package.iterdir()}
+                assert left == {"__init__.py", "__pycache__"}, (part, generated)
+                byte_code = [p.name.split(".")[0] for p in (package / "__pycache__").iterdir()]
+                assert byte_code == ["__init__"], (part, generated)
             assert (kubernetes / "client" / "api_client.py").is_file()
 
 
