@@ -2,8 +2,9 @@
 # Slims an image's virtualenv in its builder stage, after the locked install and before the
 # final stage copies it: `scripts/slim-venv.sh /opt/venv`. Each step removes only what no
 # server or job of this project reads at run time; what it saves was measured on this repo's
-# images (docs/images.md, "What each step saves"), and the image tier runs every image after
-# it (tests/images/test_images.py, tests/images/test_slim.py).
+# images (docs/images.md, the table of steps), and the image tier runs every image after it
+# (tests/images/: test_dependencies.py serves from each server image with every module it
+# imports recorded, test_slim.py checks what is gone stays gone).
 #
 # Byte code is kept for every module a server imports, so starting stays as fast: it is
 # dropped only for trees nothing imports (a module there, if ever imported, is compiled in
