@@ -28,6 +28,11 @@ from tests.images.buildah import Container, Process, build_images, container, im
 from tests.integration.conftest import Registry, log_dir, registry  # noqa: F401  (fixtures)
 
 MODEL = "sales-quantity-classifier"
+#: The predictor image the serving fixtures run. The -sklearn variant, until branch
+#: i23-scorer is merged: its training logs the NumPy scorer artifact the default variant
+#: (no scikit-learn, skops or SciPy) serves from; a model without it that variant refuses
+#: (tests/images/test_variants.py). Then "predictor", and SLIM_PREDICTOR_SERVES True there.
+SERVING_PREDICTOR = "predictor-sklearn"
 
 
 @pytest.fixture(scope="session")
@@ -163,9 +168,10 @@ def predictor_image_server(
     tmp_path_factory: pytest.TempPathFactory,
     log_dir: Path,  # noqa: F811
 ) -> Iterator[Served]:
-    """The predictor, from its image, serving the registry's promoted version."""
+    """The predictor, from its image (:data:`SERVING_PREDICTOR`), serving the registry's
+    promoted version."""
     with serve(
-        images["predictor"],
+        images[SERVING_PREDICTOR],
         ["--model_name", MODEL],
         [f"PREDICTOR_TRACKING_URI={registry.tracking_uri}"],
         tmp_path_factory.mktemp("predictor-image"),
