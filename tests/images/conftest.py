@@ -28,11 +28,9 @@ from tests.images.buildah import Container, Process, build_images, container, im
 from tests.integration.conftest import Registry, log_dir, registry  # noqa: F401  (fixtures)
 
 MODEL = "sales-quantity-classifier"
-#: The predictor image the serving fixtures run. The -sklearn variant, until branch
-#: i23-scorer is merged: its training logs the NumPy scorer artifact the default variant
-#: (no scikit-learn, skops or SciPy) serves from; a model without it that variant refuses
-#: (tests/images/test_variants.py). Then "predictor", and SLIM_PREDICTOR_SERVES True there.
-SERVING_PREDICTOR = "predictor-sklearn"
+#: The predictor image the serving fixtures run: the default variant (no scikit-learn, skops
+#: or SciPy), serving from the NumPy scorer artifact training logs beside the model.
+SERVING_PREDICTOR = "predictor"
 
 
 @pytest.fixture(scope="session")

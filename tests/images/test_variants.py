@@ -2,14 +2,10 @@
 skops or SciPy, which serves a model from the NumPy scorer artifact logged beside it, and
 -sklearn, which also loads and checks the model's skops file.
 
-Branch i23-scorer makes training log that artifact and the predictor import scikit-learn,
-skops and SciPy only on its fallback path (a model without it, or ``--compile_model
-false``). Until it is merged no model has the artifact, so the default variant refuses the
-registry's model, and the serving fixtures run the -sklearn variant
-(``tests.images.conftest.SERVING_PREDICTOR``). After the merge set
-:data:`SLIM_PREDICTOR_SERVES` to True (and ``SERVING_PREDICTOR`` to "predictor"): the
-same test then serves the registry's model from the default variant and compares its
-answers with the -sklearn variant's.
+Training logs that artifact, and the predictor imports scikit-learn, skops and SciPy only
+on its fallback path (a model without it, or ``--compile_model false``): the serving
+fixtures run the default variant (``tests.images.conftest.SERVING_PREDICTOR``), and the
+registry's model served by it answers as the -sklearn variant scoring with scikit-learn.
 """
 
 from __future__ import annotations
@@ -29,8 +25,6 @@ from transformer.features import compute_features
 from transformer.protocol import to_predictor_v2
 from transformer.schema import validate_records
 
-#: True once branch i23-scorer is merged (see the module's docstring).
-SLIM_PREDICTOR_SERVES = False
 #: What only the scikit-learn path needs; the default variant has none of it.
 SCIKIT_LEARN = ["sklearn", "skops", "scipy", "joblib", "threadpoolctl"]
 
@@ -109,29 +103,36 @@ def test_the_default_predictor_serves_the_registry_model_only_with_its_scorer_ar
     log_dir: Path,
 ) -> None:
     env = [f"PREDICTOR_TRACKING_URI={registry.tracking_uri}"]
-    if not SLIM_PREDICTOR_SERVES:
-        # Before branch i23-scorer: the model has no scorer artifact, so it is refused.
-        _assert_refused_naming_the_variant(*_run_to_exit(images["predictor"], [], env))
-        return
     features = compute_features(validate_records([VALID, record(store_id="S002")]))
     content, headers = to_predictor_v2(features, "variants", binary=False)
     path = f"/v2/models/{MODEL}/infer"
-    port = free_port()
-    entrypoint = image_config(images["predictor"])["Entrypoint"]
-    argv = [*entrypoint, "--model_name", MODEL, "--http_port", str(port)]
-    with serve_command(
-        images["predictor"], argv, env, port, mounts(tmp_path), log_dir / "slim-predictor.log"
-    ) as slim:
-        answer = httpx.post(f"{slim.url}{path}", content=content, headers=headers, timeout=30)
-        metrics = httpx.get(f"{slim.url}/metrics", timeout=30).text
-    assert answer.status_code == 200, answer.text
-    assert 'scorer="numpy"' in metrics  # the NumPy scorer, without scikit-learn
-    reference = httpx.post(
+    served = httpx.post(
         f"{predictor_image_server.url}{path}", content=content, headers=headers, timeout=30
     )
+    metrics = httpx.get(f"{predictor_image_server.url}/metrics", timeout=30).text
+    assert served.status_code == 200, served.text
+    assert 'scorer="numpy"' in metrics  # the NumPy scorer, without scikit-learn
+    # The reference: the -sklearn variant, scoring with scikit-learn itself.
+    port = free_port()
+    entrypoint = image_config(images["predictor-sklearn"])["Entrypoint"]
+    argv = [*entrypoint, "--model_name", MODEL, "--http_port", str(port)]
+    argv += ["--compile_model", "false"]
+    with serve_command(
+        images["predictor-sklearn"],
+        argv,
+        env,
+        port,
+        mounts(tmp_path),
+        log_dir / "sklearn-predictor.log",
+    ) as reference_server:
+        reference = httpx.post(
+            f"{reference_server.url}{path}", content=content, headers=headers, timeout=30
+        )
+        reference_metrics = httpx.get(f"{reference_server.url}/metrics", timeout=30).text
     assert reference.status_code == 200, reference.text
-    assert answer.json()["outputs"] == reference.json()["outputs"]
-    assert answer.json()["model_version"] == registry.version
+    assert 'scorer="scikit-learn"' in reference_metrics
+    assert served.json()["outputs"] == reference.json()["outputs"]
+    assert served.json()["model_version"] == registry.version
 
 
 @pytest.mark.parametrize("variant", ["predictor", "predictor-sklearn"])
