@@ -63,14 +63,22 @@ format: $(STAMP)
 
 # Images and release (issue 12): docs/images.md.
 .PHONY: lock images release
-LOCK_PARTS := predictor transformer monitoring
+LOCK_PARTS := predictor predictor-sklearn transformer monitoring
 UV_LOCK := $(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' --quiet
 
+# requirements/exclude/<part>.txt: the dependencies of the extra's packages that nothing in
+# that image imports, left out of its lock (each with its reason; docs/images.md). A -sklearn
+# variant's lock is constrained by its default's, so that it only adds packages to it.
 lock: $(STAMP)  ## requirements/<part>.txt: each image's exact versions and hashes, from its extra
-	for part in $(LOCK_PARTS); do $(UV_LOCK) --extra $$part -o requirements/$$part.txt || exit 1; done
+	for part in $(LOCK_PARTS); do \
+	  base=$${part%-sklearn}; constraints=""; \
+	  [ "$$base" = "$$part" ] || constraints="-c requirements/$$base.txt"; \
+	  $(UV_LOCK) --extra $$part --excludes requirements/exclude/$$part.txt $$constraints \
+	    -o requirements/$$part.txt || exit 1; \
+	done
 
-images: $(STAMP) system-deps  ## the Debian base (cached), then the three images, with buildah
+images: $(STAMP) system-deps  ## the Debian base (cached), then the images, their sizes and layers
 	scripts/images.sh
 
 release: $(STAMP) system-deps  ## test, build, tag, push to $$RELEASE_REGISTRY, deploy (scripts/release.sh)

@@ -10,7 +10,7 @@ from typing import Any
 from common.core.cli import parse_settings
 from common.core.logs import configure_logging
 from common.serving.launch import serve_models
-from predictor.errors import ModelLoadError
+from predictor.errors import ModelLoadError, without_scikit_learn
 from predictor.settings import PredictorSettings
 
 log = logging.getLogger("predictor")
@@ -36,10 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
     def loaded_model() -> list[Any]:
-        from predictor.model import SalesQuantityPredictor
+        try:
+            from predictor.model import SalesQuantityPredictor
 
-        model = SalesQuantityPredictor(settings)
-        model.load()
+            model = SalesQuantityPredictor(settings)
+            model.load()
+        except (ImportError, ModelLoadError) as exc:
+            refusal = without_scikit_learn(exc)
+            if refusal is None:
+                raise
+            raise refusal from exc
         return [model]
 
     try:

@@ -18,7 +18,7 @@ from common.serving.batching import MicroBatcher
 from common.serving.metrics import labelled
 from common.serving.staged_model import StagedModel
 from predictor import loading, protocol
-from predictor.scorer import Scorer, scorer_for
+from predictor.scorer import Scorer
 from predictor.settings import PredictorSettings
 from predictor.version_metrics import VersionMetrics
 
@@ -79,14 +79,14 @@ class SalesQuantityPredictor(StagedModel):
         """
         s = self.settings
         loaded = loading.with_retries(
-            lambda: loading.load_model(s.model_uri),
+            lambda: loading.load_model(s.model_uri, compile_model=s.compile_model),
             what=f"model {s.model_uri} from MLflow",
             timeout_seconds=s.load_timeout_seconds,
             initial_wait=s.retry_initial_seconds,
             max_wait=s.retry_max_seconds,
         )
-        self._scorer = scorer_for(loaded.estimator, compile_model=s.compile_model)
-        self._classes = [str(c) for c in loaded.estimator.classes_]
+        self._scorer = loaded.scorer
+        self._classes = loaded.classes
         self.registered_model, self.version = loaded.name, loaded.version
         self._metrics = VersionMetrics.of(loaded.version, self._classes)
         MODEL_INFO.labels(self.name, loaded.name, loaded.version, self._scorer.kind).set(1)

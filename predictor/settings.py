@@ -36,8 +36,10 @@ class PredictorSettings(ServerSettings):
     """Longest wait between MLflow attempts."""
     compile_model: bool = True
     """Score with a NumPy copy of the fitted pipeline's predict_proba (much faster on a
-    row), used only when it equals scikit-learn's bit for bit on probe rows at load;
-    false, or a pipeline it has no copy of, scores with scikit-learn."""
+    row): the model's scorer artifact, logged by training, when it reproduces the
+    pipeline's stored answers bit for bit (scikit-learn is then never imported); else a
+    copy compiled at load and checked against scikit-learn. False, or a pipeline with no
+    copy, scores with scikit-learn."""
     max_batch_size: int = Field(64, ge=1)
     """Most rows one model call gathers from concurrent requests; 1 turns batching off."""
     max_batch_wait_ms: float = Field(2.0, ge=0)

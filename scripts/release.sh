@@ -2,6 +2,7 @@
 # The release pipeline: `make release`, or
 #   scripts/release.sh [--dry-run] [--only STEP,...] [--model_version N]
 #                      [--canary MODEL_VERSION] [--canary_percent N | --canary_job]
+#                      [--predictor_variant sklearn]
 # Steps, in order: test (make test) -> build (scripts/images.sh) -> tag (VERSION and
 # VERSION-REVISION, under $RELEASE_REGISTRY) -> push -> deploy (helm upgrade --install with the
 # registry version to serve pinned: --model_version, or the version the alias
@@ -13,6 +14,10 @@
 # holds the decisions and the report, and the release succeeds only if it promoted; printed
 # only where helm or kubectl is missing). Each step says what it does and the first failure
 # stops the release. --dry-run prints the commands and runs none.
+# --predictor_variant sklearn releases the predictor image's -sklearn variant (scikit-learn,
+# skops and SciPy, for a model logged without its NumPy scorer artifact) in place of the
+# default: built, tagged and pushed as VERSION-sklearn and VERSION-REVISION-sklearn, deployed
+# with predictor.image.tag set to the latter (docs/images.md).
 #
 # Environment: RELEASE_REGISTRY (required for tag/push/deploy, e.g. registry.example:5000/team),
 # RELEASE_TLS_VERIFY (true; false for a plain-HTTP registry such as a local test one),
@@ -51,9 +56,11 @@ canary_percent=10
 canary_job=false
 percent_given=false
 model_version=""
+# The predictor's tag suffix: "" (the default variant) or "-sklearn".
+predictor_suffix=""
 usage() {
   echo "usage: $0 [--dry-run] [--only STEP,...] [--model_version N] [--canary MODEL_VERSION]" \
-    "[--canary_percent N | --canary_job]" >&2
+    "[--canary_percent N | --canary_job] [--predictor_variant sklearn]" >&2
   echo "steps: $ALL_STEPS" >&2
   exit 2
 }
@@ -66,6 +73,7 @@ while [[ $# -gt 0 ]]; do
     --canary_percent) [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || usage; canary_percent=$2
       percent_given=true; shift 2 ;;
     --canary_job) canary_job=true; shift ;;
+    --predictor_variant) [[ $# -ge 2 && $2 == sklearn ]] || usage; predictor_suffix="-$2"; shift 2 ;;
     -h|--help) usage ;;
     *) echo "unknown argument: $1" >&2; usage ;;
   esac
@@ -111,6 +119,8 @@ version=$(awk -F'"' '/^version = /{print $2; exit}' pyproject.toml)
 revision=$(git rev-parse HEAD)
 # The tag scripts/images.sh gives by default.
 build_tag="$version-${revision:0:7}"
+# A part's tag suffix: the predictor's variant's, if one is released.
+suffix() { [[ $1 != predictor ]] || echo "$predictor_suffix"; }
 
 say() { echo "release: $*" >&2; }
 # Print a command, then run it unless --dry-run.
@@ -132,16 +142,19 @@ fi
 
 if wants build; then
   say "build: the images, tagged $build_tag"
-  run scripts/images.sh --tag "$build_tag" "${PARTS[@]}"
+  built=()
+  for part in "${PARTS[@]}"; do built+=("$part$(suffix "$part")"); done
+  run scripts/images.sh --tag "$build_tag" "${built[@]}"
 fi
 
 if wants tag; then
   need_registry
   say "tag: $REGISTRY/sales-quantity-classifier-PART:{$version,$build_tag}"
   for part in "${PARTS[@]}"; do
-    run buildah tag "$LOCAL-$part:$build_tag" \
-      "$REGISTRY/sales-quantity-classifier-$part:$version" \
-      "$REGISTRY/sales-quantity-classifier-$part:$build_tag"
+    sfx=$(suffix "$part")
+    run buildah tag "$LOCAL-$part:$build_tag$sfx" \
+      "$REGISTRY/sales-quantity-classifier-$part:$version$sfx" \
+      "$REGISTRY/sales-quantity-classifier-$part:$build_tag$sfx"
   done
 fi
 
@@ -153,7 +166,7 @@ if wants push; then
   cleanup+=("$digest_dir")
   for part in "${PARTS[@]}"; do
     for tag in "$build_tag" "$version"; do
-      ref="$REGISTRY/sales-quantity-classifier-$part:$tag"
+      ref="$REGISTRY/sales-quantity-classifier-$part:$tag$(suffix "$part")"
       run buildah push --tls-verify="$TLS_VERIFY" --digestfile "$digest_dir/$part" \
         "$ref" "docker://$ref"
     done
@@ -193,12 +206,16 @@ pin_model_version() {
 }
 
 # The chart's values of this release: RELEASE_VALUES' file, the version pinned, one registry
-# and tag for the three images, and each digest, once pushed, pinning its image.
+# and tag for the three images (the predictor's with its variant's suffix), and each digest,
+# once pushed, pinning its image.
 chart_values() {
   values=()
   if [[ -n $VALUES_FILE ]]; then values=(--values "$VALUES_FILE"); fi
   values+=(--set "predictor.modelVersion=$model_version"
     --set-string "image.registry=$REGISTRY" --set-string "image.tag=$build_tag")
+  if [[ -n $predictor_suffix ]]; then
+    values+=(--set-string "predictor.image.tag=$build_tag$predictor_suffix")
+  fi
   for part in "${PARTS[@]}"; do
     if [[ -n ${digests[$part]:-} ]]; then
       values+=(--set-string "$part.image.digest=${digests[$part]}")

@@ -7,10 +7,18 @@ metrics, the feature and class specification (``model_spec.json``), and a sample
 the training features (``baseline/features.parquet``, made by
 :func:`training.baseline.baseline_frame`) that drift monitoring compares served
 features with.
+
+Inside the model's directory, as the sklearn flavor's extra files, goes its NumPy
+scorer (``extra_files/scorer.json`` and ``extra_files/scorer.npz``,
+:mod:`common.core.scorer_artifact`): the pipeline compiled and checked here, bit for bit,
+so that the predictor can serve it without scikit-learn. A pipeline with no exact copy is
+logged without one (the run's ``numpy_scorer`` tag says why); the predictor then scores it
+with scikit-learn.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -33,24 +41,34 @@ from sklearn.pipeline import Pipeline
 from common.core.contract import BASELINE_ARTIFACT, FEATURE_NAMES, FEATURES
 from common.core.model_format import SERIALIZATION_FORMAT, TRUSTED_TYPES
 from common.core.model_uri import ModelUri
+from common.core.numpy_scorer import NotCompiled
+from common.core.scorer_artifact import BadScorerArtifact, ScorerArtifact
 from training.baseline import baseline_frame
 from training.dataset import CLASSES, LABEL, QUANTITY_THRESHOLDS
 
 __all__ = [
     "PRODUCTION_ALIAS",
     "PRODUCTION_STAGE",
+    "SCORER_TAG",
     "RegisteredVersion",
     "baseline_frame",
     "log_and_register",
     "model_signature",
     "promote",
+    "scorer_artifact",
     "trusted_types",
 ]
+
+log = logging.getLogger(__name__)
 
 PRODUCTION_ALIAS: Final = "production"
 PRODUCTION_STAGE: Final = "Production"
 _MODEL_NAME_IN_RUN: Final = "model"
 _FEATURE_NAMES_IGNORED: Final = "X has feature names, but .* was fitted without feature names"
+#: MLflow keeps a tag's value up to 8000 characters; a reason is cut well before that.
+_TAG_CHARS: Final = 1000
+#: The run's tag that says whether the model carries its NumPy scorer, and if not, why.
+SCORER_TAG: Final = "numpy_scorer"
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,29 @@ def trusted_types(pipeline: Pipeline) -> list[str]:
     return needed
 
 
+def scorer_artifact(pipeline: Pipeline, directory: Path) -> tuple[list[Path], str]:
+    """Write ``pipeline``'s NumPy scorer into ``directory``, if it has an exact one.
+
+    Returns
+    -------
+    files : list of Path
+        The artifact's files, or none when the pipeline has no exact copy.
+    note : str
+        What was logged, or why nothing was: for the run's :data:`SCORER_TAG` tag.
+    """
+    try:
+        artifact = ScorerArtifact.of_pipeline(pipeline)
+    except (NotCompiled, BadScorerArtifact) as exc:
+        log.warning("the model is logged without a NumPy scorer: %s", exc)
+        return [], f"none: {exc}"[:_TAG_CHARS]
+    files = artifact.write(directory)
+    log.info(
+        "the model's NumPy scorer equals predict_proba bit for bit on %d probe rows",
+        len(artifact.probe),
+    )
+    return files, f"logged: equal bit for bit to predict_proba on {len(artifact.probe)} probe rows"
+
+
 def log_and_register(
     *,
     pipeline: Pipeline,
@@ -138,14 +179,23 @@ def log_and_register(
     ValueError
         Before anything is logged, when the predictor would refuse the model
         (:func:`trusted_types`).
+
+    Notes
+    -----
+    The model carries its NumPy scorer when :func:`scorer_artifact` can make one.
     """
     client = MlflowClient()
     trusted = trusted_types(pipeline)
-    with mlflow.start_run(experiment_id=experiment_id) as run:
+    with (
+        mlflow.start_run(experiment_id=experiment_id) as run,
+        tempfile.TemporaryDirectory(prefix="scorer-") as scorer_dir,
+    ):
         mlflow.log_params({**params, **_model_spec_params()})
         mlflow.log_metrics(dict(metrics))
         mlflow.log_dict(_model_spec(), "model_spec.json")
         _log_baseline(baseline)
+        scorer_files, scorer_note = scorer_artifact(pipeline, Path(scorer_dir))
+        mlflow.set_tag(SCORER_TAG, scorer_note)
         with warnings.catch_warnings():
             # MLflow checks the input example through pyfunc, which hands the model a
             # DataFrame; the model selects columns by position, so ignoring names is right.
@@ -159,6 +209,7 @@ def log_and_register(
                 input_example=baseline[list(FEATURE_NAMES)].head(5),
                 # Given, not inferred: inference loads the model in a subprocess.
                 pip_requirements=_pip_requirements(),
+                extra_files=[str(path) for path in scorer_files] or None,
             )
         registered = mlflow.register_model(logged.model_uri, model_name)
     version = str(registered.version)

@@ -19,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+#: One image per part, each from its Dockerfile.
 PARTS = ("predictor", "transformer", "monitoring")
+#: Every image scripts/images.sh builds: the parts', and the predictor's -sklearn variant
+#: (the predictor image's tag with the suffix -sklearn; docs/images.md).
+IMAGES = ("predictor", "predictor-sklearn", "transformer", "monitoring")
 # Paths a run may write: the mounted writable ones, and what buildah itself mounts or
 # creates for a run (kernel file systems, /etc/hosts and /etc/resolv.conf).
 RUNTIME_PATHS = ("tmp", "data", "proc", "sys", "dev", "run", "etc/hosts", "etc/resolv.conf")
@@ -41,7 +45,8 @@ def check_output(*args: str, timeout: float = 120) -> str:
 
 
 def build_images() -> dict[str, str]:
-    """Run ``scripts/images.sh`` (cached layers make a rebuild cheap); part -> image name."""
+    """Run ``scripts/images.sh`` (cached layers make a rebuild cheap); each of :data:`IMAGES`
+    -> its image name."""
     done = subprocess.run(
         [str(ROOT / "scripts" / "images.sh")],
         cwd=ROOT,
@@ -52,8 +57,19 @@ def build_images() -> dict[str, str]:
     )
     if done.returncode != 0:
         raise RuntimeError(f"scripts/images.sh failed:\n{done.stderr[-6000:]}")
-    names = done.stdout.split()
-    return {part: next(n for n in names if f"-{part}:" in n) for part in PARTS}
+    built: dict[str, str] = {}
+    for name in done.stdout.split():
+        part = name.rsplit("/", 1)[1].split(":")[0].removeprefix("sales-quantity-classifier-")
+        variant = name.rsplit(":", 1)[1].rsplit("-", 1)[-1]
+        built[f"{part}-{variant}" if variant == "sklearn" else part] = name
+    assert set(built) == set(IMAGES), f"scripts/images.sh built {sorted(built)}"
+    return built
+
+
+def entry_module(image: str) -> str:
+    """The module an image of :data:`IMAGES` runs (its part's): ``predictor-sklearn`` ->
+    ``predictor``."""
+    return image.split("-")[0]
 
 
 def image_config(image: str) -> dict[str, Any]:

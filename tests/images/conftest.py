@@ -28,6 +28,9 @@ from tests.images.buildah import Container, Process, build_images, container, im
 from tests.integration.conftest import Registry, log_dir, registry  # noqa: F401  (fixtures)
 
 MODEL = "sales-quantity-classifier"
+#: The predictor image the serving fixtures run: the default variant (no scikit-learn, skops
+#: or SciPy), serving from the NumPy scorer artifact training logs beside the model.
+SERVING_PREDICTOR = "predictor"
 
 
 @pytest.fixture(scope="session")
@@ -163,9 +166,10 @@ def predictor_image_server(
     tmp_path_factory: pytest.TempPathFactory,
     log_dir: Path,  # noqa: F811
 ) -> Iterator[Served]:
-    """The predictor, from its image, serving the registry's promoted version."""
+    """The predictor, from its image (:data:`SERVING_PREDICTOR`), serving the registry's
+    promoted version."""
     with serve(
-        images["predictor"],
+        images[SERVING_PREDICTOR],
         ["--model_name", MODEL],
         [f"PREDICTOR_TRACKING_URI={registry.tracking_uri}"],
         tmp_path_factory.mktemp("predictor-image"),

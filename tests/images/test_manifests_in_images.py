@@ -24,6 +24,7 @@ from harness.servers import free_port
 from tests.deploy import pods
 from tests.deploy.manifests import Obj, one, pod_specs
 from tests.images.conftest import (
+    SERVING_PREDICTOR,
     Served,
     captured,
     check_reports,
@@ -79,7 +80,7 @@ def rendered(
     p_port, t_port = free_port(), free_port()
     with (
         _serve(
-            images["predictor"],
+            images[SERVING_PREDICTOR],
             objects,
             "predictor",
             pods.Substitutions(p_port, registry.tracking_uri),

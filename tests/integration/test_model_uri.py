@@ -17,10 +17,12 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from common.core.model_uri import resolve_model_uri
 from harness.servers import start_mlflow
 from monitoring.errors import BadInput
 from monitoring.served_model import resolve as monitoring_resolves
 from predictor.loading import resolve_version as predictor_resolves
+from predictor.registry import RegistryError, RestRegistry
 
 pytestmark = pytest.mark.integration
 
@@ -77,6 +79,9 @@ def test_the_predictor_and_the_monitoring_jobs_resolve_a_uri_to_the_same_version
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     judged = monitoring_resolves(uri, tracking_uri)
     assert (served.name, served.version) == (NAME, expected)
+    # The predictor's REST client and MLflow's (for tracking URIs that are no HTTP server).
+    with RestRegistry(tracking_uri) as rest:
+        assert resolve_model_uri(uri, rest) == resolve_model_uri(uri, MlflowClient(tracking_uri))
     assert (judged.name, judged.version, judged.run_id) == (NAME, expected, served.run_id)
 
 
@@ -88,8 +93,12 @@ def test_a_uri_that_names_no_version_fails_for_both(
     tracking_uri: str, uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
-    with pytest.raises(MlflowException):  # not a ModelLoadError: retried until the timeout
+    # Not a ModelLoadError: retried until the timeout. The predictor reads an HTTP
+    # server's registry over REST (predictor.registry); MLflow's client raises its own.
+    with pytest.raises(RegistryError):
         predictor_resolves(uri)
+    with pytest.raises(MlflowException):
+        resolve_model_uri(uri, MlflowClient(tracking_uri))
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     with pytest.raises(BadInput, match="not found in MLflow"):  # exit status 2
         monitoring_resolves(uri, tracking_uri)

@@ -15,10 +15,22 @@ import pytest
 from tests.unit.monitoring_data import feature_frame, write_parquet
 
 # The packages each server must not load: the other server's code, training, the
-# test and benchmark suites; and for the transformer, MLflow and scikit-learn,
-# which its image does not have.
+# test and benchmark suites; for the transformer, MLflow and scikit-learn, which its
+# image does not have; for the predictor, MLflow, scikit-learn, skops and SciPy, which
+# only its fallback loads (a model with no scorer artifact: predictor.loading).
 FORBIDDEN = {
-    "predictor": ("transformer", "training", "monitoring", "harness", "tests", "benchmarks"),
+    "predictor": (
+        "transformer",
+        "training",
+        "monitoring",
+        "harness",
+        "tests",
+        "benchmarks",
+        "mlflow",
+        "sklearn",
+        "skops",
+        "scipy",
+    ),
     "transformer": (
         "predictor",
         "training",

@@ -2,7 +2,8 @@
 
 Each image installs ``requirements/<part>.txt`` (written by ``make lock``) with pip's
 ``--require-hashes``. A pin changed in pyproject.toml without ``make lock`` would build an
-image with the old version; this catches it offline, without resolving anything.
+image with the old version; this catches it offline, without resolving anything. The same
+for ``requirements/exclude/<part>.txt``, the dependencies ``make lock`` leaves out of a lock.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
-PARTS = ("predictor", "transformer", "monitoring")
+# predictor-sklearn: the predictor image's -sklearn variant (docs/images.md).
+PARTS = ("predictor", "predictor-sklearn", "transformer", "monitoring")
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s\\;]+)")
 
 
@@ -86,3 +88,42 @@ def test_every_locked_requirement_is_exact_and_hashed(part: str) -> None:
 def test_transformer_lock_has_no_mlflow_or_scikit_learn() -> None:
     locked, _ = _locked("transformer")
     assert not {"mlflow", "mlflow-skinny", "scikit-learn", "scipy"} & locked.keys()
+
+
+def _excluded(part: str) -> set[str]:
+    """The names ``requirements/exclude/<part>.txt`` leaves out, following its ``-r`` files."""
+    names: set[str] = set()
+    path = ROOT / "requirements" / "exclude" / f"{part}.txt"
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("-r "):
+            names |= _excluded(line[3:].strip().removesuffix(".txt"))
+        elif line:
+            names.add(str(canonicalize_name(Requirement(line).name)))
+    return names
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_lock_file_leaves_out_every_package_its_exclude_file_names(part: str) -> None:
+    locked, _ = _locked(part)
+    excluded = _excluded(part)
+    assert excluded, f"requirements/exclude/{part}.txt names nothing"
+    kept = excluded & locked.keys()
+    assert not kept, f"requirements/{part}.txt still has {sorted(kept)}; run make lock"
+    assert not excluded & set(_pins(part)), "an excluded package is pinned in the extra itself"
+
+
+def test_default_predictor_lock_has_no_scikit_learn_skops_or_scipy() -> None:
+    locked, _ = _locked("predictor")
+    assert not {"scikit-learn", "skops", "scipy", "joblib", "threadpoolctl"} & locked.keys()
+    sklearn, _ = _locked("predictor-sklearn")
+    assert {"scikit-learn", "skops", "scipy"} <= sklearn.keys()
+    # The variant adds to the default lock and changes none of its versions.
+    assert {n: sklearn.get(n) for n in locked} == locked
+
+
+def test_no_server_lock_carries_what_kserve_declares_but_never_imports() -> None:
+    for part in ("predictor", "predictor-sklearn", "transformer"):
+        locked, _ = _locked(part)
+        unused = {"pillow", "grpcio-tools", "setuptools", "pyjwt", "cryptography", "pyasn1"}
+        assert not unused & locked.keys(), part

@@ -44,6 +44,39 @@ def test_dry_run_prints_every_step_in_order_and_runs_none() -> None:
     assert "registry.invalid:5000/team/sales-quantity-classifier-predictor" in done.stderr
 
 
+def test_the_predictor_variant_is_built_tagged_pushed_and_deployed_in_place_of_the_default() -> (
+    None
+):
+    done = _release("--dry-run", "--only", "build,tag,push,deploy", "--model_version", "3")
+    plain = [line for line in done.stderr.splitlines() if line.startswith("+ ")]
+    assert done.returncode == 0 and "-sklearn" not in done.stderr, done.stderr
+    done = _release(
+        "--dry-run",
+        "--only",
+        "build,tag,push,deploy",
+        "--model_version",
+        "3",
+        "--predictor_variant",
+        "sklearn",
+    )
+    assert done.returncode == 0, done.stderr
+    commands = [line for line in done.stderr.splitlines() if line.startswith("+ ")]
+    assert len(commands) == len(plain)
+    assert commands[0].endswith(" predictor-sklearn transformer monitoring")
+    predictor = [c for c in commands if "-predictor:" in c]
+    assert len(predictor) == 3  # tagged once, pushed twice
+    assert all(c.count("-sklearn") == c.count("-predictor:") for c in predictor), predictor
+    assert not [c for c in commands if "transformer:" in c and "-sklearn" in c]
+    (helm,) = [c for c in commands if c.startswith("+ helm ")]
+    assert "--set-string predictor.image.tag=" in helm and helm.count("-sklearn") == 1
+
+
+def test_an_unknown_predictor_variant_is_a_usage_error() -> None:
+    done = _release("--dry-run", "--predictor_variant", "xgboost")
+    assert done.returncode == 2
+    assert "--predictor_variant sklearn" in done.stderr
+
+
 def test_a_given_model_version_is_deployed_as_is() -> None:
     done = _release("--dry-run", "--only", "deploy", "--model_version", "12")
     assert done.returncode == 0, done.stderr

@@ -14,8 +14,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
+from common.core import numpy_scorer
 from common.core.contract import FEATURE_NAMES
-from predictor import scorer
 from predictor.scorer import compile_pipeline, probe_rows, scorer_for
 from training.dataset import LABEL, generate_sales, split_by_time
 from training.train import features_of, fit_model
@@ -167,12 +167,12 @@ def test_compile_model_off_keeps_scikit_learn(pipeline: Pipeline) -> None:
 def test_a_copy_that_differs_by_one_bit_is_refused(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    exact = scorer._Scale.__call__
+    exact = numpy_scorer.Scale.__call__
 
-    def off_by_one_bit(step: scorer._Scale, matrix: np.ndarray[Any, Any]) -> Any:
+    def off_by_one_bit(step: numpy_scorer.Scale, matrix: np.ndarray[Any, Any]) -> Any:
         return np.nextafter(exact(step, matrix), np.inf)
 
-    monkeypatch.setattr(scorer._Scale, "__call__", off_by_one_bit)
+    monkeypatch.setattr(numpy_scorer.Scale, "__call__", off_by_one_bit)
     chosen = scorer_for(pipeline)
     assert not chosen.compiled
     assert chosen.note.startswith("scikit-learn predict_proba: the copy differs on ")
