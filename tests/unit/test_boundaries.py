@@ -15,11 +15,20 @@ import pytest
 from tests.unit.monitoring_data import feature_frame, write_parquet
 
 # The packages each server must not load: the other server's code, training, the
-# test and benchmark suites; and for the transformer, MLflow and scikit-learn,
-# which its image does not have.
+# test and benchmark suites, KServe's Kubernetes client (common.serving.kserve_import);
+# and for the transformer, MLflow and scikit-learn, which its image does not have.
 FORBIDDEN = {
-    "predictor": ("transformer", "training", "monitoring", "harness", "tests", "benchmarks"),
+    "predictor": (
+        "transformer",
+        "training",
+        "monitoring",
+        "harness",
+        "tests",
+        "benchmarks",
+        "kubernetes",
+    ),
     "transformer": (
+        "kubernetes",
         "predictor",
         "training",
         "monitoring",
