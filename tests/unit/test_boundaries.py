@@ -56,6 +56,25 @@ def test_a_server_loads_none_of_the_packages_its_image_lacks(server: str) -> Non
     assert loaded.isdisjoint(FORBIDDEN[server]), sorted(loaded & set(FORBIDDEN[server]))
 
 
+def test_a_transformer_that_captures_nothing_loads_no_parquet_writer(tmp_path: Path) -> None:
+    # pyarrow's Parquet writer and filesystems load with a capture store, not before
+    # (pyarrow's core still comes with KServe's pandas).
+    script = (
+        "import sys, transformer.__main__, transformer.model\n"
+        "from transformer.settings import TransformerSettings\n"
+        "off = transformer.model.SalesQuantityTransformer(\n"
+        "    TransformerSettings(predictor_host='127.0.0.1:1'))\n"
+        "print(sorted(m for m in ('pyarrow.parquet', 'pyarrow.fs') if m in sys.modules))\n"
+        "on = transformer.model.SalesQuantityTransformer(TransformerSettings(\n"
+        f"    predictor_host='127.0.0.1:1', capture_uri={str(tmp_path)!r}))\n"
+        "print('pyarrow.fs' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split("\n")[:2] == ["[]", "True"], done.stdout
+
+
 # What the drift job of stored features leaves out, for its peak memory: pandas
 # (raw records only), MLflow (the registry's baseline only), pyarrow.dataset and
 # httpx (the alert webhook only). SciPy comes last, for the p-values.
