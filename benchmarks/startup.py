@@ -28,7 +28,8 @@ is measured as process start → exit of ``python -m monitoring drift`` over a t
 current window (500 rows, one local Parquet file), twice: with the reference the
 CronJob reads (the model's baseline, fetched from the MLflow registry) and with a
 local reference file (500 rows, no MLflow at all), so that what MLflow costs shows
-apart from what the job does; with the peak RSS the kernel reports for it.
+apart from what the job does; with its peak RSS (its own ``VmHWM``, which it writes at
+exit).
 
 Rounds are interleaved: each round starts every part once, in an order rotated from
 round to round, so the machine's changing load falls on all alike. One discarded
@@ -54,6 +55,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -85,6 +87,19 @@ from transformer.schema import RAW_FIELDS
 __all__ = ["JOBS", "PARTS", "Job", "Part", "Sample", "group_rss_mb", "main", "report"]
 
 _PROG: Final = "python -m benchmarks.startup"
+#: ``python -m monitoring``, with its own peak RSS (``VmHWM``) written at exit to the file
+#: named by ``$STARTUP_BENCH_PEAK``. Not ``wait4``'s ``ru_maxrss``: Linux carries the memory
+#: of the process that spawned a child into the child's (the pre-exec image counts), and
+#: this benchmark holds pandas and the request bodies.
+_MONITORING_WITH_PEAK: Final = (
+    "import atexit, os, re, runpy\n"
+    "def peak():\n"
+    "    status = open('/proc/self/status').read()\n"
+    "    with open(os.environ['STARTUP_BENCH_PEAK'], 'w') as out:\n"
+    "        out.write(re.search(r'VmHWM:\\s+(\\d+)', status)[1])\n"
+    "atexit.register(peak)\n"
+    "runpy.run_module('monitoring', run_name='__main__', alter_sys=True)\n"
+)
 _POLL_SECONDS: Final = 0.005
 _DRIFT_ROWS: Final = 500
 _DISTINCT_BODIES: Final = 50
@@ -365,11 +380,10 @@ class _Measure:
             command += ["--tracking_uri", self.tracking_uri, "--model_uri", MODEL_URI]
         else:
             command += ["--reference", str(self.reference)]
-        command = [sys.executable if a == "python" else a for a in command]
-        self.job_commands[key] = command
+        self.job_commands[key] = [sys.executable if a == "python" else a for a in command]
         cwd = self.stack.ref_dir if key.endswith(REF_SUFFIX) else None
         log_path = self.stack.log_dir / f"{key}-{self._runs}.log"
-        return _run_to_exit(command, log_path, cwd, self.timeout)
+        return _run_to_exit(command[3:], log_path, cwd, self.timeout)
 
 
 def _features_file(path: Path, seed: int) -> Path:
@@ -432,29 +446,32 @@ def group_rss_mb(group: int) -> float:
     return total_kib / 1024
 
 
-def _run_to_exit(command: list[str], log_path: Path, cwd: Path | None, timeout: float) -> Sample:
-    """Run ``command`` to its exit: its seconds and its peak RSS (``wait4``'s ``ru_maxrss``)."""
+def _run_to_exit(args: list[str], log_path: Path, cwd: Path | None, timeout: float) -> Sample:
+    """Run ``python -m monitoring ARGS`` to its exit: its seconds and its own peak RSS."""
+    peak_path = log_path.with_suffix(".peak")
     started = time.perf_counter()
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
+            [sys.executable, "-c", _MONITORING_WITH_PEAK, *args],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env={**os.environ, "STARTUP_BENCH_PEAK": str(peak_path)},
+            start_new_session=True,
         )
-    while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.perf_counter() - started > timeout:
-            os.killpg(process.pid, signal.SIGKILL)
-            os.wait4(process.pid, 0)
-            process.returncode = -signal.SIGKILL
-            return Sample(error=f"{log_path.name}: still running after {timeout:.0f} s")
-        time.sleep(_POLL_SECONDS)
+    # A blocking wait sees the exit at once (Popen.wait(timeout) polls, up to 50 ms late);
+    # a timer ends a job that overruns.
+    overrun = threading.Timer(timeout, os.killpg, (process.pid, signal.SIGKILL))
+    overrun.start()
+    code = process.wait()
     seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    if process.returncode != 0:
+    overrun.cancel()
+    if seconds >= timeout:
+        return Sample(error=f"{log_path.name}: still running after {timeout:.0f} s")
+    if code != 0:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-        return Sample(error=f"exit {process.returncode}: {tail[0][:300]}")
-    return Sample(seconds, None, usage.ru_maxrss / 1024)  # KiB on Linux
+        return Sample(error=f"exit {code}: {tail[0][:300]}")
+    return Sample(seconds, None, int(peak_path.read_text()) / 1024)  # KiB
 
 
 def _one_line(exc: BaseException) -> str:
@@ -622,7 +639,7 @@ def _header(args: argparse.Namespace, tracking_uri: str) -> str:
             "predictions (capture on: once its first file is written)",
             f"drift job: process created → exit, {_DRIFT_ROWS} current rows (local Parquet), "
             "reference from MLflow (the model's baseline) or a local file of "
-            f"{_DRIFT_ROWS} rows; peak RSS from wait4",
+            f"{_DRIFT_ROWS} rows; peak RSS: its VmHWM at exit",
             "",
         ]
     )
