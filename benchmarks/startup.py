@@ -495,38 +495,43 @@ def report(parts: Sequence[Part], jobs: Sequence[Job], results: Results, ref: st
     """
     seed = results.get(_key(_part(SEED_APP)))
     mlflow = results.get(_key(_part(MLFLOW_SERVE)))
-    head = (
-        f"{'part':<38} {'start→ready s':>17} {'first answer s':>17} {'RSS MB':>14} "
-        f"{'ready/seed':>11} {'RSS/seed':>10} {'ready/mlflow':>12} {'RSS/mlflow':>10}"
-    )
-    lines = [head, "-" * len(head)]
+    servers: list[list[str]] = [
+        ["part", "start→ready s", "first answer s", "RSS MB"]
+        + ["ready/seed", "RSS/seed", "ready/mlflow", "RSS/mlflow"]
+    ]
     for key, title in _rows(parts, results, ref):
         samples = results.get(key, [])
         error = _error(samples)
-        if error:
-            lines.append(f"{title:<38} {error}")
-            continue
-        lines.append(
-            f"{title:<38} {_figure([s.ready for s in samples], 2):>17} "
-            f"{_figure([_ANSWER(s) for s in samples], 2):>17} "
-            f"{_figure([s.rss_mb for s in samples], 0):>14} "
-            f"{_times(_ratio(samples, seed, _READY)):>11} "
-            f"{_times(_ratio(samples, seed, _RSS)):>10} "
-            f"{_times(_ratio(samples, mlflow, _READY)):>12} "
-            f"{_times(_ratio(samples, mlflow, _RSS)):>10}"
+        servers.append(
+            [title, error]
+            if error
+            else [
+                title,
+                _figure([s.ready for s in samples], 2),
+                _figure([_ANSWER(s) for s in samples], 2),
+                _figure([s.rss_mb for s in samples], 0),
+                _times(_ratio(samples, seed, _READY)),
+                _times(_ratio(samples, seed, _RSS)),
+                _times(_ratio(samples, mlflow, _READY)),
+                _times(_ratio(samples, mlflow, _RSS)),
+            ]
         )
+    lines = _aligned(servers)
     if jobs:
-        job_head = f"{'job':<38} {'start→exit s':>17} {'peak RSS MB':>17}"
-        lines += ["", job_head, "-" * len(job_head)]
+        runs: list[list[str]] = [["job", "start→exit s", "peak RSS MB"]]
         for key, title in _rows(jobs, results, ref):
             samples = results.get(key, [])
             error = _error(samples)
-            lines.append(
-                f"{title:<38} {error}"
+            runs.append(
+                [title, error]
                 if error
-                else f"{title:<38} {_figure([s.ready for s in samples], 2):>17} "
-                f"{_figure([s.rss_mb for s in samples], 0):>17}"
+                else [
+                    title,
+                    _figure([s.ready for s in samples], 2),
+                    _figure([s.rss_mb for s in samples], 0),
+                ]
             )
+        lines += ["", *_aligned(runs)]
     if ref:
         lines += ["", f"This tree against {ref} (medians of per-round ratios):"]
         ours: list[Part | Job] = [*(p for p in parts if not p.anchor), *jobs]
@@ -547,6 +552,24 @@ def report(parts: Sequence[Part], jobs: Sequence[Job], results: Results, ref: st
                 )
             lines.append(f"  {item.title}: {figures}")
     return "\n".join(lines)
+
+
+def _aligned(rows: list[list[str]]) -> list[str]:
+    """``rows`` (the first one the heading) as lines: the first column left-aligned, the
+    others right-aligned, each as wide as its widest cell; a row of two cells (a title and
+    an error) runs on unaligned.
+    """
+    widths = [max(len(r[i]) for r in rows if len(r) > 2 or i == 0) for i in range(len(rows[0]))]
+
+    def line(row: list[str]) -> str:
+        if len(row) == 2 < len(widths):
+            return f"{row[0]:<{widths[0]}}  {row[1]}"
+        numbers = zip(row[1:], widths[1:], strict=True)
+        cells = [f"{row[0]:<{widths[0]}}", *(f"{c:>{w}}" for c, w in numbers)]
+        return "  ".join(cells).rstrip()
+
+    head = line(rows[0])
+    return [head, "-" * len(head), *(line(r) for r in rows[1:])]
 
 
 def _part(name: str) -> Part:
