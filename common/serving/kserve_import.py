@@ -94,12 +94,12 @@ class _DeferredPackage(types.ModuleType):
             value = getattr(importlib.import_module(SERVER_NAMES[name]), name)
             setattr(self, name, value)
             return value
-        if name in _init_names(self):
+        spec = self.__spec__
+        if spec is not None and spec.loader is not None and name in _init_names(self):
             with self._lock:
                 if not self.__dict__.get("_kserve_init_ran", False):
                     self.__dict__["_kserve_init_ran"] = True
-                    assert self.__spec__ is not None and self.__spec__.loader is not None
-                    self.__spec__.loader.exec_module(self)  # KServe's own __init__, here
+                    spec.loader.exec_module(self)  # KServe's own __init__, in this package
             if name in self.__dict__:
                 return self.__dict__[name]
         # A submodule not imported yet is not an attribute either: `from . import context`
