@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     """Measure with the flags in ``argv``; return 0, or 1 if a part failed."""
     args = _parser().parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv  # echoed in the header
-    signal.signal(signal.SIGTERM, _interrupt)  # stop the servers on SIGTERM as on Ctrl-C
+    # Stop the servers on SIGTERM as on Ctrl-C; the caller's handler is back on return.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     keep = args.work_dir is not None
     work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="startup-bench-"))
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, TimeoutError) as exc:  # MLflow or a backend that did not start
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if status == 0 and not keep:
             shutil.rmtree(work_dir, ignore_errors=True)
         else:

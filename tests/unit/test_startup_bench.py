@@ -144,8 +144,10 @@ def test_zero_rounds_or_requests_is_a_usage_error_naming_the_flag(
 
 
 def test_a_commit_that_does_not_exist_is_a_clear_error(tmp_path: Path) -> None:
+    handler = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as exited:
         main(["--compare_ref", "no-such-commit", "--work_dir", str(tmp_path)])
     assert str(exited.value.code).startswith(
         "python -m benchmarks.startup: error: --compare_ref no-such-commit: "
     )
+    assert signal.getsignal(signal.SIGTERM) is handler  # the caller's, as before
