@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import os
 import platform
 import shlex
@@ -21,7 +20,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +48,7 @@ from benchmarks.stack import (
     Pinning,
     Stack,
     predictor_accepts,
+    ref_tree,
     start_mlflow,
     stop_group,
     train,
@@ -136,7 +135,7 @@ def _run(args: argparse.Namespace, work_dir: Path, cleanup: contextlib.ExitStack
     designs, batch = _selected(args.only)
     ref_dir = None
     if args.compare_ref:
-        ref_dir = _ref_tree(args.compare_ref, work_dir / "ref")
+        ref_dir = ref_tree(args.compare_ref, work_dir / "ref")
         designs = (*designs, *ref_designs([d.name for d in designs], args.compare_ref))
     log_dir = work_dir / "logs"
     log_dir.mkdir(exist_ok=True)
@@ -211,29 +210,6 @@ def _print_report(
     if args.compare_ref:
         print(f"\nThis tree against {args.compare_ref} (medians of per-round ratios):")
         print("\n".join(report.against_ref(results, args.concurrency, args.compare_ref)))
-
-
-def _ref_tree(ref: str, into: Path) -> Path:
-    """The source tree of commit ``ref`` of this repository, extracted under ``into``."""
-    root = Path(__file__).resolve().parents[1]
-    git = shutil.which("git")
-    if git is None:
-        raise SystemExit("python -m benchmarks: error: --compare_ref needs git")
-    archive = subprocess.run(
-        [git, "-C", str(root), "archive", "--format=tar", f"{ref}^{{commit}}"],
-        capture_output=True,
-        check=False,
-    )
-    if archive.returncode != 0:
-        reason = archive.stderr.decode(errors="replace").strip().splitlines()
-        raise SystemExit(
-            f"python -m benchmarks: error: --compare_ref {ref}: "
-            f"{reason[-1] if reason else 'git archive failed'}"
-        )
-    into.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def _pinning(args: argparse.Namespace) -> Pinning:

@@ -7,10 +7,13 @@ with its process group, when the :class:`Stack` closes, also on error or Ctrl-C.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -18,13 +21,16 @@ from typing import Final
 from harness.servers import Server, free_port, start_mlflow, start_server, stop_group
 
 __all__ = [
+    "CAPTURE_FLUSH_SECONDS",
     "MODEL",
     "MODEL_URI",
     "REF_SUFFIX",
     "SERVER_KEYS",
     "Pinning",
+    "ServerSpec",
     "Stack",
     "predictor_accepts",
+    "ref_tree",
     "start_mlflow",
     "stop_group",
     "train",
@@ -42,6 +48,7 @@ SERVER_KEYS: Final = (
     "predictor-nobatch",
     "predictor-sklearn",
     "transformer",
+    "transformer-capture",
     "transformer-json",
     "transformer-v1",
 )
@@ -50,9 +57,12 @@ REF_SUFFIX: Final = "@ref"
 #: How each transformer variant calls the predictor.
 _TRANSFORMER_FLAGS: Final = {
     "transformer": [],
+    "transformer-capture": [],  # and --capture_uri: a directory of its own (Stack.spec)
     "transformer-json": ["--predictor_binary_data", "false"],
     "transformer-v1": ["--predictor_protocol", "v1"],
 }
+#: How soon the capturing transformer writes what it captured (its default is 10 s).
+CAPTURE_FLUSH_SECONDS: Final = 1.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,32 @@ def train(tracking_uri: str, data_dir: Path, rows: int | None) -> dict[str, obje
     return summary
 
 
+def ref_tree(ref: str, into: Path, *, prog: str = "python -m benchmarks") -> Path:
+    """The source tree of commit ``ref`` of this repository, extracted under ``into``.
+
+    A commit git cannot name ends the program with a message naming it (``prog: error:
+    --compare_ref REF: ...``).
+    """
+    root = Path(__file__).resolve().parents[1]
+    git = shutil.which("git")
+    if git is None:
+        raise SystemExit(f"{prog}: error: --compare_ref needs git")
+    archive = subprocess.run(
+        [git, "-C", str(root), "archive", "--format=tar", f"{ref}^{{commit}}"],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        reason = archive.stderr.decode(errors="replace").strip().splitlines()
+        raise SystemExit(
+            f"{prog}: error: --compare_ref {ref}: {reason[-1] if reason else 'git archive failed'}"
+        )
+    into.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
 def predictor_accepts(flag: str) -> bool:
     """Whether ``python -m predictor --help`` lists ``flag`` (e.g. ``--max_batch_size``)."""
     done = subprocess.run(
@@ -120,6 +156,22 @@ def predictor_accepts(flag: str) -> bool:
         check=False,
     )
     return flag in done.stdout.split()  # a word, not a prefix of another flag
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """How to start one server of :data:`SERVER_KEYS`, and when it is ready."""
+
+    command: list[str]
+    """The command line, with the server prefix; ``python`` is this interpreter."""
+    ready_path: str
+    """The path that answers 200 once it serves."""
+    env: dict[str, str]
+    """Variables set on top of this process's environment."""
+    cwd: Path | None
+    """Where it runs: the compared commit's tree, or None (here)."""
+    capture: Path | None = None
+    """Where it captures served rows (``transformer-capture``), or None."""
 
 
 @dataclass
@@ -155,24 +207,39 @@ class Stack:
         if key in self.servers:
             return self.servers[key]
         port = free_port()
+        spec = self.spec(key, port)
+        server = start_server(
+            key,
+            spec.command,
+            port=port,
+            log_dir=self.log_dir,
+            env=spec.env,
+            ready_path=None,
+            cwd=spec.cwd,
+        )
+        self.servers[key] = server
+        server.wait_ready(spec.ready_path, timeout=240)
+        return server
+
+    def spec(self, key: str, port: int) -> ServerSpec:
+        """How to start the server ``key`` on ``port``, which the caller starts and stops.
+
+        A transformer's predictor is started first (once, by :meth:`start`) and left
+        running; ``transformer-capture`` captures into a directory of its own under the
+        logs' parent directory.
+        """
         plain, ref = key.removesuffix(REF_SUFFIX), key.endswith(REF_SUFFIX)
         if ref and self.ref_dir is None:
             raise ValueError(f"server {key!r} needs the compared commit's tree (ref_dir)")
         args, ready, env = self._spec(plain, port, suffix=REF_SUFFIX if ref else "")
+        capture = None
+        if plain == "transformer-capture":
+            capture = self.log_dir.parent / "capture" / f"{key}-{port}"
+            args += ["--capture_uri", str(capture)]
+            args += ["--capture_flush_seconds", str(CAPTURE_FLUSH_SECONDS)]
         command = [*self.server_prefix, *args]
         self.commands[key] = [sys.executable if a == "python" else a for a in command]
-        server = start_server(
-            key,
-            command,
-            port=port,
-            log_dir=self.log_dir,
-            env=env,
-            ready_path=None,
-            cwd=self.ref_dir if ref else None,
-        )
-        self.servers[key] = server
-        server.wait_ready(ready, timeout=240)
-        return server
+        return ServerSpec(command, ready, env, self.ref_dir if ref else None, capture)
 
     def close(self) -> None:
         """Stop every server started, with whatever it started itself."""

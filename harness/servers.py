@@ -22,7 +22,15 @@ from typing import Final
 
 import httpx
 
-__all__ = ["Server", "free_port", "running", "start_mlflow", "start_server", "stop_group"]
+__all__ = [
+    "Server",
+    "free_port",
+    "group_pids",
+    "running",
+    "start_mlflow",
+    "start_server",
+    "stop_group",
+]
 
 
 #: Where the kernel picks a client connection's local port; read once.
@@ -222,11 +230,19 @@ def stop_group(server: Server, timeout: float = 15.0) -> None:
 
 
 def _group_alive(group: int) -> bool:
-    # Zombies do not count: in a container nobody may reap them, yet they serve nothing.
+    return bool(group_pids(group))
+
+
+def group_pids(group: int) -> list[int]:
+    """The live processes of process group ``group`` (a server and what it started).
+
+    Zombies do not count: in a container nobody may reap them, yet they serve nothing.
+    """
+    pids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError, ValueError):
             # The command name is in parentheses and may hold spaces: split after it.
             state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
             if int(pgrp) == group and state != "Z":
-                return True
-    return False
+                pids.append(int(stat.parent.name))
+    return pids

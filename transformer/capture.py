@@ -22,6 +22,7 @@ own name.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import signal
@@ -33,18 +34,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
-import pyarrow.parquet as pq
 from prometheus_client import Counter, Gauge
 
 from common.core.storage import filesystem
 from common.protocol.answers import Prediction
 from transformer.features import FEATURES
 from transformer.schema import RAW_TYPES
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["SYNTHETIC_HEADER", "CaptureStore", "capture_schema", "is_synthetic"]
 
@@ -60,12 +62,6 @@ QUEUED_ROWS = Gauge(
     "transformer_capture_queue_rows", "Rows that waited in the queue for the latest write."
 )
 
-#: Each raw field's Arrow type, by its value type (``transformer.schema.RAW_TYPES``).
-_RAW_ARROW_TYPES: Final = {
-    name: {str: pa.string(), float: pa.float64(), bool: pa.bool_()}[kind]
-    for name, kind in RAW_TYPES.items()
-}
-_ARROW_TYPES: Final = {"INT32": pa.int32(), "FP64": pa.float64()}
 _WARN_EVERY_SECONDS: Final = 10.0
 
 #: A request header that marks a request as synthetic (``helm test``, a smoke check): it is
@@ -83,7 +79,14 @@ def is_synthetic(headers: Mapping[str, str] | None) -> bool:
 
 
 def capture_schema() -> pa.Schema:
-    """The columns of every capture file."""
+    """The columns of every capture file.
+
+    pyarrow is imported here and by the writer only (``CaptureStore`` opens its store
+    with :func:`common.core.storage.filesystem`): a transformer that captures nothing
+    does not load it.
+    """
+    import pyarrow as pa
+
     return pa.schema(
         [
             ("timestamp", pa.timestamp("us", "UTC")),
@@ -94,10 +97,27 @@ def capture_schema() -> pa.Schema:
             ("predicted_class", pa.string()),
             ("classes", pa.string()),
             ("probabilities", pa.list_(pa.float64())),
-            *((f"raw_{name}", kind) for name, kind in _RAW_ARROW_TYPES.items()),
-            *((f.name, _ARROW_TYPES[f.datatype]) for f in FEATURES),
+            *((f"raw_{name}", kind) for name, kind in _raw_arrow_types().items()),
+            *((f.name, _feature_arrow_types()[f.datatype]) for f in FEATURES),
         ]
     )
+
+
+@functools.cache
+def _raw_arrow_types() -> dict[str, pa.DataType]:
+    """Each raw field's Arrow type, by its value type (``transformer.schema.RAW_TYPES``)."""
+    import pyarrow as pa
+
+    by_kind = {str: pa.string(), float: pa.float64(), bool: pa.bool_()}
+    return {name: by_kind[kind] for name, kind in RAW_TYPES.items()}
+
+
+@functools.cache
+def _feature_arrow_types() -> dict[str, pa.DataType]:
+    """Each feature datatype's Arrow type."""
+    import pyarrow as pa
+
+    return {"INT32": pa.int32(), "FP64": pa.float64()}
 
 
 @dataclass(frozen=True)
@@ -254,6 +274,8 @@ class CaptureStore:
                 self._drop(rows, "write_error", exc)
 
     def _write_file(self, partition: str, table: pa.Table) -> None:
+        import pyarrow.parquet as pq
+
         directory = f"{self._root.rstrip('/')}/{partition}"
         name = f"part-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         temporary = f"{directory}/.{name}.parquet.tmp"
@@ -286,6 +308,8 @@ def _close_before(signum: int, close: Callable[[], None]) -> None:
 
 def _table(items: list[_Served]) -> pa.Table:
     """One Arrow table of the rows of ``items``, in :func:`capture_schema`."""
+    import pyarrow as pa
+
     schema = capture_schema()
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     rows = [i.rows for i in items]
@@ -311,12 +335,12 @@ def _table(items: list[_Served]) -> pa.Table:
         pa.array(np.arange(0, probabilities.size + 1, probabilities.shape[1]), pa.int32()),
         pa.array(probabilities.ravel(), pa.float64()),
     )
-    for name, kind in _RAW_ARROW_TYPES.items():
+    for name, kind in _raw_arrow_types().items():
         values = [v for i in items for v in i.records[name]]
         columns[f"raw_{name}"] = pa.array(values, kind)
     for feature in FEATURES:
         columns[feature.name] = pa.array(
             np.concatenate([np.asarray(i.features[feature.name]) for i in items]),
-            _ARROW_TYPES[feature.datatype],
+            _feature_arrow_types()[feature.datatype],
         )
     return pa.table(columns, schema=schema)

@@ -53,7 +53,9 @@ there, not in production:
 Two public behaviours are worked around elsewhere and pinned by the same tests:
 ``import kserve`` parses ``sys.argv`` (``common.serving.launch`` hides ours from it), and
 KServe answers with FastAPI's deprecated ``ORJSONResponse``
-(:func:`silence_kserve_deprecations`).
+(:func:`silence_kserve_deprecations`). A third, KServe's package ``__init__`` importing
+its Kubernetes client SDK, is deferred by :mod:`common.serving.kserve_import` (pinned by
+``tests/unit/test_kserve_import.py``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,12 @@
 """Start a model server from a part's ``main``: the steps both entry points share.
 
 Nothing here imports KServe: the part's flags must be parsed, and hidden from
-KServe, before KServe is first imported.
+KServe, before KServe is first imported. Importing this module defers the
+``__init__`` of KServe's package (:func:`common.serving.kserve_import.defer_kserve_package_init`),
+so that a server never imports KServe's Kubernetes client SDK. That is done at
+import, not in :func:`serve_models`, because a worker process KServe spawns
+(``--workers`` above 1) imports the entry point's module, and so this one, before it
+unpickles anything of KServe's, and never calls :func:`serve_models`.
 """
 
 from __future__ import annotations
@@ -11,8 +16,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from common.core.settings import ServerSettings
+from common.serving.kserve_import import defer_kserve_package_init
 
 __all__ = ["serve_models"]
+
+defer_kserve_package_init()
 
 
 def serve_models(settings: ServerSettings, make_models: Callable[[], Sequence[Any]]) -> None:

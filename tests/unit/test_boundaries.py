@@ -15,9 +15,10 @@ import pytest
 from tests.unit.monitoring_data import feature_frame, write_parquet
 
 # The packages each server must not load: the other server's code, training, the
-# test and benchmark suites; for the transformer, MLflow and scikit-learn, which its
-# image does not have; for the predictor, MLflow, scikit-learn, skops and SciPy, which
-# only its fallback loads (a model with no scorer artifact: predictor.loading).
+# test and benchmark suites, KServe's Kubernetes client (common.serving.kserve_import);
+# for the transformer, MLflow and scikit-learn, which its image does not have; for the
+# predictor, MLflow, scikit-learn, skops and SciPy, which only its fallback loads (a model
+# with no scorer artifact: predictor.loading).
 FORBIDDEN = {
     "predictor": (
         "transformer",
@@ -30,8 +31,10 @@ FORBIDDEN = {
         "sklearn",
         "skops",
         "scipy",
+        "kubernetes",
     ),
     "transformer": (
+        "kubernetes",
         "predictor",
         "training",
         "monitoring",
@@ -57,6 +60,25 @@ def test_a_server_loads_none_of_the_packages_its_image_lacks(server: str) -> Non
     loaded = set(done.stdout.split())
     assert server in loaded and "common" in loaded
     assert loaded.isdisjoint(FORBIDDEN[server]), sorted(loaded & set(FORBIDDEN[server]))
+
+
+def test_a_transformer_that_captures_nothing_loads_no_parquet_writer(tmp_path: Path) -> None:
+    # pyarrow's Parquet writer and filesystems load with a capture store, not before
+    # (pyarrow's core still comes with KServe's pandas).
+    script = (
+        "import sys, transformer.__main__, transformer.model\n"
+        "from transformer.settings import TransformerSettings\n"
+        "off = transformer.model.SalesQuantityTransformer(\n"
+        "    TransformerSettings(predictor_host='127.0.0.1:1'))\n"
+        "print(sorted(m for m in ('pyarrow.parquet', 'pyarrow.fs') if m in sys.modules))\n"
+        "on = transformer.model.SalesQuantityTransformer(TransformerSettings(\n"
+        f"    predictor_host='127.0.0.1:1', capture_uri={str(tmp_path)!r}))\n"
+        "print('pyarrow.fs' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split("\n")[:2] == ["[]", "True"], done.stdout
 
 
 # What the drift job of stored features leaves out, for its peak memory: pandas
