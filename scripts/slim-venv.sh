@@ -48,8 +48,8 @@ rm -rf /root/.cache/pip
 saved "2. tests, headers, sources, stubs"
 
 # 3. Unused parts of packages, where a package's own import does not load them:
-#    - kubernetes/aio: the Kubernetes client's asyncio copy; KServe imports the synchronous
-#      client only.
+#    - kubernetes/aio: the Kubernetes client's asyncio copy (only the monitoring image has
+#      the client, for the rollout CLI, which is synchronous).
 #    - The synchronous client's generated API and model classes (kubernetes/client/api and
 #      /models, 56 MB with their byte code): `import kserve` imports the client's package,
 #      which loads these lazily, by name (their __init__ imports them for type checkers
