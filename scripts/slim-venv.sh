@@ -61,14 +61,21 @@ saved "2. tests, headers, sources, stubs"
 #    - pyarrow's C++ test library, and the two extra copies of each libarrow_python* that
 #      the wheel ships as files where the build made symbolic links (links again here).
 rm -rf "$site/kubernetes/aio"
-for generated in "$site"/kubernetes/client/api "$site"/kubernetes/client/models; do
-  [[ -d $generated ]] || continue
-  # custom_objects_api: the rollout CLI's one API (rollout/kube.py), in the monitoring image.
-  find "$generated" -mindepth 1 -maxdepth 1 -not -name __init__.py -not -name __pycache__ \
-    -not -name custom_objects_api.py -exec rm -rf {} +
-  find "$generated/__pycache__" -type f -not -name '__init__.*' \
-    -not -name 'custom_objects_api.*' -delete 2>/dev/null || true
-done
+if [[ -d $site/kubernetes/client ]]; then
+  # Kept: what CustomObjectsApi, the rollout CLI's one API (rollout/kube.py, in the monitoring
+  # image), imports of them, as its import names it.
+  keep=$("$venv/bin/python" -c 'import sys, kubernetes.client as c; c.CustomObjectsApi
+print(" ".join(m.rpartition(".")[2] for m in sys.modules
+               if m.startswith(("kubernetes.client.api.", "kubernetes.client.models."))))')
+  for generated in api models; do
+    dir=$site/kubernetes/client/$generated
+    for file in "$dir"/*.py; do
+      name=$(basename "$file" .py)
+      [[ $name == __init__ || " $keep " == *" $name "* ]] && continue
+      rm -f "$file" "$dir/__pycache__/$name".*
+    done
+  done
+fi
 if [[ -d $site/pyarrow ]]; then
   rm -f "$site"/pyarrow/libarrow_flight.so* "$site"/pyarrow/libarrow_python_flight.so* \
     "$site"/pyarrow/_flight.cpython-*.so "$site"/pyarrow/flight.py \

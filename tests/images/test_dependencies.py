@@ -38,13 +38,14 @@ from transformer.protocol import RAW_DATATYPES
 
 #: Installed, needed, yet not imported by a server here; and why each stays.
 NEEDED_UNIMPORTED = {
-    # httpx's transport: KServe imports httpx, which loads these when a client of it first
-    # sends (KServe's InferenceRESTClient); the transformer never sends with httpx (the
-    # predictor does: its registry client).
+    # httpx's transport and certificates: KServe imports httpx, which loads these when a
+    # client of it first sends (KServe's InferenceRESTClient); the transformer never sends
+    # with httpx (the predictor does: its registry client, whose https needs certifi).
     "h11": "httpx",
     "httpcore": "httpx",
     # Time zone data: pandas and zoneinfo read it where the system has none.
     "tzdata": "pandas",
+    "certifi": "httpx",
 }
 
 #: Records ``sys.modules`` (name -> file) to /data/modules.json twice a second, then runs

@@ -78,17 +78,19 @@ def test_the_kubernetes_client_is_only_where_the_rollout_cli_runs(
         with container(images[part]) as ctr:
             assert not (_site_packages(ctr.rootfs()) / "kubernetes").exists(), part
     # The monitoring image runs the rollout Job: of the generated API and model classes it
-    # keeps CustomObjectsApi alone, and no asyncio copy.
+    # keeps CustomObjectsApi and what it imports, and no asyncio copy.
     with container(images["monitoring"]) as ctr:
         kubernetes = _site_packages(ctr.rootfs()) / "kubernetes"
         assert not (kubernetes / "aio").exists()
-        for generated in ("api", "models"):
-            package = kubernetes / "client" / generated
-            kept = {"__init__"} | ({"custom_objects_api"} if generated == "api" else set())
-            left = {p.name for p in package.iterdir()}
-            assert left == {f"{name}.py" for name in kept} | {"__pycache__"}, generated
+        api = kubernetes / "client" / "api"
+        assert {p.name for p in api.glob("*.py")} == {"__init__.py", "custom_objects_api.py"}
+        # Of the ~800 models, those the API's module imports (the in-image test of the
+        # monitoring image makes one).
+        models = {p.stem for p in (kubernetes / "client" / "models").glob("*.py")}
+        assert "v1_delete_options" in models and len(models) < 30, sorted(models)
+        for package in (api, kubernetes / "client" / "models"):
             byte_code = {p.name.split(".")[0] for p in (package / "__pycache__").iterdir()}
-            assert byte_code == kept, generated
+            assert byte_code == {p.stem for p in package.glob("*.py")}, package.name
         assert (kubernetes / "client" / "api_client.py").is_file()
 
 
