@@ -97,10 +97,10 @@ _BODY: Final = 2
 class Refusal:
     """A running request's refusal, left by its connection for the Guard to raise.
 
-    The connection puts one in each request's scope (``scope["extensions"][REFUSAL]``),
-    says whether the body is still ``reading`` (a request whose body came whole with its
-    head, the usual one, cannot be refused any more), and sets ``error`` when it refuses
-    the request while the application runs.
+    The connection puts one in a request's scope (``scope["extensions"][REFUSAL]``) when a
+    read ends with its body incomplete (a request whose body came whole with its head, the
+    usual one, cannot be refused any more: it gets none), says whether the body is still
+    ``reading``, and sets ``error`` when it refuses the request while the application runs.
     """
 
     __slots__ = ("error", "reading")
@@ -167,10 +167,13 @@ class EdgeProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.limits = limits
+        # Read for every request: attributes of their own, one lookup each.
+        self._max_header_count = limits.max_header_count
+        self._max_header_bytes = limits.max_header_bytes
         self._phase = _HEAD
         self._began = False  # a request's first byte has arrived
         self._read = 0  # bytes read since the last head or body ended
-        self._refusal = Refusal()
+        self._refusal: Refusal | None = None  # the request's, once its body is incomplete
         self._deadline: asyncio.TimerHandle | None = None
         self._closing = False  # refused: what arrives is dropped, the connection ends
 
@@ -236,29 +239,34 @@ class EdgeProtocol(HttpToolsProtocol):
         if self._closing:
             self._linger()
 
-    # The parser's callbacks
+    # The parser's callbacks: httptools calls each for every request, so the usual
+    # request (its head and body in one read, within every bound) pays a few
+    # attribute reads here, and no timer, no Refusal and no receive wrapper.
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._phase, self._began = _HEAD, True
-        self._refusal = Refusal()
-        # An ASGI extension of this server (the spec asks for a dict: read by us alone).
-        self.scope["extensions"] = {REFUSAL: self._refusal}  # type: ignore[dict-item]
+        self._phase = _HEAD
+        self._began = True
 
     def on_headers_complete(self) -> None:
-        refused = self._head_refused(complete=True)
-        if refused is not None:
-            raise _Refused(*refused)
+        if len(self.headers) > self._max_header_count or self._read > self._max_header_bytes:
+            refused = self._head_refused(complete=True)
+            if refused is not None:
+                raise _Refused(*refused)
         if self._deadline is not None:
             self._disarm()
-        self._phase, self._read = _BODY, 0
+        self._phase = _BODY
+        self._read = 0
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         if self._deadline is not None:
             self._disarm()
-        self._phase, self._read = _BETWEEN, 0
-        self._refusal.reading = False
+        self._phase = _BETWEEN
+        self._read = 0
+        if self._refusal is not None:
+            self._refusal.reading = False
+            self._refusal = None
         super().on_message_complete()
 
     # Bounds
@@ -292,9 +300,14 @@ class EdgeProtocol(HttpToolsProtocol):
             if refused is not None:
                 self._refuse_head(*refused)
                 return
-        elif self._read > self.limits.max_body_bytes:
-            self._refuse_body(self._body_too_large(), "body_bytes")
-            return
+        else:
+            if self._refusal is None:  # the application may now run before its body is read
+                self._refusal = Refusal()
+                # An ASGI extension of this server (a dict, as the spec asks: read by us alone).
+                self.scope["extensions"] = {REFUSAL: self._refusal}  # type: ignore[dict-item]
+            if self._read > self.limits.max_body_bytes:
+                self._refuse_body(self._body_too_large(), "body_bytes")
+                return
         if self._deadline is None:
             self._arm()
 
@@ -362,7 +375,7 @@ class EdgeProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle.response_complete:
             self._linger()
-        elif not cycle.response_started:
+        elif not cycle.response_started and self._refusal is not None:
             self._refusal.error = error
             cycle.message_event.set()  # wakes a receive that waits for more body
 

@@ -28,7 +28,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from common.core.settings import Limits
-from common.serving.connections import EdgeProtocol
+from common.serving.connections import EdgeProtocol, refusal_of
 from common.serving.edge import Guard
 from harness.servers import free_port
 
@@ -45,10 +45,12 @@ POST = b"POST /echo HTTP/1.1\r\nhost: t\r\n"
 
 @dataclass
 class Served:
-    """A server running the echo application; ``calls`` counts the requests it saw."""
+    """A server running the echo application; ``calls`` counts the requests it saw and
+    ``refusals`` says, for each, whether its scope carried the connection's Refusal."""
 
     port: int
     calls: list[str] = field(default_factory=list)
+    refusals: list[bool] = field(default_factory=list)
 
     def connect(self) -> socket.socket:
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
@@ -119,6 +121,7 @@ def serving(limits: Limits = LIMITS) -> Iterator[Served]:
         if scope["type"] != "http":
             return
         served.calls.append(scope["path"])
+        served.refusals.append(refusal_of(scope) is not None)
         body = await Request(scope, receive).body()
         await Response(b"echo %d" % len(body))(scope, receive, send)
 
@@ -164,6 +167,23 @@ def test_requests_within_every_limit_are_served_on_one_connection(server: Served
         assert sock.recv(65536).endswith(b"echo 5")
         sock.sendall(POST + b"".join(b"h%d: v\r\n" % i for i in range(18)) + b"\r\n")
         assert sock.recv(65536).endswith(b"echo 0")
+
+
+def test_only_a_request_whose_body_is_still_coming_carries_a_refusal(server: Served) -> None:
+    """The usual request, its head and body in one read, costs the edge no Refusal (nor a
+    timer or a receive wrapper); one whose body is still coming when the application
+    starts carries one, and is served when the rest comes in time."""
+    seen = len(server.refusals)
+    with contextlib.closing(server.connect()) as sock:
+        sock.sendall(POST + b"content-length: 5\r\n\r\nhello")
+        assert sock.recv(65536).endswith(b"echo 5")
+        sock.sendall(POST + b"content-length: 5\r\n\r\nhel")
+        time.sleep(0.2)  # the application starts and waits for the rest of its body
+        sock.sendall(b"lo")
+        assert sock.recv(65536).endswith(b"echo 5")
+        sock.sendall(POST + b"content-length: 5\r\n\r\nhello")
+        assert sock.recv(65536).endswith(b"echo 5")
+    assert server.refusals[seen:] == [False, True, False]
 
 
 def test_more_headers_than_the_limit_are_a_431_the_application_never_sees(
