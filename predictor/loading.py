@@ -52,7 +52,7 @@ from common.core.model_format import SERIALIZATION_FORMAT, TRUSTED_TYPES
 from common.core.model_uri import InvalidModelUri, ModelUri, RegistryVersion, resolve_model_uri
 from common.core.redact import redact_text
 from common.core.scorer_artifact import SCORER_FILES, BadScorerArtifact, ScorerArtifact
-from predictor.errors import ModelLoadError
+from predictor.errors import ModelLoadError, missing_scikit_learn_module, needs_scikit_learn
 from predictor.registry import ArtifactMissing, RestRegistry
 from predictor.scorer import Scorer, scorer_for, scorer_of_artifact
 
@@ -70,12 +70,6 @@ _MLMODEL: Final = "MLmodel"
 _MLFLOW_DEFAULT_FORMAT: Final = "pickle"
 #: The flavor's list of extra files (``mlflow.sklearn.log_model(extra_files=...)``).
 _EXTRA_FILES: Final = "extra_files"
-#: The image without scikit-learn says so, and which image has it.
-_NO_SKLEARN: Final = (
-    "this predictor has no scikit-learn to score it otherwise ({error}); serve it with the "
-    "image that has scikit-learn, or log the model with a scorer artifact (python -m training)"
-)
-
 #: libyaml's safe loader where PyYAML was built with it, else PyYAML's own: both build
 #: plain mappings, lists and scalars only.
 _YAML_LOADER: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -278,8 +272,14 @@ def _choose_scorer(
     try:
         estimator = _load_skops(model_file, label)
         scorer = scorer_for(estimator, compile_model=compile_model)
-    except ImportError as exc:
-        raise ModelLoadError(f"{label}: {reason}, and " + _NO_SKLEARN.format(error=exc)) from exc
+    except (ImportError, ModelLoadError) as exc:
+        # skops imports SciPy's parts as it reads: a missing one may come wrapped.
+        missing = missing_scikit_learn_module(exc)
+        if missing is None and not isinstance(exc, ImportError):
+            raise
+        raise needs_scikit_learn(
+            missing or getattr(exc, "name", None) or "scikit-learn", f"{label}: {reason}, and "
+        ) from exc
     if compile_model:
         scorer = Scorer(scorer.predict_proba, scorer.compiled, f"{scorer.note} ({reason})")
     return scorer, [str(c) for c in estimator.classes_]

@@ -360,7 +360,8 @@ def test_without_scikit_learn_a_refused_artifact_is_a_final_error_that_says_so(
         f"cannot serve: {MODEL} version {version}: its scorer artifact is refused: it differs "
         "from the pipeline's stored answers at steps.1 on "
     ) in log, log[-3000:]
-    assert "this predictor has no scikit-learn to score it otherwise" in log
+    assert "this model needs skops, which this image does not have" in log
+    assert "-sklearn variant" in log
     assert "waiting for model" not in log  # final: not retried
 
 
