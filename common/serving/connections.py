@@ -32,11 +32,12 @@ connections are logged at WARNING, once every :data:`WARN_EVERY_SECONDS` at most
 uvicorn offers no public hook for any of this. The subclass relies on these names of
 ``uvicorn.protocols.http.httptools_impl`` (``tests/unit/test_connections.py`` drives it
 on a real event loop, so a uvicorn that changes them fails there): the protocol's
-``parser``, ``connections``, ``cycle``, ``flow``, ``scope``, ``url``, ``client``,
-``server_state``, ``loop``, ``pipeline``, ``headers`` (the head's headers so far), its
-parser callbacks (``on_message_begin``, ``on_headers_complete``, ``on_message_complete``),
-``on_response_complete``, ``_unset_keepalive_if_required``, ``send_400_response``,
-``_should_upgrade``, ``handle_websocket_upgrade`` and ``_unsupported_upgrade_warning``;
+``parser``, ``connections``, ``cycle``, ``flow``, ``url``, ``client``, ``server_state``,
+``loop``, ``pipeline``, ``headers`` (the head's headers so far), ``scope`` (None before
+the first request, a new one from each request's first byte), its parser callbacks
+``on_headers_complete`` and ``on_message_complete``, ``on_response_complete``,
+``_unset_keepalive_if_required``, ``send_400_response``, ``_should_upgrade``,
+``handle_websocket_upgrade`` and ``_unsupported_upgrade_warning``;
 the cycle's ``message_event``, ``response_started`` and ``response_complete``.
 """
 
@@ -171,7 +172,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._max_header_count = limits.max_header_count
         self._max_header_bytes = limits.max_header_bytes
         self._phase = _HEAD
-        self._began = False  # a request's first byte has arrived
+        self._completed: object = None  # the scope of the last request read whole
         self._read = 0  # bytes read since the last head or body ended
         self._refusal: Refusal | None = None  # the request's, once its body is incomplete
         self._deadline: asyncio.TimerHandle | None = None
@@ -224,8 +225,11 @@ class EdgeProtocol(HttpToolsProtocol):
                 self.logger.warning("Invalid HTTP request received.")
                 self.send_400_response("Invalid HTTP request received.")
             return
-        if self._phase:  # a head or a body is incomplete
-            self._after_read()
+        if not self._phase:
+            if self.scope is self._completed:  # the usual: every request so far read whole
+                return
+            self._phase = _HEAD  # a pipelined request has begun, its head still incomplete
+        self._after_read()
 
     def handle_websocket_upgrade(self) -> None:
         self._disarm()  # the connection is the WebSocket protocol's from now on
@@ -235,18 +239,15 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         if self._closing:
             self.pipeline.clear()
-        super().on_response_complete()
+        HttpToolsProtocol.on_response_complete(self)
         if self._closing:
             self._linger()
 
-    # The parser's callbacks: httptools calls each for every request, so the usual
-    # request (its head and body in one read, within every bound) pays a few
-    # attribute reads here, and no timer, no Refusal and no receive wrapper.
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._phase = _HEAD
-        self._began = True
+    # The parser's callbacks. httptools calls them for every request: the usual one (its
+    # head and body in one read, within every bound) pays a few attribute reads here, and
+    # no timer, no Refusal and no receive wrapper; uvicorn's own are called by name, not
+    # through super(), which costs a request more than the checks. A request's beginning
+    # is told from uvicorn's new scope (data_received), not from a callback of ours.
 
     def on_headers_complete(self) -> None:
         if len(self.headers) > self._max_header_count or self._read > self._max_header_bytes:
@@ -257,17 +258,18 @@ class EdgeProtocol(HttpToolsProtocol):
             self._disarm()
         self._phase = _BODY
         self._read = 0
-        super().on_headers_complete()
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_message_complete(self) -> None:
         if self._deadline is not None:
             self._disarm()
         self._phase = _BETWEEN
         self._read = 0
+        self._completed = self.scope
         if self._refusal is not None:
             self._refusal.reading = False
             self._refusal = None
-        super().on_message_complete()
+        HttpToolsProtocol.on_message_complete(self)
 
     # Bounds
 
@@ -331,7 +333,8 @@ class EdgeProtocol(HttpToolsProtocol):
             timeout = RequestTimeout(
                 f"the request's head did not arrive within {seconds:g} s (header_timeout_seconds)"
             )
-            self._refuse_head(timeout, "header_timeout", answered=self._began)
+            # A connection that never sent a byte has no scope yet.
+            self._refuse_head(timeout, "header_timeout", answered=self.scope is not None)
         elif self._phase == _BODY:
             seconds = self.limits.body_timeout_seconds
             timeout = RequestTimeout(
