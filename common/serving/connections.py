@@ -168,7 +168,8 @@ class EdgeProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.limits = limits
-        # Read for every request: attributes of their own, one lookup each.
+        # The head's bounds, read for every request (on_headers_complete's guard and
+        # _head_refused): attributes of their own, one lookup each.
         self._max_header_count = limits.max_header_count
         self._max_header_bytes = limits.max_header_bytes
         self._phase = _HEAD
@@ -281,17 +282,16 @@ class EdgeProtocol(HttpToolsProtocol):
         it. Only when that passes the limit at the head's end are the head's own bytes
         counted, to tell a large head from a read that also held the body.
         """
-        limits = self.limits
-        if len(self.headers or ()) > limits.max_header_count:
+        if len(self.headers or ()) > self._max_header_count:
             too_many = HeadersTooLarge(
-                f"the request has more than {limits.max_header_count} headers (max_header_count)"
+                f"the request has more than {self._max_header_count} headers (max_header_count)"
             )
             return too_many, "header_count"
-        if self._read <= limits.max_header_bytes:
+        if self._read <= self._max_header_bytes:
             return None
         if complete:
             head = len(self.url) + sum(len(name) + len(value) for name, value in self.headers)
-            if head <= limits.max_header_bytes:
+            if head <= self._max_header_bytes:
                 return None
         return self._head_too_large(), "header_bytes"
 
@@ -345,7 +345,7 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def _head_too_large(self) -> HeadersTooLarge:
         return HeadersTooLarge(
-            f"the request's head is larger than {self.limits.max_header_bytes} bytes "
+            f"the request's head is larger than {self._max_header_bytes} bytes "
             "(max_header_bytes)"
         )
 
