@@ -345,8 +345,7 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def _head_too_large(self) -> HeadersTooLarge:
         return HeadersTooLarge(
-            f"the request's head is larger than {self._max_header_bytes} bytes "
-            "(max_header_bytes)"
+            f"the request's head is larger than {self._max_header_bytes} bytes (max_header_bytes)"
         )
 
     def _body_too_large(self) -> BodyTooLarge:
