@@ -10,6 +10,8 @@ them: what a body of that size costs when nothing is wrong with it):
 - V1, the body of issue 20: ``--rows`` records, each with its 8 fields of the wrong type
   and 55 unknown keys (before the fix: 60 times the valid cost, every error built and
   sorted, five shown);
+- V1, the same with a ``NaN`` (not JSON: read as V2 reads it, by another path);
+- V1, one record of ``60 * --rows`` unknown keys;
 - V1, one such record last, after valid ones: the most a search for the first problems
   walks;
 - V2 columnar JSON, every value of the wrong type.
@@ -122,17 +124,24 @@ def main(argv: list[str] | None = None) -> int:
 
     records = sample_records(rows, seed=0)
     v1_valid = _Body({"instances": records}, "v1", rows)
+
+    def as_many_bytes(invalid: _Body) -> tuple[str, _Body]:
+        """As many valid records as ``invalid`` has bytes."""
+        fit = round(rows * len(invalid.raw) / len(v1_valid.raw))
+        return f"as many bytes ({fit} rows)", _Body(
+            {"instances": sample_records(fit, 1)}, "v1", fit
+        )
+
     hostile_v1 = _Body({"instances": [hostile(r) for r in records]}, "v1", rows)
-    # As many valid records as the hostile body has bytes.
-    fit = round(rows * len(hostile_v1.raw) / len(v1_valid.raw))
+    # The same with a NaN first: JSON that is not strict, read by its own path.
+    with_nan = _Body({"instances": [hostile(r) for r in records]}, "v1", rows)
+    with_nan.raw = with_nan.raw.replace(b'"unit_price":"x"', b'"unit_price":NaN', 1)
+    many_keys = _Body({"instances": [hostile(records[0], unknown=60 * rows)]}, "v1", 1)
     cases = [
         ("V1, every record hostile (issue 20)", "as many rows", v1_valid, hostile_v1),
-        (
-            "V1, every record hostile (issue 20)",
-            f"as many bytes ({fit} rows)",
-            _Body({"instances": sample_records(fit, seed=1)}, "v1", fit),
-            hostile_v1,
-        ),
+        ("V1, every record hostile (issue 20)", *as_many_bytes(hostile_v1), hostile_v1),
+        ("V1, every record hostile, and a NaN", *as_many_bytes(with_nan), with_nan),
+        (f"V1, one record of {60 * rows} unknown keys", *as_many_bytes(many_keys), many_keys),
         (
             "V1, the last record hostile",
             "as many rows",

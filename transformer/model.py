@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from kserve import InferRequest, InferResponse
 from prometheus_client import Histogram
@@ -70,6 +70,10 @@ class SalesQuantityTransformer(StagedModel):
         The HTTP client for the predictor; made from ``settings`` by default.
     """
 
+    #: V1 bodies come undecoded (``common.serving.endpoints.predict_v1``), to be decoded
+    #: by the record's shape: a body of costly keys is refused at its first unknown one.
+    reads_v1_bytes: ClassVar[bool] = True
+
     def __init__(
         self, settings: TransformerSettings, client: PredictorClient | None = None
     ) -> None:
@@ -110,7 +114,9 @@ class SalesQuantityTransformer(StagedModel):
         super().stop()
 
     async def preprocess(
-        self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
+        self,
+        payload: bytes | dict[str, Any] | InferRequest,
+        headers: dict[str, str] | None = None,
     ) -> PredictorCall:
         """Validate the raw records: a 400 naming row and field, or the records by column."""
         if isinstance(payload, InferRequest):

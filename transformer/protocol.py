@@ -29,11 +29,11 @@ from common.core.errors import bounded, listed, quoted
 from common.core.settings import MAX_ROWS_PER_REQUEST
 from common.protocol import tensors
 from common.protocol.answers import check_requested_outputs
-from common.protocol.bodies import json_body
 from common.protocol.row_limits import check_input_rows, check_rows
 from transformer.errors import InvalidRecord
 from transformer.features import compute_features
 from transformer.schema import RAW_FIELDS, RAW_TYPES, validate_columns, validate_records
+from transformer.v1_body import NOT_INSTANCES, read_instances
 
 __all__ = [
     "RAW_DATATYPES",
@@ -57,11 +57,17 @@ RAW_DATATYPES: Final[dict[str, str]] = {
 
 
 def records_from_v1(payload: Any, *, max_rows: int = MAX_ROWS_PER_REQUEST) -> dict[str, list[Any]]:
-    """Validate a V1 body of raw records; return them column by column."""
-    payload = json_body(payload)
+    """Validate a V1 body of raw records; return them column by column.
+
+    From its bytes, as the transformer's endpoint hands them over, the body is decoded
+    by the record's shape (``transformer.v1_body``); a body decoded already (a
+    CloudEvent's data, say) is checked as it is.
+    """
+    if isinstance(payload, bytes | str):
+        return read_instances(payload, max_rows=max_rows)
     instances = payload.get("instances") if isinstance(payload, Mapping) else None
     if not isinstance(instances, list):
-        raise InvalidRecord('expected a JSON object {"instances": [record, ...]}')
+        raise InvalidRecord(NOT_INSTANCES)
     check_rows(len(instances), max_rows, "instances")
     return validate_records(instances, where="instances")
 

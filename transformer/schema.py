@@ -20,7 +20,7 @@ inputs and their datatypes (``transformer.protocol``), the captured columns
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from types import GenericAlias, UnionType
 from typing import (
@@ -54,11 +54,15 @@ from transformer.errors import InvalidRecord
 from transformer.features import CATEGORIES
 
 __all__ = [
+    "MAX_PROBLEMS",
     "MAX_UNIT_PRICE",
     "RAW_FIELDS",
     "RAW_TYPES",
+    "Lone",
     "RawRecord",
+    "Run",
     "validate_columns",
+    "validate_parts",
     "validate_records",
 ]
 
@@ -201,7 +205,8 @@ _BOUNDS: Final = {
 _BOUND_ERRORS: Final = frozenset(
     {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 )
-_MAX_PROBLEMS: Final = 5
+#: How many problems a message lists; the search for them stops at one more.
+MAX_PROBLEMS: Final = 5
 _PATTERNS: Final = {
     "date": "expected a calendar date as YYYY-MM-DD",
     "store_id": "expected S and three digits, e.g. S012",
@@ -327,7 +332,7 @@ class _Problem(NamedTuple):
 class _Found:
     """The problems found so far, row after row, one per field of each row.
 
-    Rows are added whole, in order; once more than :data:`_MAX_PROBLEMS` are known the
+    Rows are added whole, in order; once more than :data:`MAX_PROBLEMS` are known the
     search stops (:attr:`full`): the message shows that many and says there are more.
     """
 
@@ -337,7 +342,7 @@ class _Found:
 
     @property
     def full(self) -> bool:
-        return len(self.problems) > _MAX_PROBLEMS
+        return len(self.problems) > MAX_PROBLEMS
 
     def add_row(self, problems: Sequence[_Problem]) -> None:
         """Add one row's problems (all of them, in field order)."""
@@ -347,32 +352,93 @@ class _Found:
         self.problems += _one_per_field(problems)
 
     def describe(self, where: str | None) -> str:
-        texts = [_text(p, self.missing, where) for p in self.problems[:_MAX_PROBLEMS]]
-        more = f"; and more: only the first {_MAX_PROBLEMS} problems are listed"
+        texts = [_text(p, self.missing, where) for p in self.problems[:MAX_PROBLEMS]]
+        more = f"; and more: only the first {MAX_PROBLEMS} problems are listed"
         return "; ".join(texts) + (more if self.full else "")
 
 
-def _records_problems(records: Sequence[Any]) -> _Found:
-    """The first problems of ``records``, row by row, looking no further than needed.
+class Run(NamedTuple):
+    """Records from row ``offset`` on that have exactly the record's fields, as columns."""
 
-    Runs of records that have exactly the fields are checked as columns (fast, stopping
-    at the first bad value); any other record alone, its unknown fields found here
-    rather than by pydantic, which would make an error of each of thousands.
+    offset: int
+    columns: dict[str, list[Any]]
+
+
+class Lone(NamedTuple):
+    """One record of any other shape (other fields, or no JSON object), checked alone."""
+
+    row: int
+    record: Any
+
+
+def validate_parts(parts: Iterable[Run | Lone], *, where: str) -> dict[str, list[Any]]:
+    """Validate a batch given as parts, in row order; return it column by column.
+
+    The parts are taken only as far as the search for the first problems goes, so
+    that an iterator may decode each part when it is asked for it
+    (``transformer.v1_body``). Rules and messages are :func:`validate_records`'.
+
+    Raises
+    ------
+    InvalidRecord
+        Naming the first few problems, or saying the batch is empty.
     """
     found = _Found()
+    columns: dict[str, list[Any]] = {name: [] for name in RAW_FIELDS}
+    for part in parts:
+        if _add_problems(found, part):
+            for name, values in columns.items():
+                values += part.columns[name] if isinstance(part, Run) else [part.record[name]]
+        if found.full:
+            break
+    if found.problems:
+        raise InvalidRecord(found.describe(where))
+    if not columns["date"]:
+        raise InvalidRecord(f"{where} is empty: send at least one record")
+    _check_calendar(columns["date"], where)
+    return columns
+
+
+def _records_problems(records: Sequence[Any]) -> _Found:
+    """The first problems of ``records``, row by row, looking no further than needed."""
+    found = _Found()
+    for part in _parts(records):
+        _add_problems(found, part)
+        if found.full:
+            break
+    return found
+
+
+def _parts(records: Sequence[Any]) -> Iterator[Run | Lone]:
+    """``records`` as runs of records that have exactly the fields, and the others."""
     start, count = 0, len(records)
-    while start < count and not found.full:
+    while start < count:
         end = next((i for i in range(start, count) if not _exact(records[i])), count)
         if end > start:
-            run = {name: [r[name] for r in records[start:end]] for name in RAW_FIELDS}
-            try:
-                _COLUMNS.validate_python(run)
-            except ValidationError as exc:
-                _walk_columns(found, run, end - start, exc.errors(include_url=False), start)
-        if end < count and not found.full:
-            found.add_row(_record_problems(records[end], end))
+            yield Run(start, {name: [r[name] for r in records[start:end]] for name in RAW_FIELDS})
+        if end < count:
+            yield Lone(end, records[end])
         start = end + 1
-    return found
+
+
+def _add_problems(found: _Found, part: Run | Lone) -> bool:
+    """Add the problems of ``part`` to ``found``; whether it had none.
+
+    A run is checked as columns (fast, stopping at the first bad value); any other
+    record alone, its unknown fields found here rather than by pydantic, which would
+    make an error of each of thousands.
+    """
+    if isinstance(part, Lone):
+        problems = _record_problems(part.record, part.row)
+        found.add_row(problems)
+        return not problems
+    try:
+        _COLUMNS.validate_python(part.columns)
+    except ValidationError as exc:
+        rows = len(part.columns[RAW_FIELDS[0]])
+        _walk_columns(found, part.columns, rows, exc.errors(include_url=False), part.offset)
+        return False
+    return True
 
 
 def _exact(record: Any) -> bool:
@@ -384,7 +450,7 @@ def _record_problems(record: Any, row: int) -> list[_Problem]:
     """Every problem of one record, its unknown fields (the first few) last."""
     unknown: list[_Problem] = []
     if isinstance(record, Mapping):
-        extra = islice((key for key in record if key not in _FIELD_SET), _MAX_PROBLEMS + 1)
+        extra = islice((key for key in record if key not in _FIELD_SET), MAX_PROBLEMS + 1)
         unknown = [_Problem(row, str(key), record[key], _UNKNOWN) for key in extra]
         record = {name: record[name] for name in RAW_FIELDS if name in record}
     try:

@@ -69,15 +69,22 @@ async def predict_v1(
     dataplane: DataPlane, raw_request: Request, model_name: str, limits: Limits
 ) -> Response:
     """``POST /v1/models/{model_name}:predict``, answered with orjson (no limit of ``limits``
-    applies here: the edge checked the body's size, the model checks its rows)."""
+    applies here: the edge checked the body's size, the model checks its rows).
+
+    A model whose ``reads_v1_bytes`` is true is handed the body's bytes, undecoded.
+    """
     if not await dataplane.model_ready(model_name, True):
         raise ModelNotReady(model_name)
     headers = header_dict(raw_request)
     body: Any = await raw_request.body()
-    if "ce-specversion" not in headers:  # a binary CloudEvent is KServe's to decode
+    if "ce-specversion" in headers:  # a binary CloudEvent is KServe's to decode
+        infer_request, attributes = dataplane.decode(body, headers)
+    elif getattr(dataplane.get_model_from_registry(model_name), "reads_v1_bytes", False):
+        # The model decodes by its own schema, stopping where the body is wrong.
+        infer_request, attributes = body, {}
+    else:
         # Ours, not KServe's orjson: NaN and huge integers reach the record's check.
-        body = json_body(body)
-    infer_request, attributes = dataplane.decode(body, headers)
+        infer_request, attributes = dataplane.decode(json_body(body), headers)
     answer, response_headers = await dataplane.infer(model_name, infer_request, headers)
     answer, encoding_headers = dataplane.encode(model_name, answer, headers, attributes)
     response_headers.update(encoding_headers)
