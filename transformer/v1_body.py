@@ -1,23 +1,22 @@
 """A V1 body read by the record's shape, at a cost bounded by a valid body's.
 
 A JSON decoder builds every key of every object before anything can tell that a key
-is unknown: 10,000 records of 55 unknown keys each (5.6 MB) took orjson 150 ms, 1.7
-times a valid body of as many bytes, though the first record was reason enough to
-refuse it. msgspec decodes by a type instead, and skips what the type does not name
-without building it:
+is unknown: issue 20's body, 10,000 records of 55 unknown keys each (5.6 MB), took
+orjson 150 ms, 1.85 times a valid body of as many bytes, though its first record was
+reason enough to refuse it. msgspec decodes by a type instead, and skips unbuilt what
+the type does not name:
 
 - ``{"instances": [record, ...]}`` is decoded into structs of exactly the record's
-  fields, each a JSON scalar; a valid body (any body whose records have that shape) is
+  fields, each a JSON scalar. A valid body (any body whose records have that shape) is
   decoded once, and checked as columns.
-- Otherwise the records are split undecoded (``msgspec.Raw``) and decoded only as far
-  as the search for the first problems goes (``schema.validate_parts``): runs of
-  records of that shape as columns; any other record alone, with its fields and its
-  first few unknown ones, a value that is a large JSON object or array shown by its
-  size, never built.
-- ``NaN`` and ``Infinity`` are not JSON, but V2 reads them (through pydantic), so that a
-  record's check names them; V1 does too. Each is rewritten as a number beyond a
-  double, which makes its record one to check alone, where the float hook turns it
-  back.
+- The first record of another shape stops that decode; the rows before it are kept.
+  The records are then split undecoded (``msgspec.Raw``) and decoded only as far as the
+  search for the first problems goes (``schema.validate_parts``): runs of records of
+  that shape as columns, any other record alone (:func:`_record`).
+- ``NaN`` and ``Infinity`` are not JSON, but V2 reads them (through pydantic) so that a
+  record's check names them, and V1 does too: a body that is not JSON is read again with
+  each rewritten as a number beyond a double, which makes its record one to check
+  alone, where the float hook turns it back.
 """
 
 from __future__ import annotations
@@ -47,6 +46,7 @@ _WHERE: Final = "instances"
 # A record's value as msgspec decodes it on the way to the columns: a JSON object or
 # array makes the record one to check alone, where it is not built if large.
 _Scalar = str | int | float | bool | None
+
 # msgspec calls a struct's __post_init__ as each row is decoded: _made holds the rows
 # made so far, so that when a record of another shape stops a decode, the rows before it
 # are at hand (decoding them again cost half a valid body's read). One decode at a time.
@@ -62,6 +62,11 @@ _Row: Any = msgspec.defstruct(
 _Rows: Any = GenericAlias(list, (_Row,))
 _Body: Any = msgspec.defstruct("_Body", [(_WHERE, _Rows)])  # other keys skipped, unbuilt
 _Split: Any = msgspec.defstruct("_Split", [(_WHERE, list[msgspec.Raw])])
+
+#: A record is about 150 bytes; a record checked alone is decoded whole up to this size.
+#: Finding a larger one's fields one by one costs about 1 ms, what decoding this many
+#: bytes of one-character keys does.
+_MAX_RECORD_BYTES: Final = 64 * 1024
 
 #: A JSON object or array in a record checked alone is decoded up to this size, and
 #: shown by its size beyond: no field's value is one, and a message shows 80 characters.
@@ -87,6 +92,10 @@ _SPLIT: Final[msgspec.json.Decoder[Any]] = msgspec.json.Decoder(_Split)
 # Integers beyond 128 bits are decoded too, with a float hook (none on the way to the
 # columns: it costs a valid body 2.4 times).
 _VALUE: Final = msgspec.json.Decoder(float_hook=_float)
+# A record of another shape, its values undecoded.
+_FIELDS: Final[msgspec.json.Decoder[dict[str, msgspec.Raw]]] = msgspec.json.Decoder(
+    dict[str, msgspec.Raw]
+)
 
 
 def read_instances(body: bytes | str, *, max_rows: int) -> dict[str, list[Any]]:
@@ -127,7 +136,21 @@ def _read(body: bytes | str, max_rows: int) -> dict[str, list[Any]]:
     except msgspec.ValidationError:
         raise InvalidRecord(NOT_INSTANCES) from None
     check_rows(len(split), max_rows, _WHERE)
+    if not _instances_once(body):  # the rows may be another list's: found anew
+        rows, odd = _rows_until_odd(_ROWS.decode, _array(split))
+        if odd is None:
+            return validate_parts([Run(0, _columns(rows))], where=_WHERE)
     return validate_parts(_parts(split, rows, odd), where=_WHERE)
+
+
+def _instances_once(body: bytes | str) -> bool:
+    """Whether ``body`` says ``"instances"`` once, with no escape that could spell it.
+
+    A key given twice is decoded twice, and the last wins: the rows of a decode the
+    first stopped are not those of the split.
+    """
+    text = body.encode() if isinstance(body, str) else body
+    return text.count(b'"instances"') == 1 and b"\\" not in text
 
 
 def _instances(body: bytes | str) -> list[Any]:
@@ -165,8 +188,6 @@ def _parts(split: Sequence[msgspec.Raw], rows: list[Any], odd: int) -> Iterator[
     """
     start, count = 0, len(split)
     while start < count:
-        if len(rows) != odd - start:  # the body held "instances" twice: decode them anew
-            rows = _ROWS.decode(_array(split[start:odd]))
         if rows:
             yield Run(start, _columns(rows))
         yield Lone(odd, _record(split[odd]))
@@ -220,17 +241,6 @@ def _record(raw: msgspec.Raw) -> Any:
         return None
     unknown = islice((name for name in fields if name not in RAW_FIELDS), MAX_PROBLEMS + 1)
     return {name: _value(fields[name]) for name in [*RAW_FIELDS, *unknown] if name in fields}
-
-
-_FIELDS: Final[msgspec.json.Decoder[dict[str, msgspec.Raw]]] = msgspec.json.Decoder(
-    dict[str, msgspec.Raw]
-)
-
-
-#: A record is about 150 bytes; a record checked alone is decoded whole up to this size.
-#: Finding a larger one's fields one by one costs about 1 ms, what decoding this many
-#: bytes of one-character keys does.
-_MAX_RECORD_BYTES: Final = 64 * 1024
 
 
 def _large_record(raw: msgspec.Raw) -> Any:
