@@ -18,7 +18,7 @@ from starlette.types import Message
 from common.core.errors import ClientError
 from common.core.settings import Limits
 from common.protocol import tensors
-from common.serving.endpoints import infer_v2, predict_v1
+from common.serving.endpoints import header_dict, infer_v2, predict_v1
 from tests.unit.served_models import Doubling, dataplane_serving
 
 
@@ -148,3 +148,35 @@ def test_a_v1_request_is_read_whatever_its_content_type_and_answered_with_orjson
 def test_a_v1_body_that_is_not_json_is_a_400() -> None:
     with pytest.raises(ClientError, match="not valid JSON"):
         v1(b'{"instances": [')
+
+
+class ReadsItsOwnBytes(Doubling):
+    """A model that decodes V1 bodies itself (as the transformer does, by its schema)."""
+
+    reads_v1_bytes = True
+
+    async def predict(self, payload: Any, *args: Any, **kwargs: Any) -> Any:
+        return {"predictions": [type(payload).__name__, len(payload)]}
+
+
+def test_a_model_that_reads_v1_bytes_is_handed_the_body_undecoded() -> None:
+    body = b'{"instances": [1, 2.5], "unknown": {"k": 1}}'
+    dataplane = dataplane_serving(ReadsItsOwnBytes())
+    response = asyncio.run(predict_v1(dataplane, posted(body), "m", Limits()))
+    assert orjson.loads(response.body) == {"predictions": ["bytes", len(body)]}
+    # Any other model is handed the decoded body.
+    assert orjson.loads(v1(body).body) == {"predictions": [2, 5.0]}
+
+
+def test_header_dict_reads_every_header_once_the_first_of_a_name_winning() -> None:
+    # As request.headers[name] answers, but in one pass: dict(request.headers) looks each
+    # name up anew, in time quadratic in their number (issue 20, item 1).
+    raw = [(b"x-request-id", b"first"), (b"accept", b"caf\xe9"), (b"x-request-id", b"second")]
+    raw += [(b"h%d" % i, b"v") for i in range(20_000)]
+    request = Request({"type": "http", "headers": raw})
+
+    headers = header_dict(request)
+
+    assert headers["x-request-id"] == request.headers["x-request-id"] == "first"
+    assert headers["accept"] == request.headers["accept"] == "café"  # latin-1, as HTTP's
+    assert len(headers) == 2 + 20_000

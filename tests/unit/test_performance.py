@@ -145,6 +145,28 @@ def test_a_labels_file_of_another_schema_is_skipped_and_counted_beside_good_ones
     assert report["labels"]["files_read"] == 2
 
 
+def test_a_capture_file_of_another_schema_is_skipped_and_counted_beside_good_ones(
+    tmp_path: Path,
+) -> None:
+    served, labels = _served(60, 8, accuracy=1.0)
+    capture = tmp_path / "capture"
+    write_parquet(served, capture / "a.parquet")
+    write_parquet(pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}), capture / "other.parquet")
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    out = tmp_path / "o"
+    args = ["performance", "--current", str(capture), "--labels", str(tmp_path / "labels.csv")]
+    args += ["--output", str(out), "--min_rows", "20"]
+
+    assert main(args) == 0
+
+    report = json.loads((out / "performance_report.json").read_text())
+    assert report["rows_joined"] == 60
+    [skipped] = report["current"]["files_skipped"]
+    assert skipped["path"].endswith("other.parquet")
+    assert skipped["reason"].startswith("another schema: missing column(s)")
+    assert report["current"]["files_read"] == 1
+
+
 # --- the join's input (issue 20, item 10) -------------------------------------------
 
 
