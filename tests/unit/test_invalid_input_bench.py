@@ -16,6 +16,8 @@ from benchmarks import invalid_input
 ROWS = (
     ("V1, every record hostile (issue 20)", "as many rows"),
     ("V1, every record hostile (issue 20)", "as many bytes"),
+    ("V1, every record hostile, and a NaN", "as many bytes"),
+    ("V1, one record of 12000 unknown keys", "as many bytes"),
     ("V1, the last record hostile", "as many rows"),
     ("V2 columnar, every value of the wrong type", "as many rows"),
 )
