@@ -145,6 +145,55 @@ def test_mlflow_credentials_reach_the_job_from_the_charts_secret() -> None:
         assert env[key] == {"secretKeyRef": {"name": "auth", "key": key}}
 
 
+def test_with_accuracy_the_job_reads_the_labels_and_captures_on_the_data_claim() -> None:
+    objects = helm_render(job_values(accuracy=True))
+    job = rollout_objects(objects)["Job"]
+    run = container(job)
+    args = _parser().parse_args(run["args"])
+    # Where the performance job reads them (monitoring.performance.labelsUri, capture.uri).
+    assert (args.labels, args.current) == ("/data/labels", "/data/capture")
+    mounts = {m["name"]: m for m in run["volumeMounts"]}
+    assert mounts["data"] == {"name": "data", "mountPath": "/data", "readOnly": True}
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    claim = volumes["data"]["persistentVolumeClaim"]
+    assert claim == {"claimName": f"{NAME}-data", "readOnly": True}
+    assert one(objects, "PersistentVolumeClaim")["metadata"]["name"] == claim["claimName"]
+    assert not any(e["name"].startswith("AWS_") for e in run["env"])
+    kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+    # Without accuracy, neither the flags nor the claim.
+    plain = container(rollout_objects(helm_render(job_values()))["Job"])
+    assert "--labels" not in plain["args"] and "data" not in {
+        m["name"] for m in plain["volumeMounts"]
+    }
+
+
+def test_with_accuracy_on_s3_the_job_reads_with_the_object_stores_settings() -> None:
+    values = job_values(accuracy=True) | {
+        "capture": {"uri": "s3://served/capture"},
+        "monitoring": {"performance": {"labelsUri": "s3://served/labels"}},
+        "objectStore": {"endpoint": "http://minio.minio.svc:9000", "region": "eu-west-1"},
+    }
+    job = rollout_objects(helm_render(values))["Job"]
+    run = container(job)
+    args = _parser().parse_args(run["args"])
+    assert (args.labels, args.current) == ("s3://served/labels", "s3://served/capture")
+    env = {e["name"]: e["valueFrom"] for e in run["env"]}
+    assert env["AWS_ENDPOINT_URL"]["configMapKeyRef"]["key"] == "AWS_ENDPOINT_URL"
+    assert env["AWS_ACCESS_KEY_ID"]["secretKeyRef"] == {
+        "name": f"{NAME}-s3",
+        "key": "AWS_ACCESS_KEY_ID",
+        "optional": True,  # a workload identity needs no keys
+    }
+    assert "data" not in {m["name"] for m in run["volumeMounts"]}
+    kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+
+
+def test_accuracy_without_capture_is_refused_by_the_chart() -> None:
+    values = job_values(accuracy=True) | {"capture": {"enabled": False}}
+    with pytest.raises(Exception, match="rollout.job.accuracy needs capture.enabled"):
+        helm_render(values)
+
+
 def longest_run(args: Any) -> float:
     """The longest `rollout run` with ``args`` waits, from rollout/progressive.py: each step
     below 100 % makes a move with two waits of up to --timeout (Delivery._move: the move's

@@ -93,6 +93,7 @@ Every location some pod of the release uses: the claim exists when one of them i
 {{- if or .Values.capture.enabled $jobs }}{{ $all = append $all .Values.capture.uri }}{{ end }}
 {{- if $jobs }}{{ $all = append $all $m.reportsUri }}{{ end }}
 {{- if $m.performance.enabled }}{{ $all = append $all $m.performance.labelsUri }}{{ end }}
+{{- $all = concat $all (include "sqc.rolloutLocations" . | fromJsonArray) }}
 {{- toJson $all }}
 {{- end }}
 
@@ -583,8 +584,27 @@ The checks of what the CLI would refuse come first, so `helm install` says it, n
 {{- with $j.selector }}
 {{- $args = concat $args (list "--selector" .) }}
 {{- end }}
+{{- if $j.accuracy }}
+{{- if not .Values.capture.enabled }}
+{{- fail "rollout.job.accuracy needs capture.enabled: the accuracy check joins the labels to the rows the transformer captures" }}
+{{- end }}
+{{- $args = concat $args (list "--labels" .Values.monitoring.performance.labelsUri "--current" .Values.capture.uri) }}
+{{- end }}
 {{- if $j.logToMlflow }}
 {{- $args = append $args "--log_to_mlflow" }}
 {{- end }}
 {{- toYaml $args }}
+{{- end }}
+
+{{/*
+What the rollout Job reads besides the cluster, Prometheus and MLflow: with rollout.job.accuracy,
+the captured rows and the labels (a JSON list, for sqc.onClaim and sqc.onS3).
+*/}}
+{{- define "sqc.rolloutLocations" -}}
+{{- $j := .Values.rollout.job }}
+{{- if and $j.enabled $j.accuracy }}
+{{- list .Values.capture.uri .Values.monitoring.performance.labelsUri | toJson }}
+{{- else }}
+{{- list | toJson }}
+{{- end }}
 {{- end }}
