@@ -384,15 +384,21 @@ def validate_parts(parts: Iterable[Run | Lone], *, where: str) -> dict[str, list
         Naming the first few problems, or saying the batch is empty.
     """
     found = _Found()
-    columns: dict[str, list[Any]] = {name: [] for name in RAW_FIELDS}
+    valid: list[Run | Lone] = []
     for part in parts:
         if _add_problems(found, part):
-            for name, values in columns.items():
-                values += part.columns[name] if isinstance(part, Run) else [part.record[name]]
+            valid.append(part)
         if found.full:
             break
     if found.problems:
         raise InvalidRecord(found.describe(where))
+    if len(valid) == 1 and isinstance(valid[0], Run):  # a valid body: its columns, uncopied
+        columns = valid[0].columns
+    else:
+        columns = {name: [] for name in RAW_FIELDS}
+        for part in valid:
+            for name, values in columns.items():
+                values += part.columns[name] if isinstance(part, Run) else [part.record[name]]
     if not columns["date"]:
         raise InvalidRecord(f"{where} is empty: send at least one record")
     _check_calendar(columns["date"], where)

@@ -120,7 +120,7 @@ def test_a_v1_body_is_read_from_its_bytes_without_building_its_unknown_keys(
 ) -> None:
     # Decoded by the record's shape (transformer.v1_body), not whole. Whole, with orjson,
     # each of these built 1.0 to 1.4 times what a valid body of its bytes builds (100 MB
-    # for the first); now 0.04, 0.01, 0.003, 0.0004 and 1.16 times.
+    # for the first); now 0.03, 0.01, 0.002, 0.0004 and 1.11 times.
     raw = orjson.dumps(body)
     valid = orjson.dumps({"instances": [VALID] * (len(raw) // len(orjson.dumps(VALID)) + 1)})
     read = allocated_bytes(lambda: protocol.records_from_v1(raw, max_rows=10**6))
