@@ -105,6 +105,14 @@ def test_the_record_validator_passes_or_names_a_client_error(batch: list[Any]) -
     check_features_are_finite(columns)
 
 
+def outcome(read: Any) -> object:
+    """What a read or a check gave: its result, or the message that refused it."""
+    try:
+        return read()
+    except ClientError as exc:
+        return (exc.status_code, str(exc))
+
+
 @CASES
 @given(
     st.integers(1, 5).flatmap(
@@ -118,18 +126,10 @@ def test_the_record_validator_passes_or_names_a_client_error(batch: list[Any]) -
 )
 def test_columns_and_records_agree_on_every_generated_batch(columns: dict[str, list[Any]]) -> None:
     rows = [{name: columns[name][i] for name in RAW_FIELDS} for i in range(len(columns["date"]))]
-    outcomes: list[object] = []
-    for check in (
-        lambda: validate_columns(columns, where="r"),
-        lambda: validate_records(rows, where="r"),
-    ):
-        try:
-            outcomes.append(check())
-        except ClientError as exc:
-            outcomes.append(str(exc))
-    assert outcomes[0] == outcomes[1]
-    if isinstance(outcomes[0], dict):
-        check_features_are_finite(outcomes[0])
+    by_columns = outcome(lambda: validate_columns(columns, where="r"))
+    assert by_columns == outcome(lambda: validate_records(rows, where="r"))
+    if isinstance(by_columns, dict):
+        check_features_are_finite(by_columns)
 
 
 @CASES
@@ -143,14 +143,6 @@ def test_any_v1_body_is_read_or_refused_as_the_callers_mistake(body: bytes) -> N
         protocol.records_from_v1(body)
     except ClientError:
         pass
-
-
-def outcome(read: Any) -> object:
-    """What reading a body gave: its columns, or the message that refused it."""
-    try:
-        return read()
-    except ClientError as exc:
-        return (exc.status_code, str(exc))
 
 
 @CASES
